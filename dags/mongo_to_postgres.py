@@ -1,0 +1,119 @@
+"""
+### MongoDB users → PostgreSQL
+
+Copies the `users` collection of MongoDB into a PostgreSQL table, one mapped
+task per page of `_id` values, and proves that nothing was lost.
+
+1. **reset_table** drops and recreates the target table.
+2. **seed_users** tops the source collection up to *seed_users* fake users (0: leave it alone).
+3. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents.
+4. **migrate_page** (one per page) deletes its range in the target and COPYs its
+   documents, in one transaction: a retried page is replaced, never duplicated.
+5. **verify** fails the run unless the source count, the target count and the
+   sum of the pages' counts agree.
+
+Connections: `mongo_default` (source) and `postgres_default` (target).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Param, dag
+
+from include import config
+from mongo_migration.operators import (
+    MongoToPostgresOperator,
+    PlanPagesOperator,
+    ResetTableOperator,
+    SeedUsersOperator,
+    VerifyMigrationOperator,
+)
+
+SOURCE = {
+    "mongo_conn_id": config.MONGO_CONN_ID,
+    "mongo_database": "{{ params.mongo_database }}",
+    "mongo_collection": "{{ params.mongo_collection }}",
+}
+TARGET = {
+    "postgres_conn_id": config.POSTGRES_CONN_ID,
+    "target_table": "{{ params.target_table }}",
+}
+
+
+@dag(
+    schedule=config.SCHEDULE,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    max_active_tasks=config.CLUSTER_SIZE,
+    render_template_as_native_obj=True,
+    doc_md=__doc__,
+    default_args={
+        "owner": "data-platform",
+        "retries": 3,
+        "retry_delay": dt.timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+    },
+    tags=["mongodb", "postgres", "migration"],
+    params={
+        "seed_users": Param(
+            config.SEED_USERS,
+            type="integer",
+            minimum=0,
+            maximum=100_000_000,
+            title="Users to seed",
+            description="Fake users to ensure in the source collection before copying; 0 leaves it as it is.",
+        ),
+        "items_per_page": Param(
+            config.ITEMS_PER_PAGE,
+            type="integer",
+            minimum=1,
+            maximum=100_000,
+            title="Items per page",
+            description="Documents per migrate_page task.",
+        ),
+        "mongo_database": Param(
+            config.MONGO_DATABASE,
+            type="string",
+            pattern=r"^[A-Za-z0-9_-]{1,63}$",
+            title="MongoDB database",
+        ),
+        "mongo_collection": Param(
+            config.MONGO_COLLECTION,
+            type="string",
+            pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,119}$",
+            title="MongoDB collection",
+        ),
+        "target_table": Param(
+            config.TARGET_TABLE,
+            type="string",
+            pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+            title="PostgreSQL table",
+            description="Dropped and recreated by every run: lowercase letters, digits and _.",
+        ),
+    },
+)
+def mongo_to_postgres():
+    reset_table = ResetTableOperator(task_id="reset_table", **TARGET)
+    seed_users = SeedUsersOperator(
+        task_id="seed_users", users="{{ params.seed_users }}", faker_seed=config.FAKER_SEED, **SOURCE
+    )
+    plan_pages = PlanPagesOperator(
+        task_id="plan_pages", items_per_page="{{ params.items_per_page }}", **SOURCE
+    )
+    migrate_page = MongoToPostgresOperator.partial(
+        task_id="migrate_page", max_active_tis_per_dag=config.CLUSTER_SIZE, **SOURCE, **TARGET
+    ).expand(page=plan_pages.output)
+    verify = VerifyMigrationOperator(
+        task_id="verify",
+        pages=plan_pages.output,
+        page_results=migrate_page.output,
+        trigger_rule="none_failed",  # an empty collection has no pages to wait for
+        **SOURCE,
+        **TARGET,
+    )
+    reset_table >> seed_users >> plan_pages >> migrate_page >> verify
+
+
+mongo_to_postgres()

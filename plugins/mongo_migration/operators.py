@@ -1,0 +1,206 @@
+"""The operators of the ``mongo_to_postgres`` DAG.
+
+Each one creates its hooks in ``execute`` and leaves the work to the modules
+beside it: ``users`` (seeding), ``pages`` (planning), ``documents`` (the row of
+a document) and ``target`` (the SQL).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.providers.mongo.hooks.mongo import MongoHook
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+from pymongo.collection import Collection
+
+from mongo_migration import target
+from mongo_migration.documents import CODEC_OPTIONS, to_row
+from mongo_migration.pages import Page, plan_pages, planned_range_filter
+from mongo_migration.users import seed_users
+
+_SOURCE_FIELDS = ("mongo_database", "mongo_collection")
+
+
+class _SourceOperator(BaseOperator):
+    """An operator that reads the source collection through the ``mongo_conn_id`` connection."""
+
+    def __init__(
+        self,
+        *,
+        mongo_database: str,
+        mongo_collection: str,
+        mongo_conn_id: str = "mongo_default",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.mongo_database = mongo_database
+        self.mongo_collection = mongo_collection
+        self.mongo_conn_id = mongo_conn_id
+
+    def source(self, hook: MongoHook) -> Collection:
+        return hook.get_collection(self.mongo_collection, self.mongo_database).with_options(
+            codec_options=CODEC_OPTIONS
+        )
+
+
+class ResetTableOperator(BaseOperator):
+    """Drop and recreate the target table."""
+
+    template_fields: Sequence[str] = ("target_table",)
+
+    def __init__(self, *, target_table: str, postgres_conn_id: str = "postgres_default", **kwargs):
+        super().__init__(**kwargs)
+        self.target_table = target_table
+        self.postgres_conn_id = postgres_conn_id
+
+    def execute(self, context: Any) -> None:
+        with PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn() as conn:
+            target.reset_table(conn, self.target_table)
+        self.log.info("Recreated table %s", self.target_table)
+
+
+class SeedUsersOperator(_SourceOperator):
+    """Ensure the source collection holds ``users`` fake users (0 leaves it alone)."""
+
+    template_fields: Sequence[str] = ("users", *_SOURCE_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        users: int,
+        faker_seed: int,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.users = users
+        self.faker_seed = faker_seed
+
+    def execute(self, context: Any) -> int:
+        if self.users == 0:
+            self.log.info("Seeding is off (seed_users = 0)")
+            return 0
+        started = time.monotonic()
+        with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook:
+            inserted = seed_users(self.source(hook), self.users, self.faker_seed)
+        self.log.info(
+            "Inserted %s users into %s.%s in %.1f s; it now holds at least %s",
+            inserted,
+            self.mongo_database,
+            self.mongo_collection,
+            time.monotonic() - started,
+            self.users,
+        )
+        return inserted
+
+
+class PlanPagesOperator(_SourceOperator):
+    """Cut the source collection into ``_id`` ranges of ``items_per_page`` documents."""
+
+    template_fields: Sequence[str] = ("items_per_page", *_SOURCE_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        items_per_page: int,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.items_per_page = items_per_page
+
+    def execute(self, context: Any) -> list[dict]:
+        with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook:
+            pages = plan_pages(self.source(hook), self.items_per_page)
+        documents = sum(page.planned_documents for page in pages)
+        self.log.info("Planned %s pages for %s documents", len(pages), documents)
+        return [page.to_xcom() for page in pages]
+
+
+class MongoToPostgresOperator(_SourceOperator):
+    """Copy one page of the source collection into the target table.
+
+    The page's old rows are deleted and its documents copied in one
+    transaction, so running a page again replaces it exactly.
+    """
+
+    template_fields: Sequence[str] = ("target_table", *_SOURCE_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        page: dict,
+        target_table: str,
+        postgres_conn_id: str = "postgres_default",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.page = page
+        self.target_table = target_table
+        self.postgres_conn_id = postgres_conn_id
+
+    def execute(self, context: Any) -> dict:
+        page = Page.from_xcom(self.page)
+        started = time.monotonic()
+        with (
+            MongoHook(mongo_conn_id=self.mongo_conn_id) as mongo,
+            PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn() as conn,
+        ):
+            documents = self.source(mongo).find(page.mongo_filter())
+            written = target.replace_page(conn, self.target_table, page, map(to_row, documents))
+        seconds = time.monotonic() - started
+        self.log.info(
+            "Page %s: copied %s documents into %s in %.2f s", page.number, written, self.target_table, seconds
+        )
+        return {"page": page.number, "documents": written, "seconds": round(seconds, 3)}
+
+
+class VerifyMigrationOperator(_SourceOperator):
+    """Fail unless source, target and the pages' own counts all agree."""
+
+    template_fields: Sequence[str] = ("pages", "page_results", "target_table", *_SOURCE_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        pages: list[dict],
+        page_results: list[dict],
+        target_table: str,
+        postgres_conn_id: str = "postgres_default",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.pages = pages
+        self.page_results = page_results
+        self.target_table = target_table
+        self.postgres_conn_id = postgres_conn_id
+
+    def execute(self, context: Any) -> dict:
+        pages = [Page.from_xcom(page) for page in self.pages or []]
+        with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook:
+            source = self.source(hook).count_documents(planned_range_filter(pages))
+        with PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn() as conn:
+            rows = target.count_rows(conn, self.target_table)
+        # A slice fetches every page's result in one request, not one request per page.
+        copied = sum(result["documents"] for result in (self.page_results or [])[:])
+        counts = {"source": source, "target": rows, "pages": copied}
+        self.log.info(
+            "%s.%s: %s documents in the planned range; %s: %s rows; %s pages copied %s",
+            self.mongo_database,
+            self.mongo_collection,
+            source,
+            self.target_table,
+            rows,
+            len(pages),
+            copied,
+        )
+        if not source == rows == copied:
+            raise AirflowFailException(
+                f"Counts differ: source {self.mongo_database}.{self.mongo_collection} has {source} "
+                f"documents in the planned range, target table {self.target_table} has {rows} rows "
+                f"(target - source = {rows - source:+d}), and the pages copied {copied} "
+                f"(pages - source = {copied - source:+d})"
+            )
+        return counts

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The local services: a PostgreSQL (target and Airflow metadata) and a
+# MongoDB wire-protocol server (SecantusDB), both on non-default ports, with
+# all their files under $STACK_DIR inside the project (git-ignored).
+#
+#   scripts/stack.sh start   start both (installs what is missing), print the environment
+#   scripts/stack.sh stop    stop both
+#   scripts/stack.sh env     print the environment that points Airflow at them
+#
+# STACK_DIR, PG_PORT and MONGO_PORT choose another instance (the tests use one).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK_DIR=${STACK_DIR:-$ROOT/.stack}
+PG_PORT=${PG_PORT:-55432}
+MONGO_PORT=${MONGO_PORT:-57017}
+PG_PASSWORD=${PG_PASSWORD:-migrator-local}
+PG_BIN=/usr/lib/postgresql/15/bin
+SECANTUS_VERSION=0.7.0b3
+SECANTUS_VENV=$STACK_DIR/secantus-venv
+
+log() { echo "stack: $*" >&2; }
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+install_postgres() {
+  [ -x "$PG_BIN/pg_ctl" ] && return
+  [ "$(id -u)" = 0 ] || { log "PostgreSQL 15 is missing: sudo apt-get install postgresql"; exit 1; }
+  log "installing PostgreSQL 15 from the OS packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+}
+
+# SecantusDB is GPL-2.0: it lives in its own virtual environment as a separate
+# server process and is never imported by the project's code.
+install_secantus() {
+  [ -x "$SECANTUS_VENV/bin/secantusd-py" ] && return
+  log "installing SecantusDB $SECANTUS_VERSION"
+  python3 -m venv "$SECANTUS_VENV"
+  "$SECANTUS_VENV/bin/pip" install -q --disable-pip-version-check "SecantusDB==$SECANTUS_VERSION"
+}
+
+# PostgreSQL refuses to run as root, so it runs as the postgres user, which
+# needs to traverse every folder above its data folder.
+open_path_for_postgres() {
+  [ "$(id -u)" = 0 ] || return 0
+  local dir=$STACK_DIR
+  while [ "$dir" != / ]; do
+    runuser -u postgres -- test -x "$dir" 2>/dev/null || chmod o+x "$dir"
+    dir=$(dirname "$dir")
+  done
+}
+
+start_postgres() {
+  local data=$STACK_DIR/pg/data
+  mkdir -p "$STACK_DIR/pg"
+  open_path_for_postgres
+  [ "$(id -u)" = 0 ] && chown postgres: "$STACK_DIR/pg"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    echo "$PG_PASSWORD" >"$STACK_DIR/pg/pwfile"
+    [ "$(id -u)" = 0 ] && chown postgres: "$STACK_DIR/pg/pwfile"
+    as_postgres "$PG_BIN/initdb" -D "$data" -U postgres --pwfile="$STACK_DIR/pg/pwfile" \
+      --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+    rm -f "$STACK_DIR/pg/pwfile"
+  fi
+  if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "PostgreSQL already running on port $PG_PORT"
+  else
+    as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$STACK_DIR/pg/server.log" -w -t 60 start \
+      -o "-p $PG_PORT -k $STACK_DIR/pg -c listen_addresses=127.0.0.1 -c max_connections=200 \
+          -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+    log "PostgreSQL started on port $PG_PORT"
+  fi
+  for db in target airflow; do
+    as_postgres "$PG_BIN/psql" -h "$STACK_DIR/pg" -p "$PG_PORT" -U postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
+      as_postgres "$PG_BIN/createdb" -h "$STACK_DIR/pg" -p "$PG_PORT" -U postgres "$db"
+  done
+}
+
+start_mongo() {
+  local pidfile=$STACK_DIR/mongo/secantusd.pid
+  mkdir -p "$STACK_DIR/mongo"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    log "SecantusDB already running on port $MONGO_PORT"
+    return
+  fi
+  nohup "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" \
+    --storage-path "$STACK_DIR/mongo/data" --log-level WARNING \
+    >"$STACK_DIR/mongo/server.log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 120); do
+    if "$SECANTUS_VENV/bin/python" -c "
+import socket, sys
+socket.create_connection(('127.0.0.1', $MONGO_PORT), timeout=1).close()" 2>/dev/null; then
+      log "SecantusDB started on port $MONGO_PORT"
+      return
+    fi
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+    sleep 0.5
+  done
+  log "SecantusDB did not start; see $STACK_DIR/mongo/server.log"
+  tail -20 "$STACK_DIR/mongo/server.log" >&2
+  exit 1
+}
+
+stop_all() {
+  local pidfile=$STACK_DIR/mongo/secantusd.pid
+  if [ -f "$pidfile" ]; then
+    local pid
+    pid=$(cat "$pidfile")
+    if kill "$pid" 2>/dev/null; then
+      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -9 "$pid" 2>/dev/null || true
+      log "SecantusDB stopped"
+    fi
+    rm -f "$pidfile"
+  fi
+  if [ -f "$STACK_DIR/pg/data/postmaster.pid" ]; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/pg/data" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
+  fi
+}
+
+print_env() {
+  cat <<EOF
+export AIRFLOW_HOME='$STACK_DIR/airflow'
+export AIRFLOW__CORE__DAGS_FOLDER='$ROOT/dags'
+export AIRFLOW__CORE__PLUGINS_FOLDER='$ROOT/plugins'
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='postgresql+psycopg://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/airflow'
+export AIRFLOW_CONN_POSTGRES_DEFAULT='postgresql://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/target'
+export AIRFLOW_CONN_MONGO_DEFAULT='mongo://127.0.0.1:$MONGO_PORT/?directConnection=true'
+export PYTHONPATH='$ROOT'
+EOF
+}
+
+case "${1:-}" in
+  start) install_postgres; install_secantus; start_postgres; start_mongo; print_env ;;
+  stop) stop_all ;;
+  env) print_env ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac

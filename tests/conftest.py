@@ -1,0 +1,72 @@
+"""Test services: a PostgreSQL and a MongoDB wire-protocol server of their own.
+
+They run from ``.stack-test`` on ports apart from the local stack's, so the
+tests never touch the data of a developer's own runs. The environment that
+points Airflow at them is set before Airflow is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / "scripts" / "stack.sh"
+STACK_ENV = {"STACK_DIR": str(ROOT / ".stack-test"), "PG_PORT": "55433", "MONGO_PORT": "57018"}
+
+
+def _stack(command: str) -> str:
+    return subprocess.run(
+        ["bash", str(STACK), command],
+        env={**os.environ, **STACK_ENV},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+for line in _stack("env").splitlines():
+    name, _, value = line.removeprefix("export ").partition("=")
+    os.environ[name] = value.strip("'")
+
+
+@pytest.fixture(scope="session")
+def services():
+    """Start the test services and Airflow's metadata database; stop the services at the end."""
+    _stack("start")
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    yield
+    _stack("stop")
+
+
+@pytest.fixture
+def mongo_collection(services):
+    """An empty collection of its own in the test database, dropped afterwards."""
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    with MongoHook() as hook:
+        collection = hook.get_collection(f"users_{uuid.uuid4().hex[:8]}", "tests")
+        yield collection
+        collection.drop()
+
+
+@pytest.fixture
+def pg_conn(services):
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    with PostgresHook().get_conn() as conn:
+        conn.autocommit = True
+        yield conn
+
+
+@pytest.fixture
+def target_table(pg_conn):
+    """A fresh table name, dropped afterwards."""
+    name = f"users_{uuid.uuid4().hex[:8]}"
+    yield name
+    pg_conn.execute(f"DROP TABLE IF EXISTS {name}")

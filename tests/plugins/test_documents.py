@@ -1,0 +1,118 @@
+"""The row of a document: pure functions, no services."""
+
+import datetime as dt
+import json
+import uuid
+
+import bson
+import pytest
+from bson import json_util
+from bson.binary import Binary
+from bson.code import Code
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+from bson.objectid import ObjectId
+from bson.regex import Regex
+from bson.timestamp import Timestamp
+
+from mongo_migration.documents import CODEC_OPTIONS, COLUMNS, id_key, to_extended_json, to_row
+
+UTC = dt.UTC
+LOAD_OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=UTC)
+
+
+def as_read(document: dict) -> dict:
+    """The document as a page task receives it from the server."""
+    return bson.decode(bson.encode(document), CODEC_OPTIONS)
+
+
+def user(**fields) -> dict:
+    document = {
+        "_id": ObjectId("65a1b2c3d4e5f60718293a4b"),
+        "username": "ada.lovelace1",
+        "email": "ada.lovelace1@example.org",
+        "age": 36,
+        "created_at": dt.datetime(2021, 3, 4, 5, 6, 7, 890000, tzinfo=UTC),
+        "address": {"street": "12 Main St", "city": "London", "postcode": "N1", "country": "GB"},
+        "tags": ["math", "poetry"],
+    }
+    document.update(fields)
+    return as_read(document)
+
+
+def test_row_has_one_value_per_column_in_order():
+    row = to_row(user())
+    assert len(row) == len(COLUMNS)
+    assert row[:5] == (
+        "65a1b2c3d4e5f60718293a4b",
+        "ada.lovelace1",
+        "ada.lovelace1@example.org",
+        36,
+        dt.datetime(2021, 3, 4, 5, 6, 7, 890000, tzinfo=UTC),
+    )
+
+
+def test_document_column_holds_every_field_including_those_without_a_column():
+    document = json.loads(to_row(user(nickname="Ada"))[-1])
+    assert document["address"]["city"] == "London"
+    assert document["tags"] == ["math", "poetry"]
+    assert document["nickname"] == "Ada"
+    assert document["_id"] == {"$oid": "65a1b2c3d4e5f60718293a4b"}
+    assert document["created_at"] == {"$date": "2021-03-04T05:06:07.890Z"}
+
+
+@pytest.mark.parametrize(
+    "age",
+    ["42", None, 4.2, True, Int64(2**40)],
+    ids=["string", "null", "double", "bool", "beyond-int32"],
+)
+def test_age_of_another_type_leaves_the_column_null_and_the_value_in_the_document(age):
+    row = to_row(user(age=age))
+    assert row[3] is None
+    assert json_util.loads(row[-1])["age"] == age
+
+
+def test_missing_fields_leave_their_columns_null():
+    row = to_row(as_read({"_id": ObjectId("65a1b2c3d4e5f60718293a4b")}))
+    assert row[1:5] == (None, None, None, None)
+
+
+def test_extended_json_turns_back_into_the_same_bson_for_every_common_type():
+    document = as_read(
+        {
+            "_id": ObjectId(),
+            "int32": 7,
+            "int64": Int64(7),
+            "double": 7.0,
+            "decimal": Decimal128("7.10"),
+            "string": "tab\there, newline\nthere, back\\slash, ünïcode",
+            "bool": False,
+            "null": None,
+            "date": dt.datetime(2020, 2, 29, 23, 59, 59, 999000, tzinfo=UTC),
+            "date_before_1970": dt.datetime(1969, 7, 20, 20, 17, tzinfo=UTC),
+            "bytes": b"\x00\xff",
+            "uuid": Binary(uuid.UUID(int=1).bytes, 4),
+            "regex": Regex("^a.*z$", "i"),
+            "code": Code("return x", {"x": 1}),
+            "timestamp": Timestamp(1_700_000_000, 3),
+            "min": MinKey(),
+            "max": MaxKey(),
+            "nested": {"list": [1, Int64(2), {"deep": [dt.datetime(2001, 1, 1, tzinfo=UTC)]}]},
+        }
+    )
+    back = json_util.loads(to_extended_json(document), json_options=LOAD_OPTIONS)
+    assert bson.encode(back) == bson.encode(document)
+
+
+def test_id_key_of_an_objectid_is_its_hex_and_keeps_its_order():
+    ids = sorted(ObjectId() for _ in range(50))
+    keys = [id_key(value) for value in ids]
+    assert keys == [str(value) for value in ids]
+    assert keys == sorted(keys)
+
+
+def test_id_keys_of_other_types_never_collide_with_an_objectid():
+    value = ObjectId("65a1b2c3d4e5f60718293a4b")
+    assert len({id_key(value), id_key(str(value)), id_key(1), id_key(Int64(1)), id_key(1.0)}) == 5

@@ -1,0 +1,113 @@
+"""The operators on the real PostgreSQL and MongoDB wire-protocol server."""
+
+import datetime as dt
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from bson import json_util
+
+from mongo_migration.documents import CODEC_OPTIONS, to_row
+from mongo_migration.operators import MongoToPostgresOperator, ResetTableOperator, VerifyMigrationOperator
+from mongo_migration.pages import plan_pages
+from mongo_migration.users import fake_users
+
+LOAD_OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def source(mongo_collection):
+    """250 users in pages of 100: two full pages and a short last one."""
+    mongo_collection.insert_many(fake_users(0, 250, 1234))
+    return mongo_collection.with_options(codec_options=CODEC_OPTIONS)
+
+
+@pytest.fixture
+def table(target_table):
+    ResetTableOperator(task_id="reset_table", target_table=target_table).execute({})
+    return target_table
+
+
+def migrate(source, table, page):
+    operator = MongoToPostgresOperator(
+        task_id="migrate_page",
+        page=page.to_xcom(),
+        mongo_database=source.database.name,
+        mongo_collection=source.name,
+        target_table=table,
+    )
+    return operator.execute({})
+
+
+def target_documents(pg_conn, table) -> dict:
+    rows = pg_conn.execute(f"SELECT _id, document::text FROM {table}").fetchall()
+    return {key: json_util.loads(document, json_options=LOAD_OPTIONS) for key, document in rows}
+
+
+def test_a_page_lands_exactly_its_documents_with_equal_fields(source, pg_conn, table):
+    page = plan_pages(source, 100)[1]
+
+    result = migrate(source, table, page)
+
+    expected = {row[0]: row for row in map(to_row, source.find(page.mongo_filter()))}
+    rows = pg_conn.execute(f"SELECT _id, username, email, age, created_at FROM {table}").fetchall()
+    assert result["documents"] == 100
+    assert {row[0]: row for row in rows} == {key: row[:5] for key, row in expected.items()}
+    source_documents = {str(doc["_id"]): doc for doc in source.find(page.mongo_filter())}
+    assert target_documents(pg_conn, table) == source_documents
+
+
+def test_running_a_page_twice_leaves_exactly_one_copy(source, pg_conn, table):
+    page = plan_pages(source, 100)[2]
+
+    migrate(source, table, page)
+    result = migrate(source, table, page)
+
+    assert result["documents"] == 50
+    keys = [key for (key,) in pg_conn.execute(f"SELECT _id FROM {table}")]
+    assert sorted(keys) == sorted(str(doc["_id"]) for doc in source.find(page.mongo_filter()))
+
+
+def test_a_rerun_page_replaces_its_own_range_and_leaves_other_pages_alone(source, pg_conn, table):
+    first, second, _ = plan_pages(source, 100)
+    migrate(source, table, first)
+    migrate(source, table, second)
+    pg_conn.execute(f"UPDATE {table} SET username = 'stale'")
+
+    migrate(source, table, first)
+
+    stale = pg_conn.execute(f"SELECT count(*) FROM {table} WHERE username = 'stale'").fetchone()[0]
+    assert stale == second.planned_documents
+    assert pg_conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 200
+
+
+def verifier(source, table, pages, page_results):
+    return VerifyMigrationOperator(
+        task_id="verify",
+        pages=[page.to_xcom() for page in pages],
+        page_results=page_results,
+        mongo_database=source.database.name,
+        mongo_collection=source.name,
+        target_table=table,
+    )
+
+
+def test_verify_passes_when_source_target_and_pages_agree(source, table):
+    pages = plan_pages(source, 100)
+    results = [migrate(source, table, page) for page in pages]
+
+    assert verifier(source, table, pages, results).execute({}) == {"source": 250, "target": 250, "pages": 250}
+
+
+def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table):
+    pages = plan_pages(source, 100)
+    results = [migrate(source, table, page) for page in pages[:2]]
+
+    with pytest.raises(
+        AirflowFailException, match=r"has 250 documents.* has 200 rows \(target - source = -50\)"
+    ):
+        verifier(source, table, pages, results).execute({})
+
+
+def test_reset_refuses_a_table_name_that_is_not_a_plain_identifier(pg_conn):
+    with pytest.raises(ValueError, match="target table 'users; DROP TABLE users' is not a plain"):
+        ResetTableOperator(task_id="reset_table", target_table="users; DROP TABLE users").execute({})

@@ -1,0 +1,48 @@
+"""Page planning against the real MongoDB wire-protocol server."""
+
+from bson.objectid import ObjectId
+
+from mongo_migration.pages import Page, plan_pages, planned_range_filter
+
+
+def test_pages_cover_every_document_once_with_a_short_last_page(mongo_collection):
+    mongo_collection.insert_many([{"_id": ObjectId(), "n": n} for n in range(25)])
+
+    pages = plan_pages(mongo_collection, items_per_page=10)
+
+    assert [page.planned_documents for page in pages] == [10, 10, 5]
+    assert [page.upper_inclusive for page in pages] == [False, False, True]
+    seen = [doc["n"] for page in pages for doc in mongo_collection.find(page.mongo_filter())]
+    assert sorted(seen) == list(range(25))
+    for page in pages:
+        assert mongo_collection.count_documents(page.mongo_filter()) == page.planned_documents
+
+
+def test_pages_of_an_exact_multiple_end_with_a_full_page(mongo_collection):
+    mongo_collection.insert_many([{"_id": ObjectId()} for _ in range(20)])
+
+    pages = plan_pages(mongo_collection, items_per_page=10)
+
+    assert [page.planned_documents for page in pages] == [10, 10]
+    assert mongo_collection.count_documents(planned_range_filter(pages)) == 20
+
+
+def test_an_empty_collection_has_no_pages_and_its_planned_range_matches_nothing(mongo_collection):
+    assert plan_pages(mongo_collection, items_per_page=10) == []
+    mongo_collection.insert_one({"_id": ObjectId()})
+    assert mongo_collection.count_documents(planned_range_filter([])) == 0
+
+
+def test_documents_inserted_after_planning_beyond_the_last_page_are_not_in_any_page(mongo_collection):
+    mongo_collection.insert_many([{"_id": ObjectId()} for _ in range(5)])
+    pages = plan_pages(mongo_collection, items_per_page=10)
+
+    mongo_collection.insert_one({"_id": ObjectId()})
+
+    assert mongo_collection.count_documents(pages[0].mongo_filter()) == 5
+
+
+def test_a_page_survives_xcom_with_its_bound_types():
+    page = Page(number=3, lower=ObjectId(), upper=42, upper_inclusive=True, planned_documents=7)
+    assert Page.from_xcom(page.to_xcom()) == page
+    assert type(Page.from_xcom(page.to_xcom()).upper) is int
