@@ -41,6 +41,9 @@ def services():
     _stack("start")
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     yield
+    from airflow import settings
+
+    settings.dispose_orm()  # close Airflow's own connections before PostgreSQL stops
     _stack("stop")
 
 

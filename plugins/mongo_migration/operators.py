@@ -187,7 +187,7 @@ class VerifyMigrationOperator(_SourceOperator):
         copied = sum(result["documents"] for result in (self.page_results or [])[:])
         counts = {"source": source, "target": rows, "pages": copied}
         self.log.info(
-            "%s.%s: %s documents in the planned range; %s: %s rows; %s pages copied %s",
+            "Source %s.%s: %s documents in the planned range; target %s: %s rows; %s pages copied %s",
             self.mongo_database,
             self.mongo_collection,
             source,
@@ -203,4 +203,5 @@ class VerifyMigrationOperator(_SourceOperator):
                 f"(target - source = {rows - source:+d}), and the pages copied {copied} "
                 f"(pages - source = {copied - source:+d})"
             )
+        self.log.info("Verified: all %s documents arrived", source)
         return counts

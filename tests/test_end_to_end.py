@@ -1,0 +1,104 @@
+"""The whole DAG, run with ``dag.test()`` against the real services."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.exceptions import ParamValidationError
+from bson import json_util
+
+from mongo_migration.documents import CODEC_OPTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+LOAD_OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def dag():
+    return DagBag(dag_folder=ROOT / "dags").dags["mongo_to_postgres"]
+
+
+def run(dag, **conf):
+    return dag.test(run_conf={"mongo_database": "tests", **conf})
+
+
+def task_states(dag_run) -> dict:
+    return {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
+
+
+def test_every_document_arrives_exactly_once_with_equal_fields(dag, mongo_collection, pg_conn, target_table):
+    dag_run = run(
+        dag,
+        seed_users=20_000,
+        items_per_page=8000,
+        mongo_collection=mongo_collection.name,
+        target_table=target_table,
+    )
+
+    assert dag_run.state == "success", task_states(dag_run)
+    pages = [ti for ti in dag_run.get_task_instances() if ti.task_id == "migrate_page"]
+    assert len(pages) == 3  # 8000, 8000 and a short last page of 4000
+    source = {
+        str(doc["_id"]): doc for doc in mongo_collection.with_options(codec_options=CODEC_OPTIONS).find()
+    }
+    rows = pg_conn.execute(
+        f"SELECT _id, username, email, age, created_at, document::text FROM {target_table}"
+    ).fetchall()
+    assert len(source) == 20_000
+    assert len(rows) == len({row[0] for row in rows}) == 20_000
+    for key, username, email, age, created_at, document in rows:
+        original = source.pop(key)
+        assert (username, email, age, created_at) == (
+            original["username"],
+            original["email"],
+            original["age"],
+            original["created_at"],
+        )
+        assert json_util.loads(document, json_options=LOAD_OPTIONS) == original
+    assert source == {}
+
+
+def test_an_existing_collection_is_migrated_without_seeding(dag, mongo_collection, pg_conn, target_table):
+    mongo_collection.insert_many([{"name": f"n{n}", "nested": {"n": n}} for n in range(30)])
+
+    dag_run = run(
+        dag, seed_users=0, items_per_page=8, mongo_collection=mongo_collection.name, target_table=target_table
+    )
+
+    assert dag_run.state == "success", task_states(dag_run)
+    assert mongo_collection.count_documents({}) == 30
+    names = [name for (name,) in pg_conn.execute(f"SELECT document->>'name' FROM {target_table}")]
+    assert sorted(names) == sorted(f"n{n}" for n in range(30))
+
+
+def test_an_empty_collection_migrates_to_an_empty_table(dag, mongo_collection, pg_conn, target_table):
+    dag_run = run(dag, seed_users=0, mongo_collection=mongo_collection.name, target_table=target_table)
+
+    assert dag_run.state == "success", task_states(dag_run)
+    assert pg_conn.execute(f"SELECT count(*) FROM {target_table}").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("target_table", "users; DROP TABLE users"),
+        ("target_table", "Users"),
+        ("items_per_page", 0),
+        ("seed_users", -1),
+        ("mongo_collection", ""),
+    ],
+    ids=["sql-injection", "uppercase-table", "zero-page-size", "negative-seed", "empty-collection-name"],
+)
+def test_bad_params_are_refused_naming_the_param_before_any_data_is_touched(
+    dag, mongo_collection, pg_conn, target_table, param, value
+):
+    pg_conn.execute(f"CREATE TABLE {target_table} (untouched int)")
+    valid = {"seed_users": 5, "mongo_collection": mongo_collection.name, "target_table": target_table}
+
+    with pytest.raises(ParamValidationError, match=f"Invalid input for param {param}"):
+        run(dag, **{**valid, param: value})
+
+    columns = pg_conn.execute(f"SELECT * FROM {target_table}").description
+    assert [column.name for column in columns] == ["untouched"]  # reset_table never ran
+    assert mongo_collection.count_documents({}) == 0  # seed_users never ran
