@@ -9,6 +9,7 @@ the page's position, unlike ``skip()``, whose cost grows with the offset.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from bson import json_util
 from pymongo.collection import Collection
 
 _EXTENDED_JSON = json_util.CANONICAL_JSON_OPTIONS
+READ_BATCH_SIZE = 2000  # documents per batch: small enough for conversion and COPY to overlap
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class Page:
     def mongo_filter(self) -> dict:
         upper_operator = "$lte" if self.upper_inclusive else "$lt"
         return {"_id": {"$gte": self.lower, upper_operator: self.upper}}
+
+    def read(self, collection: Collection) -> Iterator[bytes]:
+        """The page's documents as raw BSON batches: no decoding until they are converted."""
+        return collection.find_raw_batches(self.mongo_filter(), batch_size=READ_BATCH_SIZE)
 
     def to_xcom(self) -> dict:
         """A JSON-safe form: bounds as canonical Extended JSON, which keeps their BSON types."""

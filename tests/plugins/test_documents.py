@@ -17,14 +17,13 @@ from bson.objectid import ObjectId
 from bson.regex import Regex
 from bson.timestamp import Timestamp
 
-from mongo_migration.documents import CODEC_OPTIONS, COLUMNS, id_key, to_extended_json, to_row
+from mongo_migration.documents import CODEC_OPTIONS, COLUMNS, copy_row, copy_rows, id_key, to_extended_json
 
 UTC = dt.UTC
-LOAD_OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=UTC)
 
 
 def as_read(document: dict) -> dict:
-    """The document as a page task receives it from the server."""
+    """The document as a page task decodes it."""
     return bson.decode(bson.encode(document), CODEC_OPTIONS)
 
 
@@ -42,20 +41,25 @@ def user(**fields) -> dict:
     return as_read(document)
 
 
-def test_row_has_one_value_per_column_in_order():
-    row = to_row(user())
-    assert len(row) == len(COLUMNS)
-    assert row[:5] == (
+def values(document: dict) -> list[str]:
+    return copy_row(document).removesuffix("\n").split("\t")
+
+
+def test_row_is_one_copy_line_with_a_value_per_column_in_order():
+    line = copy_row(user())
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert values(user())[:5] == [
         "65a1b2c3d4e5f60718293a4b",
         "ada.lovelace1",
         "ada.lovelace1@example.org",
-        36,
-        dt.datetime(2021, 3, 4, 5, 6, 7, 890000, tzinfo=UTC),
-    )
+        "36",
+        "2021-03-04T05:06:07.890000+00",
+    ]
+    assert len(values(user())) == len(COLUMNS)
 
 
 def test_document_column_holds_every_field_including_those_without_a_column():
-    document = json.loads(to_row(user(nickname="Ada"))[-1])
+    document = json.loads(values(user(nickname="Ada"))[-1])
     assert document["address"]["city"] == "London"
     assert document["tags"] == ["math", "poetry"]
     assert document["nickname"] == "Ada"
@@ -64,19 +68,43 @@ def test_document_column_holds_every_field_including_those_without_a_column():
 
 
 @pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("tab\there", "tab\\there"),
+        ("new\nline", "new\\nline"),
+        ("cr\rhere", "cr\\rhere"),
+        ("back\\slash", "back\\\\slash"),
+    ],
+)
+def test_copy_special_characters_in_text_columns_are_escaped(text, escaped):
+    assert values(user(username=text))[1] == escaped
+
+
+def test_backslashes_of_the_json_are_escaped_for_copy():
+    document = values(user(note='say "hi"\n'))[-1]
+    assert '\\\\"hi\\\\"\\\\n' in document  # JSON's \" and \n, each backslash doubled for COPY
+
+
+@pytest.mark.parametrize(
     "age",
     ["42", None, 4.2, True, Int64(2**40)],
     ids=["string", "null", "double", "bool", "beyond-int32"],
 )
 def test_age_of_another_type_leaves_the_column_null_and_the_value_in_the_document(age):
-    row = to_row(user(age=age))
-    assert row[3] is None
-    assert json_util.loads(row[-1])["age"] == age
+    row = values(user(age=age))
+    assert row[3] == "\\N"
+    assert json_util.loads(row[-1].replace("\\\\", "\\"))["age"] == age
 
 
 def test_missing_fields_leave_their_columns_null():
-    row = to_row(as_read({"_id": ObjectId("65a1b2c3d4e5f60718293a4b")}))
-    assert row[1:5] == (None, None, None, None)
+    assert values(as_read({"_id": ObjectId("65a1b2c3d4e5f60718293a4b")}))[1:5] == ["\\N"] * 4
+
+
+def test_a_raw_batch_becomes_one_line_per_document():
+    documents = [user(_id=ObjectId()) for _ in range(3)]
+    rows, count = copy_rows(b"".join(map(bson.encode, documents)))
+    assert count == 3
+    assert rows.decode() == "".join(map(copy_row, documents))
 
 
 def test_extended_json_turns_back_into_the_same_bson_for_every_common_type():
@@ -91,7 +119,8 @@ def test_extended_json_turns_back_into_the_same_bson_for_every_common_type():
             "bool": False,
             "null": None,
             "date": dt.datetime(2020, 2, 29, 23, 59, 59, 999000, tzinfo=UTC),
-            "date_before_1970": dt.datetime(1969, 7, 20, 20, 17, tzinfo=UTC),
+            "date_on_a_second": dt.datetime(2020, 2, 29, 23, 59, 59, tzinfo=UTC),
+            "date_before_1970": dt.datetime(1969, 7, 20, 20, 17, 0, 1000, tzinfo=UTC),
             "bytes": b"\x00\xff",
             "uuid": Binary(uuid.UUID(int=1).bytes, 4),
             "regex": Regex("^a.*z$", "i"),
@@ -102,7 +131,7 @@ def test_extended_json_turns_back_into_the_same_bson_for_every_common_type():
             "nested": {"list": [1, Int64(2), {"deep": [dt.datetime(2001, 1, 1, tzinfo=UTC)]}]},
         }
     )
-    back = json_util.loads(to_extended_json(document), json_options=LOAD_OPTIONS)
+    back = json_util.loads(to_extended_json(document))
     assert bson.encode(back) == bson.encode(document)
 
 
