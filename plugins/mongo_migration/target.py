@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from psycopg import Connection, sql
-from psycopg.copy import QueuedLibpqWriter
 
 from mongo_migration.documents import COLUMNS, copy_rows, id_key
 from mongo_migration.pages import Page
@@ -52,8 +51,10 @@ class PageStats:
 def replace_page(conn: Connection, table: str, page: Page, raw_batches: Iterable[bytes]) -> PageStats:
     """Delete what the page's range holds and COPY its documents, in one transaction.
 
-    A writer thread sends each chunk to PostgreSQL while the next one is being
-    converted, so the conversion and PostgreSQL's parsing run on separate cores.
+    Each batch is converted and handed to COPY on its own, so PostgreSQL parses
+    one batch (on its own core) while the next is converted. A writer thread
+    would do the same on paper, but its fight for the GIL cost a third more
+    (benchmarks/write_path.py).
     """
     stats = PageStats()
     clock = time.perf_counter()
@@ -72,7 +73,7 @@ def replace_page(conn: Connection, table: str, page: Page, raw_batches: Iterable
                 "upper_inclusive": page.upper_inclusive,
             },
         )
-        with cursor.copy(statement("copy_page", table), writer=QueuedLibpqWriter(cursor)) as copy:
+        with cursor.copy(statement("copy_page", table)) as copy:
             stats.copy_seconds += lap()
             for raw_batch in raw_batches:
                 stats.read_seconds += lap()

@@ -1,0 +1,110 @@
+"""Write-path benchmark: the real conversion and COPY code against COPY of pre-encoded rows.
+
+No MongoDB server is involved: pages of raw BSON (the seeded users' shape,
+with a nested address and a tags array) are built in memory first, so the
+figures are about our side alone. Both methods load one page per transaction
+into a fresh table of the same definition.
+
+    eval "$(bash scripts/stack.sh start)"
+    .venv/bin/python benchmarks/write_path.py [--documents 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import bson
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+from mongo_migration import target
+from mongo_migration.documents import copy_rows
+from mongo_migration.pages import READ_BATCH_SIZE, Page
+from mongo_migration.users import fake_users, user_id
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TABLE = "benchmark_write_path"
+
+
+def build_pages(documents: int, items_per_page: int) -> list[tuple[Page, list[bytes]]]:
+    """Pages of raw BSON batches, as ``find_raw_batches`` would deliver them."""
+    template = fake_users(0, min(items_per_page, documents), 1234)
+    pages = []
+    for number, first in enumerate(range(0, documents, items_per_page)):
+        count = min(items_per_page, documents - first)
+        users = [{**user, "_id": user_id(first + i)} for i, user in enumerate(template[:count])]
+        batches = [
+            b"".join(map(bson.encode, users[start : start + READ_BATCH_SIZE]))
+            for start in range(0, count, READ_BATCH_SIZE)
+        ]
+        page = Page(number, user_id(first), user_id(first + count - 1), True, count)
+        pages.append((page, batches))
+    return pages
+
+
+def load_pre_encoded(conn, pre_encoded: list[bytes]) -> float:
+    target.reset_table(conn, TABLE)
+    started = time.perf_counter()
+    for rows in pre_encoded:
+        with (
+            conn.transaction(),
+            conn.cursor() as cursor,
+            cursor.copy(target.statement("copy_page", TABLE)) as copy,
+        ):
+            copy.write(rows)
+    return time.perf_counter() - started
+
+
+def load_with_conversion(conn, pages) -> float:
+    target.reset_table(conn, TABLE)
+    started = time.perf_counter()
+    for page, batches in pages:
+        target.replace_page(conn, TABLE, page, batches)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--documents", type=int, default=1_000_000)
+    parser.add_argument("--items-per-page", type=int, default=8000)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each method; the best counts")
+    args = parser.parse_args()
+
+    pages = build_pages(args.documents, args.items_per_page)
+    pre_encoded = [b"".join(copy_rows(batch)[0] for batch in batches) for _, batches in pages]
+    with PostgresHook().get_conn() as conn:
+        conn.autocommit = True
+        floor = ours = float("inf")
+        for _ in range(args.repeat):
+            floor = min(floor, load_pre_encoded(conn, pre_encoded))
+            ours = min(ours, load_with_conversion(conn, pages))
+        conn.execute(f"DROP TABLE {TABLE}")
+
+    result = {
+        "documents": args.documents,
+        "pages": len(pages),
+        "pre_encoded_copy_seconds": round(floor, 2),
+        "conversion_and_copy_seconds": round(ours, 2),
+        "ratio": round(ours / floor, 2),
+        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
+    }
+    markdown = "\n".join(
+        [
+            "| method | seconds | documents/s |",
+            "| --- | ---: | ---: |",
+            f"| COPY of pre-encoded rows (floor) | {floor:.2f} | {args.documents / floor:,.0f} |",
+            f"| raw BSON → our conversion → COPY | {ours:.2f} | {args.documents / ours:,.0f} |",
+            f"| ratio | {ours / floor:.2f}x | |",
+        ]
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "write_path.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "write_path.md").write_text(markdown + "\n")
+    print(f"{args.documents:,} documents in {len(pages)} pages\n{markdown}")
+
+
+if __name__ == "__main__":
+    main()
