@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
@@ -20,6 +21,7 @@ from pymongo.collection import Collection
 from mongo_migration import target
 from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.pages import Page, plan_pages, planned_range_filter
+from mongo_migration.report import summarize, summary_line
 from mongo_migration.users import seed_users
 
 _SOURCE_FIELDS = ("mongo_database", "mongo_collection")
@@ -185,13 +187,13 @@ class VerifyMigrationOperator(_SourceOperator):
 
     def execute(self, context: Any) -> dict:
         pages = [Page.from_xcom(page) for page in self.pages or []]
+        # A slice fetches every page's result in one request, not one request per page.
+        page_results = list((self.page_results or [])[:])
         with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook:
             source = self.source(hook).count_documents(planned_range_filter(pages))
         with PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn() as conn:
             rows = target.count_rows(conn, self.target_table)
-        # A slice fetches every page's result in one request, not one request per page.
-        copied = sum(result["documents"] for result in (self.page_results or [])[:])
-        counts = {"source": source, "target": rows, "pages": copied}
+        copied = sum(result["documents"] for result in page_results)
         self.log.info(
             "Source %s.%s: %s documents in the planned range; target %s: %s rows; %s pages copied %s",
             self.mongo_database,
@@ -210,4 +212,7 @@ class VerifyMigrationOperator(_SourceOperator):
                 f"(pages - source = {copied - source:+d})"
             )
         self.log.info("Verified: all %s documents arrived", source)
-        return counts
+        run_started = context["dag_run"].start_date
+        summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
+        self.log.info("Run summary: %s", summary_line(summary))
+        return {"source": source, "target": rows, **summary}

@@ -1,6 +1,7 @@
 """The operators on the real PostgreSQL and MongoDB wire-protocol server."""
 
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -95,7 +96,17 @@ def test_verify_passes_when_source_target_and_pages_agree(source, table):
     pages = plan_pages(source, 100)
     results = [migrate(source, table, page) for page in pages]
 
-    assert verifier(source, table, pages, results).execute({}) == {"source": 250, "target": 250, "pages": 250}
+    run = SimpleNamespace(start_date=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=10))
+
+    summary = verifier(source, table, pages, results).execute({"dag_run": run})
+
+    assert (summary["source"], summary["target"], summary["documents"], summary["pages"]) == (
+        250,
+        250,
+        250,
+        3,
+    )
+    assert summary["wall_seconds"] >= 10
 
 
 def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table):

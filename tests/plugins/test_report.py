@@ -1,0 +1,37 @@
+"""The run summary: pure functions."""
+
+from mongo_migration.report import summarize, summary_line
+
+
+def page(number, documents, seconds):
+    return {
+        "page": number,
+        "documents": documents,
+        "seconds": seconds,
+        "read_seconds": seconds / 2,
+        "convert_seconds": seconds / 4,
+        "copy_seconds": seconds / 4,
+    }
+
+
+def test_summary_adds_up_the_pages_and_names_the_slowest():
+    summary = summarize([page(0, 8000, 2.0), page(1, 8000, 6.0), page(2, 4000, 1.0)], wall_seconds=10.0)
+
+    assert summary == {
+        "documents": 20000,
+        "pages": 3,
+        "wall_seconds": 10.0,
+        "documents_per_second": 2000,
+        "slowest_page": {"page": 1, "seconds": 6.0},
+        "read_seconds": 4.5,
+        "convert_seconds": 2.2,
+        "copy_seconds": 2.2,
+    }
+    assert "slowest page 1 (6.0 s)" in summary_line(summary)
+
+
+def test_summary_of_a_run_without_pages_has_no_slowest_page():
+    summary = summarize([], wall_seconds=3.0)
+    assert summary["documents"] == summary["pages"] == 0
+    assert summary["slowest_page"] is None
+    assert summary_line(summary).startswith("0 documents in 0 pages")
