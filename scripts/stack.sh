@@ -132,7 +132,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='postgresql+psycopg://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/airflow'
 export AIRFLOW_CONN_POSTGRES_DEFAULT='postgresql://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/target'
 export AIRFLOW_CONN_MONGO_DEFAULT='mongo://127.0.0.1:$MONGO_PORT/?directConnection=true'
-export PYTHONPATH='$ROOT'
+export PYTHONPATH='$ROOT:$ROOT/plugins'
 EOF
 }
 

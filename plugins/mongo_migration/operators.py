@@ -7,6 +7,7 @@ a document) and ``target`` (the SQL).
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -162,7 +163,12 @@ class MongoToPostgresOperator(_SourceOperator):
             stats.convert_seconds,
             stats.copy_seconds,
         )
-        return {"page": page.number, "seconds": round(seconds, 3), **stats.as_dict()}
+        return {
+            "page": page.number,
+            "seconds": round(seconds, 3),
+            **stats.as_dict(),
+            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
 
 
 class VerifyMigrationOperator(_SourceOperator):

@@ -16,6 +16,7 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
         "documents_per_second": round(documents / wall_seconds) if wall_seconds > 0 else None,
         "slowest_page": slowest and {"page": slowest["page"], "seconds": slowest["seconds"]},
         **{stage: round(sum(result[stage] for result in page_results), 1) for stage in STAGES},
+        "peak_memory_mb": max((result["peak_memory_mb"] for result in page_results), default=None),
     }
 
 
@@ -26,5 +27,5 @@ def summary_line(summary: dict) -> str:
         f"{summary['documents_per_second']} documents/s; "
         + (f"slowest page {slowest['page']} ({slowest['seconds']} s); " if slowest else "")
         + f"pages spent {summary['read_seconds']} s reading, {summary['convert_seconds']} s converting, "
-        f"{summary['copy_seconds']} s copying"
+        f"{summary['copy_seconds']} s copying; largest page process peaked at {summary['peak_memory_mb']} MB"
     )

@@ -11,6 +11,7 @@ def page(number, documents, seconds):
         "read_seconds": seconds / 2,
         "convert_seconds": seconds / 4,
         "copy_seconds": seconds / 4,
+        "peak_memory_mb": 100 + number,
     }
 
 
@@ -26,6 +27,7 @@ def test_summary_adds_up_the_pages_and_names_the_slowest():
         "read_seconds": 4.5,
         "convert_seconds": 2.2,
         "copy_seconds": 2.2,
+        "peak_memory_mb": 102,
     }
     assert "slowest page 1 (6.0 s)" in summary_line(summary)
 

@@ -1,0 +1,343 @@
+"""Side-by-side benchmark: every way of moving the same collection, in one run.
+
+    bash scripts/benchmark.sh [--documents 100000] [--workers 4]
+
+Seeds (once) a collection of ``--documents`` users, then moves it into a table
+of its own with each method below and checks every table's row count. Writes
+``benchmarks/results/compare.{json,md,png}``: one table, and a chart of the
+total per method and of each page's time by page number (which shows whether
+a method's cost grows with the page's position).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from airflow.providers.mongo.hooks.mongo import MongoHook
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+from include import config
+from mongo_migration import target
+from mongo_migration.documents import copy_rows
+from mongo_migration.pages import READ_BATCH_SIZE, plan_pages
+from mongo_migration.users import seed_users
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DATABASE, COLLECTION = "benchmark", "users"
+AIRFLOW_URL = f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8088')}"
+
+
+@dataclass
+class Result:
+    method: str
+    what: str
+    seconds: float
+    documents: int
+    page_seconds: list[float] = field(default_factory=list)
+
+
+def source():
+    return MongoHook().get_collection(COLLECTION, DATABASE)
+
+
+def fresh_table(name: str):
+    conn = PostgresHook().get_conn()
+    conn.autocommit = True
+    target.reset_table(conn, name)
+    return conn
+
+
+def timed(function: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = function()
+    return time.perf_counter() - started, value
+
+
+# --- the methods -------------------------------------------------------------
+
+
+def source_floor(documents: int) -> Result:
+    def scan():
+        cursor = source().find_raw_batches({}, sort=[("_id", 1)], batch_size=READ_BATCH_SIZE)
+        return sum(len(batch) for batch in cursor)
+
+    seconds, _ = timed(scan)
+    return Result("source floor", "one ordered full scan, raw batches, nothing written", seconds, documents)
+
+
+def sink_floor(documents: int) -> Result:
+    batches = list(source().find_raw_batches({}, batch_size=READ_BATCH_SIZE))
+    pre_encoded = b"".join(copy_rows(batch)[0] for batch in batches)
+    conn = fresh_table("benchmark_sink_floor")
+
+    def copy():
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(target.statement("copy_page", "benchmark_sink_floor")) as out,
+        ):
+            out.write(pre_encoded)
+
+    seconds, _ = timed(copy)
+    return Result(
+        "sink floor", "COPY of the same rows, pre-encoded", seconds, _count(conn, "benchmark_sink_floor")
+    )
+
+
+def page_work(documents: int, items_per_page: int) -> Result:
+    table = "benchmark_page_work"
+    conn = fresh_table(table)
+    collection = source()
+    page_seconds = []
+
+    def run():
+        for page in plan_pages(collection, items_per_page):
+            seconds, _ = timed(
+                lambda page=page: target.replace_page(conn, table, page, page.read(collection))
+            )
+            page_seconds.append(seconds)
+
+    seconds, _ = timed(run)
+    return Result(
+        "page work alone",
+        "plan + every page in one process, no Airflow",
+        seconds,
+        _count(conn, table),
+        page_seconds,
+    )
+
+
+def sequential_baseline(documents: int) -> Result:
+    table = "benchmark_sequential"
+    conn = fresh_table(table)
+
+    def run():
+        with (
+            conn.transaction(),
+            conn.cursor() as cursor,
+            cursor.copy(target.statement("copy_page", table)) as out,
+        ):
+            for batch in source().find_raw_batches({}, batch_size=READ_BATCH_SIZE):
+                out.write(copy_rows(batch)[0])
+
+    seconds, _ = timed(run)
+    return Result("sequential baseline", "one process, one cursor, one COPY", seconds, _count(conn, table))
+
+
+def _skip_limit_page(job: tuple[int, int]) -> float:
+    """One page of the seed's method, in a pool worker: ``skip()``/``limit()``, then COPY."""
+    number, items_per_page = job
+    started = time.perf_counter()
+    cursor = source().find_raw_batches({}, skip=number * items_per_page, limit=items_per_page)
+    with (
+        PostgresHook().get_conn() as conn,
+        conn.cursor() as pg,
+        pg.copy(target.statement("copy_page", "benchmark_skip_limit")) as out,
+    ):
+        for batch in cursor:
+            out.write(copy_rows(batch)[0])
+    return time.perf_counter() - started
+
+
+def _warm_up(_: int) -> None:
+    """Import what a page needs, so that the clock measures paging, not Python's start-up."""
+    source().database.command("ping")
+
+
+def skip_limit_pool(documents: int, items_per_page: int, workers: int) -> Result:
+    conn = fresh_table("benchmark_skip_limit")
+    jobs = [(number, items_per_page) for number in range(-(-documents // items_per_page))]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(_warm_up, range(workers))
+        seconds, page_seconds = timed(lambda: pool.map(_skip_limit_page, jobs, chunksize=1))
+    return Result(
+        "seed's method",
+        f"skip()/limit() pages over a pool of {workers} processes, COPY",
+        seconds,
+        _count(conn, "benchmark_skip_limit"),
+        page_seconds,
+    )
+
+
+def dag_conf(table: str, items_per_page: int) -> dict:
+    return {
+        "seed_users": 0,
+        "items_per_page": items_per_page,
+        "mongo_database": DATABASE,
+        "mongo_collection": COLLECTION,
+        "target_table": table,
+    }
+
+
+def dags_test(documents: int, items_per_page: int) -> Result:
+    table = "benchmark_dags_test"
+    conf = json.dumps(dag_conf(table, items_per_page))
+    command = [str(ROOT / ".venv/bin/airflow"), "dags", "test", "mongo_to_postgres", "-c", conf]
+    seconds, _ = timed(lambda: subprocess.run(command, check=True, capture_output=True))
+    return Result(
+        "DAG, airflow dags test",
+        "every task one after another in one process",
+        seconds,
+        _count(PostgresHook().get_conn(), table),
+    )
+
+
+def local_executor(documents: int, items_per_page: int) -> Result:
+    table = "benchmark_local_executor"
+    script = str(ROOT / "scripts" / "airflow-local.sh")
+    subprocess.run(["bash", script, "start"], check=True, capture_output=True)
+    try:
+        api = _api_session()
+        api.patch(
+            f"{AIRFLOW_URL}/api/v2/dags/mongo_to_postgres", json={"is_paused": False}
+        ).raise_for_status()
+        run = api.post(
+            f"{AIRFLOW_URL}/api/v2/dags/mongo_to_postgres/dagRuns",
+            json={"logical_date": None, "conf": dag_conf(table, items_per_page)},
+        )
+        run.raise_for_status()
+        run_url = f"{AIRFLOW_URL}/api/v2/dags/mongo_to_postgres/dagRuns/{run.json()['dag_run_id']}"
+        while (state := api.get(run_url).json())["state"] not in ("success", "failed"):
+            time.sleep(2)
+        if state["state"] != "success":
+            raise RuntimeError(f"the LocalExecutor run ended {state['state']}: {run_url}")
+        tasks = api.get(f"{run_url}/taskInstances", params={"limit": 1000}).json()["task_instances"]
+        pages = sorted((t["map_index"], t["duration"]) for t in tasks if t["task_id"] == "migrate_page")
+        parallelism = os.environ.get("AIRFLOW_PARALLELISM", "4")
+        return Result(
+            "DAG, LocalExecutor",
+            f"scheduler, API server and DAG processor running, {parallelism} task slots",
+            _seconds_between(state["start_date"], state["end_date"]),
+            _count(PostgresHook().get_conn(), table),
+            [duration for _, duration in pages],
+        )
+    finally:
+        subprocess.run(["bash", script, "stop"], check=True, capture_output=True)
+
+
+def _api_session() -> requests.Session:
+    home = Path(os.environ["AIRFLOW_HOME"])
+    password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    token = requests.post(f"{AIRFLOW_URL}/auth/token", json={"username": "admin", "password": password})
+    token.raise_for_status()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    return session
+
+
+def _seconds_between(start: str, end: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _count(conn, table: str) -> int:
+    with conn:
+        return target.count_rows(conn, table)
+
+
+# --- the report --------------------------------------------------------------
+
+
+def write_report(results: list[Result], documents: int, seed_seconds: float) -> str:
+    lines = [
+        f"{documents:,} documents, pages of {config.ITEMS_PER_PAGE}, on {_machine()}",
+        "",
+        "| method | what it does | seconds | documents/s | rows in target |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for result in results:
+        lines.append(
+            f"| {result.method} | {result.what} | {result.seconds:.1f} | "
+            f"{documents / result.seconds:,.0f} | {result.documents:,} |"
+        )
+    markdown = "\n".join(lines)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "compare.md").write_text(markdown + "\n")
+    (RESULTS / "compare.json").write_text(
+        json.dumps(
+            {
+                "documents": documents,
+                "machine": _machine(),
+                "seed_seconds": round(seed_seconds, 1),
+                "results": [result.__dict__ for result in results],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    _draw_chart(results, documents)
+    return markdown
+
+
+def _draw_chart(results: list[Result], documents: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (bars, pages) = plt.subplots(1, 2, figsize=(14, 5.5))
+    names = [result.method for result in results]
+    bars.barh(names, [result.seconds for result in results], color="#4c72b0")
+    bars.invert_yaxis()
+    bars.set_xlabel("seconds (less is better)")
+    bars.set_title(f"{documents:,} documents, whole run")
+    for result in results:
+        if result.page_seconds:
+            pages.plot(range(len(result.page_seconds)), result.page_seconds, marker=".", label=result.method)
+    pages.set_xlabel("page number (position in the collection)")
+    pages.set_ylabel("seconds per page")
+    pages.set_title("Time of each page by its position")
+    pages.set_ylim(bottom=0)
+    pages.legend()
+    figure.tight_layout()
+    figure.savefig(RESULTS / "compare.png", dpi=100)
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--documents", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=4, help="pool size for the seed's method")
+    parser.add_argument("--skip-airflow", action="store_true", help="leave out the two DAG runs")
+    args = parser.parse_args()
+    items_per_page = config.ITEMS_PER_PAGE
+
+    seed_seconds, _ = timed(lambda: seed_users(source(), args.documents, config.FAKER_SEED))
+    documents = source().count_documents({})
+    print(f"source {DATABASE}.{COLLECTION}: {documents:,} documents (seeding took {seed_seconds:.0f} s)")
+    methods = [
+        lambda: source_floor(documents),
+        lambda: sink_floor(documents),
+        lambda: page_work(documents, items_per_page),
+        lambda: sequential_baseline(documents),
+        lambda: skip_limit_pool(documents, items_per_page, args.workers),
+    ]
+    if not args.skip_airflow:
+        methods += [
+            lambda: dags_test(documents, items_per_page),
+            lambda: local_executor(documents, items_per_page),
+        ]
+    results = []
+    for method in methods:
+        result = method()
+        print(f"  {result.method}: {result.seconds:.1f} s, {result.documents:,} rows", flush=True)
+        results.append(result)
+    print(write_report(results, documents, seed_seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A local Airflow on the local stack: API server (with the UI), scheduler,
+# DAG processor and triggerer, LocalExecutor, metadata in the stack's PostgreSQL.
+#
+#   scripts/airflow-local.sh start   start the services (and the stack), print the URL and the admin login
+#   scripts/airflow-local.sh stop    stop each Airflow component by its process id
+#   scripts/airflow-local.sh env     print the environment the components run with
+#
+# AIRFLOW_PORT (8088) and AIRFLOW_PARALLELISM (4) change the defaults.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+AIRFLOW_PORT=${AIRFLOW_PORT:-8088}
+AIRFLOW_PARALLELISM=${AIRFLOW_PARALLELISM:-4}
+COMPONENTS="api-server scheduler dag-processor triggerer"
+
+stack_env() { bash "$ROOT/scripts/stack.sh" env; }
+
+airflow_env() {
+  eval "$(stack_env)"
+  local secret_file=$AIRFLOW_HOME/jwt_secret
+  mkdir -p "$AIRFLOW_HOME"
+  [ -s "$secret_file" ] || python3 -c "import secrets; print(secrets.token_urlsafe(32))" >"$secret_file"
+  stack_env
+  cat <<EOF
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__PARALLELISM=$AIRFLOW_PARALLELISM
+export AIRFLOW__API__BASE_URL='http://127.0.0.1:$AIRFLOW_PORT'
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL='http://127.0.0.1:$AIRFLOW_PORT/execution/'
+export AIRFLOW__API_AUTH__JWT_SECRET='$(cat "$secret_file")'
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 10705))
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 10706))
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
+# Runs start only when someone triggers them: no nightly run with the defaults on a laptop.
+export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False
+EOF
+}
+
+pid_file() { echo "$AIRFLOW_HOME/$1.pid"; }
+
+running() { [ -f "$(pid_file "$1")" ] && kill -0 "$(cat "$(pid_file "$1")")" 2>/dev/null; }
+
+start() {
+  bash "$ROOT/scripts/setup.sh"
+  bash "$ROOT/scripts/stack.sh" start >/dev/null
+  eval "$(airflow_env)"
+  "$ROOT/.venv/bin/airflow" db migrate >/dev/null
+  for component in $COMPONENTS; do
+    if running "$component"; then
+      echo "airflow-local: $component already running" >&2
+      continue
+    fi
+    args=("$component")
+    [ "$component" = api-server ] && args+=(--port "$AIRFLOW_PORT")
+    # setsid: each component leads its own session, so stop can end everything it started (task
+    # processes put themselves in process groups of their own, but stay in the session)
+    setsid "$ROOT/.venv/bin/airflow" "${args[@]}" >"$AIRFLOW_HOME/$component.log" 2>&1 &
+    echo $! >"$(pid_file "$component")"
+  done
+  for _ in $(seq 1 120); do
+    if curl -sf "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null; then
+      local password
+      password=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" \
+        "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
+      echo "Airflow is up: http://127.0.0.1:$AIRFLOW_PORT  (user admin, password $password)"
+      return
+    fi
+    sleep 1
+  done
+  echo "airflow-local: the API server did not answer; see $AIRFLOW_HOME/api-server.log" >&2
+  exit 1
+}
+
+stop() {
+  eval "$(stack_env)"
+  local sessions=()
+  for component in $COMPONENTS; do
+    [ -f "$(pid_file "$component")" ] && sessions+=("$(cat "$(pid_file "$component")")")
+    rm -f "$(pid_file "$component")"
+  done
+  for sid in "${sessions[@]}"; do pkill -TERM -s "$sid" || true; done
+  for sid in "${sessions[@]}"; do
+    for _ in $(seq 1 30); do pgrep -s "$sid" >/dev/null || break; sleep 1; done
+    pkill -KILL -s "$sid" || true
+  done
+  echo "airflow-local: stopped $COMPONENTS" >&2
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  env) airflow_env ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmarks on the local stack (not part of the tests):
+#   scripts/benchmark.sh [--documents 100000] [--workers 4] [--skip-airflow]   every method side by side
+#   scripts/benchmark.sh write-path [--documents 1000000]                     conversion + COPY vs pre-encoded COPY
+# Results go to benchmarks/results/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+bash scripts/setup.sh --dev
+eval "$(bash scripts/stack.sh start)"
+.venv/bin/airflow db migrate >/dev/null
+if [ "${1:-}" = write-path ]; then
+  shift
+  exec .venv/bin/python benchmarks/write_path.py "$@"
+fi
+exec .venv/bin/python benchmarks/compare.py "$@"
