@@ -17,6 +17,7 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
+from psycopg import Connection
 from pymongo.collection import Collection
 
 from mongo_migration import target
@@ -48,6 +49,18 @@ class _SourceOperator(BaseOperator):
         return hook.get_collection(self.mongo_collection, self.mongo_database).with_options(
             codec_options=CODEC_OPTIONS
         )
+
+
+class _SourceToTargetOperator(_SourceOperator):
+    """An operator that also works on the target table through the ``postgres_conn_id`` connection."""
+
+    def __init__(self, *, target_table: str, postgres_conn_id: str = "postgres_default", **kwargs):
+        super().__init__(**kwargs)
+        self.target_table = target_table
+        self.postgres_conn_id = postgres_conn_id
+
+    def target_connection(self) -> Connection:
+        return PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn()
 
 
 class ResetTableOperator(BaseOperator):
@@ -122,7 +135,7 @@ class PlanPagesOperator(_SourceOperator):
         return [page.to_xcom() for page in pages]
 
 
-class MongoToPostgresOperator(_SourceOperator):
+class MongoToPostgresOperator(_SourceToTargetOperator):
     """Copy one page of the source collection into the target table.
 
     The page's old rows are deleted and its documents copied in one
@@ -131,25 +144,16 @@ class MongoToPostgresOperator(_SourceOperator):
 
     template_fields: Sequence[str] = ("target_table", *_SOURCE_FIELDS)
 
-    def __init__(
-        self,
-        *,
-        page: dict,
-        target_table: str,
-        postgres_conn_id: str = "postgres_default",
-        **kwargs,
-    ):
+    def __init__(self, *, page: dict, **kwargs):
         super().__init__(**kwargs)
         self.page = page
-        self.target_table = target_table
-        self.postgres_conn_id = postgres_conn_id
 
     def execute(self, context: Any) -> dict:
         page = Page.from_xcom(self.page)
         started = time.monotonic()
         with (
             MongoHook(mongo_conn_id=self.mongo_conn_id) as mongo,
-            PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn() as conn,
+            self.target_connection() as conn,
         ):
             stats = target.replace_page(conn, self.target_table, page, page.read(self.source(mongo)))
         seconds = time.monotonic() - started
@@ -171,25 +175,15 @@ class MongoToPostgresOperator(_SourceOperator):
         }
 
 
-class VerifyMigrationOperator(_SourceOperator):
+class VerifyMigrationOperator(_SourceToTargetOperator):
     """Fail unless source, target and the pages' own counts all agree."""
 
     template_fields: Sequence[str] = ("pages", "page_results", "target_table", *_SOURCE_FIELDS)
 
-    def __init__(
-        self,
-        *,
-        pages: list[dict],
-        page_results: list[dict],
-        target_table: str,
-        postgres_conn_id: str = "postgres_default",
-        **kwargs,
-    ):
+    def __init__(self, *, pages: list[dict], page_results: list[dict], **kwargs):
         super().__init__(**kwargs)
         self.pages = pages
         self.page_results = page_results
-        self.target_table = target_table
-        self.postgres_conn_id = postgres_conn_id
 
     def execute(self, context: Any) -> dict:
         pages = [Page.from_xcom(page) for page in self.pages or []]
@@ -197,7 +191,7 @@ class VerifyMigrationOperator(_SourceOperator):
         page_results = list((self.page_results or [])[:])
         with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook:
             source = self.source(hook).count_documents(planned_range_filter(pages))
-        with PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn() as conn:
+        with self.target_connection() as conn:
             rows = target.count_rows(conn, self.target_table)
         copied = sum(result["documents"] for result in page_results)
         self.log.info(
