@@ -7,6 +7,7 @@ points Airflow at them is set before Airflow is imported.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -14,6 +15,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from bson.binary import Binary
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+from bson.objectid import ObjectId
+from bson.timestamp import Timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "scripts" / "stack.sh"
@@ -73,3 +81,30 @@ def target_table(pg_conn):
     name = f"users_{uuid.uuid4().hex[:8]}"
     yield name
     pg_conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@pytest.fixture
+def mixed_ids() -> list:
+    """``_id`` values of every type MongoDB allows, several of most, in no order."""
+    return [
+        *range(5),
+        *(Int64(2**40 + n) for n in range(3)),
+        2.5,
+        -1e300,
+        Decimal128("7.25"),
+        *(f"user-{n}" for n in range(4)),
+        *(ObjectId() for _ in range(4)),
+        *(Binary.from_uuid(uuid.UUID(int=n)) for n in range(3)),
+        Binary(b"\x00\x01", 0),
+        Binary(b"\x02", 0),
+        Binary(b"\x03", 5),  # SecantusDB takes equal bytes of another subtype for a duplicate
+        {"tenant": 1, "n": 1},
+        {"tenant": 1, "n": 2},
+        None,
+        MinKey(),
+        MaxKey(),
+        True,
+        False,
+        dt.datetime(2020, 1, 1),
+        Timestamp(5, 1),
+    ]

@@ -8,7 +8,7 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
 from bson import json_util
 
-from mongo_migration.documents import CODEC_OPTIONS
+from mongo_migration.documents import CODEC_OPTIONS, id_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +69,21 @@ def test_an_existing_collection_is_migrated_without_seeding(dag, mongo_collectio
     assert mongo_collection.count_documents({}) == 30
     names = [name for (name,) in pg_conn.execute(f"SELECT document->>'name' FROM {target_table}")]
     assert sorted(names) == sorted(f"n{n}" for n in range(30))
+
+
+def test_a_collection_mixing_every_id_type_migrates_each_document_exactly_once(
+    dag, mongo_collection, pg_conn, target_table, mixed_ids
+):
+    mongo_collection.insert_many([{"_id": value, "n": n} for n, value in enumerate(mixed_ids)])
+
+    dag_run = run(
+        dag, seed_users=0, items_per_page=3, mongo_collection=mongo_collection.name, target_table=target_table
+    )
+
+    assert dag_run.state == "success", task_states(dag_run)
+    rows = pg_conn.execute(f"SELECT _id, document::text FROM {target_table}").fetchall()
+    assert sorted(json_util.loads(document)["n"] for _, document in rows) == list(range(len(mixed_ids)))
+    assert {key for key, _ in rows} == {id_key(value) for value in mixed_ids}
 
 
 def test_an_empty_collection_migrates_to_an_empty_table(dag, mongo_collection, pg_conn, target_table):

@@ -1,8 +1,7 @@
 -- The target table: one row per MongoDB document. Typed columns hold the user
 -- fields; "document" holds the whole original document as MongoDB Extended
--- JSON, so fields without a column of their own are never lost.
--- "_id" uses the C collation so its order is the byte order of the key, the
--- same order MongoDB pages by (see plugins/mongo_migration/documents.py).
+-- JSON, so fields without a column of their own are never lost. "page" is the
+-- migration page that wrote the row: a retried page replaces exactly its rows.
 DROP TABLE IF EXISTS {table};
 
 CREATE TABLE {table} (
@@ -11,5 +10,8 @@ CREATE TABLE {table} (
     email      text,
     age        integer,
     created_at timestamptz,
-    document   jsonb NOT NULL
+    document   jsonb NOT NULL,
+    page       integer NOT NULL
 );
+
+CREATE INDEX ON {table} (page);

@@ -32,7 +32,7 @@ from bson.objectid import ObjectId
 # more), and dates beyond Python's years 1-9999 as DatetimeMS, not an error.
 CODEC_OPTIONS = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
 
-COLUMNS = ("_id", "username", "email", "age", "created_at", "document")
+COLUMNS = ("_id", "username", "email", "age", "created_at", "document", "page")
 
 NULL = "\\N"
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -40,8 +40,8 @@ _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLAS
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def copy_rows(raw_batch: bytes) -> tuple[bytes, int]:
-    """A batch of raw BSON documents as COPY text rows, and how many documents it held.
+def copy_rows(raw_batch: bytes, page: int) -> tuple[bytes, int]:
+    """A batch of raw BSON documents of ``page`` as COPY text rows, and how many documents it held.
 
     The cyclic garbage collector is paused meanwhile: decoding creates tens of
     thousands of containers, none in a cycle, and in a task process collecting
@@ -51,31 +51,29 @@ def copy_rows(raw_batch: bytes) -> tuple[bytes, int]:
     gc.disable()
     try:
         documents = bson.decode_all(raw_batch, CODEC_OPTIONS)
-        return "".join(map(copy_row, documents)).encode(), len(documents)
+        end_of_row = f"\t{page}\n"
+        return "".join([copy_row(document) + end_of_row for document in documents]).encode(), len(documents)
     finally:
         if collecting:
             gc.enable()
 
 
 def copy_row(document: dict) -> str:
-    """One document as a line of COPY text, its values in the order of ``COLUMNS``."""
+    """One document as COPY text: its values in the order of ``COLUMNS``, but for the page."""
     age = document.get("age")
     created_at = document.get("created_at")
     extended_json = to_extended_json(document)
     if "\\" in extended_json:  # JSON escapes control characters itself; only its backslashes need escaping
         extended_json = extended_json.replace("\\", "\\\\")
-    return (
-        "\t".join(
-            (
-                _text(id_key(document["_id"])),
-                _text(document.get("username")),
-                _text(document.get("email")),
-                str(age) if type(age) in (int, Int64) and _INT32_MIN <= age <= _INT32_MAX else NULL,
-                f"{created_at.isoformat()}+00" if type(created_at) is dt.datetime else NULL,
-                extended_json,
-            )
+    return "\t".join(
+        (
+            _text(id_key(document["_id"])),
+            _text(document.get("username")),
+            _text(document.get("email")),
+            str(age) if type(age) in (int, Int64) and _INT32_MIN <= age <= _INT32_MAX else NULL,
+            f"{created_at.isoformat()}+00" if type(created_at) is dt.datetime else NULL,
+            extended_json,
         )
-        + "\n"
     )
 
 

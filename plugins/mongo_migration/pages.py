@@ -1,34 +1,94 @@
-"""Pages: contiguous ``_id`` ranges of about ``items_per_page`` documents each.
+"""Pages: contiguous ``_id`` ranges of at most ``items_per_page`` documents each.
 
 A page is the range from its first ``_id`` (inclusive) to the next page's first
-``_id`` (exclusive); the last page ends at the last ``_id`` seen when planning
-(inclusive). Together they cover exactly the ``_id`` range that existed at plan
-time, each document in exactly one page. Range queries cost the same whatever
-the page's position, unlike ``skip()``, whose cost grows with the offset.
+``_id`` (exclusive); the last page of a type ends at the last ``_id`` of that
+type seen when planning (inclusive). Together they cover exactly the ``_id``
+values that existed at plan time, each document in exactly one page. Range
+queries cost the same whatever the page's position, unlike ``skip()``, whose
+cost grows with the offset.
+
+MongoDB compares values of different types only by their type's rank ("type
+bracketing"): ``{"$gte": 5, "$lt": "a"}`` matches nothing at all. So a page
+never spans two types: a collection whose ``_id`` values mix numbers, strings
+and ObjectIds gets separate pages for each. Binary values sort by length, then
+subtype, then bytes, and not every server filters them in that order (the local
+SecantusDB does not), so a page of binary ``_id`` values also keeps to one
+length and subtype.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from bson import json_util
+from bson.binary import Binary
+from bson.datetime_ms import DatetimeMS
+from bson.decimal128 import Decimal128
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+from bson.objectid import ObjectId
+from bson.regex import Regex
+from bson.timestamp import Timestamp
 from pymongo.collection import Collection
 
 _EXTENDED_JSON = json_util.CANONICAL_JSON_OPTIONS
 READ_BATCH_SIZE = 2000  # documents per batch: small enough for conversion and COPY to overlap
+
+# MongoDB's order of types when it sorts or compares values: one rank per
+# bracket, and values compare with each other only within their bracket.
+_TYPE_RANKS: dict[type, int] = {
+    MinKey: 1,
+    type(None): 5,
+    int: 10,
+    float: 10,
+    Decimal128: 10,
+    str: 15,
+    dict: 20,
+    list: 25,
+    bytes: 30,
+    Binary: 30,
+    ObjectId: 35,
+    bool: 40,
+    dt.datetime: 45,
+    DatetimeMS: 45,
+    Timestamp: 47,
+    Regex: 50,
+    MaxKey: 127,
+}
+# Brackets that hold a single value: a page of them is that value, not a range.
+_SINGLE_VALUE_RANKS = {_TYPE_RANKS[MinKey], _TYPE_RANKS[type(None)], _TYPE_RANKS[MaxKey]}
+
+
+def type_rank(value: Any) -> int:
+    """The rank of ``value``'s type bracket in MongoDB's comparison order."""
+    for kind in type(value).__mro__:  # Int64 is an int, SON a dict, Code a str
+        if kind in _TYPE_RANKS:
+            return _TYPE_RANKS[kind]
+    raise TypeError(f"an _id of type {type(value).__name__} has no known place in MongoDB's order")
+
+
+def comparison_group(value: Any) -> tuple:
+    """Values that every server compares alike: a page never leaves its group."""
+    rank = type_rank(value)
+    if rank == _TYPE_RANKS[bytes]:
+        return rank, len(value), getattr(value, "subtype", 0)
+    return (rank,)
 
 
 @dataclass(frozen=True)
 class Page:
     number: int
     lower: Any  # first _id of the page, inclusive
-    upper: Any  # next page's first _id (exclusive), or the last page's last _id (inclusive)
+    upper: Any  # next page's first _id (exclusive), or the last _id of its type (inclusive)
     upper_inclusive: bool
     planned_documents: int
 
     def mongo_filter(self) -> dict:
+        if type_rank(self.lower) in _SINGLE_VALUE_RANKS:
+            return {"_id": self.lower}
         upper_operator = "$lte" if self.upper_inclusive else "$lt"
         return {"_id": {"$gte": self.lower, upper_operator: self.upper}}
 
@@ -61,30 +121,36 @@ def plan_pages(collection: Collection, items_per_page: int) -> list[Page]:
     """Cut the collection into pages from one ordered scan of its ``_id`` values."""
     if items_per_page < 1:
         raise ValueError(f"items_per_page must be at least 1, got {items_per_page}")
-    first_ids: list[Any] = []
-    last_id = None
-    count = 0
-    for count, document in enumerate(collection.find({}, {"_id": 1}, sort=[("_id", 1)]), 1):
-        last_id = document["_id"]
-        if (count - 1) % items_per_page == 0:
-            first_ids.append(last_id)
+    runs: list[list] = []  # [first _id, last _id, documents] of each page, in _id order
+    for document in collection.find({}, {"_id": 1}, sort=[("_id", 1)]):
+        value = document["_id"]
+        if runs and runs[-1][2] < items_per_page and comparison_group(value) == comparison_group(runs[-1][0]):
+            runs[-1][1] = value
+            runs[-1][2] += 1
+        else:
+            runs.append([value, value, 1])
     pages = []
-    for number, lower in enumerate(first_ids):
-        is_last = number == len(first_ids) - 1
+    for number, (first, last, documents) in enumerate(runs):
+        following = runs[number + 1][0] if number + 1 < len(runs) else None
+        continues = following is not None and comparison_group(following) == comparison_group(first)
         pages.append(
             Page(
                 number=number,
-                lower=lower,
-                upper=last_id if is_last else first_ids[number + 1],
-                upper_inclusive=is_last,
-                planned_documents=count - number * items_per_page if is_last else items_per_page,
+                lower=first,
+                upper=following if continues else last,
+                upper_inclusive=not continues,
+                planned_documents=documents,
             )
         )
     return pages
 
 
 def planned_range_filter(pages: list[Page]) -> dict:
-    """The MongoDB filter for everything the pages cover together."""
-    if not pages:
-        return {"_id": {"$in": []}}
-    return {"_id": {"$gte": pages[0].lower, "$lte": pages[-1].upper}}
+    """The MongoDB filter for everything the pages cover together: one range per comparison group."""
+    ranges: dict[tuple, Page] = {}  # the first page of each group
+    clauses = []
+    for page in pages:
+        first = ranges.setdefault(comparison_group(page.lower), page)
+        if page.upper_inclusive:
+            clauses.append(Page(0, first.lower, page.upper, True, 0).mongo_filter())
+    return {"$or": clauses} if clauses else {"_id": {"$in": []}}

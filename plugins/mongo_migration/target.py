@@ -10,7 +10,7 @@ from pathlib import Path
 
 from psycopg import Connection, sql
 
-from mongo_migration.documents import COLUMNS, copy_rows, id_key
+from mongo_migration.documents import COLUMNS, copy_rows
 from mongo_migration.pages import Page
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
@@ -65,19 +65,12 @@ def replace_page(conn: Connection, table: str, page: Page, raw_batches: Iterable
         return elapsed
 
     with conn.transaction(), conn.cursor() as cursor:
-        cursor.execute(
-            statement("delete_page", table),
-            {
-                "lower": id_key(page.lower),
-                "upper": id_key(page.upper),
-                "upper_inclusive": page.upper_inclusive,
-            },
-        )
+        cursor.execute(statement("delete_page", table), {"page": page.number})
         with cursor.copy(statement("copy_page", table)) as copy:
             stats.copy_seconds += lap()
             for raw_batch in raw_batches:
                 stats.read_seconds += lap()
-                rows, count = copy_rows(raw_batch)
+                rows, count = copy_rows(raw_batch, page.number)
                 stats.documents += count
                 stats.convert_seconds += lap()
                 copy.write(rows)

@@ -56,6 +56,7 @@ def straightforward_row(document: dict) -> tuple:
         age if isinstance(age, int) and not isinstance(age, bool) and -(2**31) <= age < 2**31 else None,
         created_at.replace(tzinfo=dt.UTC) if isinstance(created_at, dt.datetime) else None,
         to_extended_json(document),
+        7,
     )
 
 
@@ -78,6 +79,6 @@ def test_fast_copy_text_loads_the_same_rows_as_psycopg_write_row(pg_conn, target
             copy.write_row(straightforward_row(document))
 
     def fast(copy):
-        copy.write(copy_rows(raw_batch)[0])
+        copy.write(copy_rows(raw_batch, 7)[0])
 
     assert load(pg_conn, target_table, fast) == load(pg_conn, target_table, straightforward)

@@ -1,8 +1,9 @@
 """Page planning against the real MongoDB wire-protocol server."""
 
+
 from bson.objectid import ObjectId
 
-from mongo_migration.pages import Page, plan_pages, planned_range_filter
+from mongo_migration.pages import Page, comparison_group, plan_pages, planned_range_filter, type_rank
 
 
 def test_pages_cover_every_document_once_with_a_short_last_page(mongo_collection):
@@ -46,3 +47,23 @@ def test_a_page_survives_xcom_with_its_bound_types():
     page = Page(number=3, lower=ObjectId(), upper=42, upper_inclusive=True, planned_documents=7)
     assert Page.from_xcom(page.to_xcom()) == page
     assert type(Page.from_xcom(page.to_xcom()).upper) is int
+
+
+def test_mixed_id_types_each_land_in_exactly_one_page_of_a_single_type(mongo_collection, mixed_ids):
+    collection = mongo_collection
+    ids = mixed_ids
+    collection.insert_many([{"_id": value, "n": n} for n, value in enumerate(ids)])
+
+    pages = plan_pages(collection, items_per_page=3)
+
+    seen = [doc["n"] for page in pages for doc in collection.find(page.mongo_filter())]
+    assert sorted(seen) == list(range(len(ids)))
+    assert all(comparison_group(page.lower) == comparison_group(page.upper) for page in pages)
+    assert sum(page.planned_documents for page in pages) == len(ids)
+    assert collection.count_documents(planned_range_filter(pages)) == len(ids)
+
+
+def test_type_ranks_follow_mongodb_sort_order(mongo_collection, mixed_ids):
+    mongo_collection.insert_many([{"_id": value} for value in mixed_ids])
+    ranks = [type_rank(doc["_id"]) for doc in mongo_collection.find({}, sort=[("_id", 1)])]
+    assert ranks == sorted(ranks)
