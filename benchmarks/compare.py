@@ -79,7 +79,7 @@ def source_floor(documents: int) -> Result:
 
 def sink_floor(documents: int) -> Result:
     batches = list(source().find_raw_batches({}, batch_size=READ_BATCH_SIZE))
-    pre_encoded = b"".join(copy_rows(batch, 0)[0] for batch in batches)
+    pre_encoded = b"".join(copy_rows(batch, 0).rows for batch in batches)
     conn = fresh_table("benchmark_sink_floor")
 
     def copy():
@@ -129,7 +129,7 @@ def sequential_baseline(documents: int) -> Result:
             cursor.copy(target.statement("copy_page", table)) as out,
         ):
             for batch in source().find_raw_batches({}, batch_size=READ_BATCH_SIZE):
-                out.write(copy_rows(batch, 0)[0])
+                out.write(copy_rows(batch, 0).rows)
 
     seconds, _ = timed(run)
     return Result("sequential baseline", "one process, one cursor, one COPY", seconds, _count(conn, table))
@@ -146,7 +146,7 @@ def _skip_limit_page(job: tuple[int, int]) -> float:
         pg.copy(target.statement("copy_page", "benchmark_skip_limit")) as out,
     ):
         for batch in cursor:
-            out.write(copy_rows(batch, number)[0])
+            out.write(copy_rows(batch, number).rows)
     return time.perf_counter() - started
 
 
@@ -247,7 +247,7 @@ def _seconds_between(start: str, end: str) -> float:
 
 def _count(conn, table: str) -> int:
     with conn:
-        return target.count_rows(conn, table)
+        return target.count_rows(conn, table)[0]
 
 
 # --- the report --------------------------------------------------------------

@@ -74,7 +74,9 @@ def main() -> None:
     args = parser.parse_args()
 
     pages = build_pages(args.documents, args.items_per_page)
-    pre_encoded = [b"".join(copy_rows(batch, page.number)[0] for batch in batches) for page, batches in pages]
+    pre_encoded = [
+        b"".join(copy_rows(batch, page.number).rows for batch in batches) for page, batches in pages
+    ]
     with PostgresHook().get_conn() as conn:
         conn.autocommit = True
         floor = ours = float("inf")

@@ -88,7 +88,7 @@ TARGET = {
         "target_table": Param(
             config.TARGET_TABLE,
             type="string",
-            pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+            pattern=r"^[a-z_][a-z0-9_]{0,54}$",
             title="PostgreSQL table",
             description="Dropped and recreated by every run: lowercase letters, digits and _.",
         ),

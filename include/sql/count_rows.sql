@@ -1,1 +1,1 @@
-SELECT count(*) FROM {table};
+SELECT (SELECT count(*) FROM {table}), (SELECT count(*) FROM {rejects});

@@ -15,3 +15,16 @@ CREATE TABLE {table} (
 );
 
 CREATE INDEX ON {table} (page);
+
+-- Documents that cannot be written faithfully, kept whole (their BSON as the
+-- server sent it) with the reason, instead of being lost.
+DROP TABLE IF EXISTS {rejects};
+
+CREATE TABLE {rejects} (
+    _id      text,
+    reason   text NOT NULL,
+    document bytea NOT NULL,
+    page     integer NOT NULL
+);
+
+CREATE INDEX ON {rejects} (page);

@@ -192,27 +192,33 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
         with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook:
             source = self.source(hook).count_documents(planned_range_filter(pages))
         with self.target_connection() as conn:
-            rows = target.count_rows(conn, self.target_table)
-        copied = sum(result["documents"] for result in page_results)
+            rows, rejected = target.count_rows(conn, self.target_table)
+            reasons = target.reject_reasons(conn, self.target_table) if rejected else []
+        read = sum(result["documents"] for result in page_results)
         self.log.info(
-            "Source %s.%s: %s documents in the planned range; target %s: %s rows; %s pages copied %s",
+            "Source %s.%s: %s documents in the planned range; %s pages read %s; "
+            "target %s: %s rows and %s rejects",
             self.mongo_database,
             self.mongo_collection,
             source,
+            len(pages),
+            read,
             self.target_table,
             rows,
-            len(pages),
-            copied,
+            rejected,
         )
-        if not source == rows == copied:
+        for reason, count in reasons:
+            self.log.warning("%s documents set aside in %s_rejects: %s", count, self.target_table, reason)
+        if not source == read == rows + rejected:
             raise AirflowFailException(
                 f"Counts differ: source {self.mongo_database}.{self.mongo_collection} has {source} "
-                f"documents in the planned range, target table {self.target_table} has {rows} rows "
-                f"(target - source = {rows - source:+d}), and the pages copied {copied} "
-                f"(pages - source = {copied - source:+d})"
+                f"documents in the planned range, the pages read {read} "
+                f"(pages - source = {read - source:+d}), "
+                f"and target table {self.target_table} holds {rows} rows and {rejected} rejects "
+                f"(target - source = {rows + rejected - source:+d})"
             )
-        self.log.info("Verified: all %s documents arrived", source)
+        self.log.info("Verified: all %s documents arrived, %s of them as rejects", source, rejected)
         run_started = context["dag_run"].start_date
         summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
         self.log.info("Run summary: %s", summary_line(summary))
-        return {"source": source, "target": rows, **summary}
+        return {"source": source, "target": rows, "rejected": rejected, **summary}

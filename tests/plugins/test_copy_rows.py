@@ -79,6 +79,6 @@ def test_fast_copy_text_loads_the_same_rows_as_psycopg_write_row(pg_conn, target
             copy.write_row(straightforward_row(document))
 
     def fast(copy):
-        copy.write(copy_rows(raw_batch, 7)[0])
+        copy.write(copy_rows(raw_batch, 7).rows)
 
     assert load(pg_conn, target_table, fast) == load(pg_conn, target_table, straightforward)

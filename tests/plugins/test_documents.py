@@ -101,9 +101,9 @@ def test_missing_fields_leave_their_columns_null():
 
 def test_a_raw_batch_becomes_one_line_per_document():
     documents = [user(_id=ObjectId()) for _ in range(3)]
-    rows, count = copy_rows(b"".join(map(bson.encode, documents)), 12)
-    assert count == 3
-    assert rows.decode() == "".join(copy_row(document) + "\t12\n" for document in documents)
+    batch = copy_rows(b"".join(map(bson.encode, documents)), 12)
+    assert (batch.documents, batch.rejects) == (3, [])
+    assert batch.rows.decode() == "".join(copy_row(document) + "\t12\n" for document in documents)
 
 
 def test_extended_json_turns_back_into_the_same_bson_for_every_common_type():

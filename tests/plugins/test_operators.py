@@ -114,7 +114,8 @@ def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table
     results = [migrate(source, table, page) for page in pages[:2]]
 
     with pytest.raises(
-        AirflowFailException, match=r"has 250 documents.* has 200 rows \(target - source = -50\)"
+        AirflowFailException,
+        match=r"has 250 documents.* read 200 .* holds 200 rows and 0 rejects \(target - source = -50\)",
     ):
         verifier(source, table, pages, results).execute({})
 

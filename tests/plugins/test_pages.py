@@ -1,6 +1,5 @@
 """Page planning against the real MongoDB wire-protocol server."""
 
-
 from bson.objectid import ObjectId
 
 from mongo_migration.pages import Page, comparison_group, plan_pages, planned_range_filter, type_rank

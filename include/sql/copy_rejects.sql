@@ -1,0 +1,1 @@
+COPY {rejects} (_id, reason, document, page) FROM STDIN;
