@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 from bson.binary import Binary
+from bson.code import Code
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.max_key import MaxKey
 from bson.min_key import MinKey
 from bson.objectid import ObjectId
+from bson.regex import Regex
 from bson.timestamp import Timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,3 +110,59 @@ def mixed_ids() -> list:
         dt.datetime(2020, 1, 1),
         Timestamp(5, 1),
     ]
+
+
+@pytest.fixture
+def nasty_documents() -> dict[str, dict]:
+    """Documents PostgreSQL cannot take as they are, one per case, by the case they prove.
+
+    The cases whose name says NUL or $ cannot be written faithfully and must be
+    set aside as rejects; every other one must arrive whole. (Dates beyond
+    Python's years 1-9999 are tested without a server: SecantusDB refuses them.)
+    """
+    deep: dict = {"bottom": True}
+    for _ in range(95):
+        deep = {"down": deep}
+    return {
+        "every BSON type": {
+            "double": 1.5,
+            "whole double": 42.0,
+            "string": 'tab\t newline\n return\r backslash\\ quote" ünïcödé 😀',
+            "document": {"nested": {"list": [1, "two", 3.0]}},
+            "array": [1, [2, [3]], {"x": None}],
+            "binary": Binary(b"\x00\xff", 0),
+            "uuid": Binary.from_uuid(uuid.UUID(int=7)),
+            "md5": Binary(b"0123456789abcdef", 5),
+            "user binary": Binary(b"\x01", 0x80),
+            "object id": ObjectId("65a1b2c3d4e5f60718293a4b"),
+            "bool": True,
+            "date": dt.datetime(2020, 2, 29, 12, 0, 0, 123000),
+            "null": None,
+            "regex": Regex("^a.*z$", "imsx"),
+            "code": Code("function () { return 1 }"),
+            "code with scope": Code("x + 1", {"x": 1}),
+            "int32": 2**31 - 1,
+            "timestamp": Timestamp(1_700_000_000, 7),
+            "int64": Int64(7),
+            "decimal": Decimal128("-1.10E-100"),
+            "min": MinKey(),
+            "max": MaxKey(),
+        },
+        "date before 1970": {"created_at": dt.datetime(1900, 1, 1, 0, 0, 0, 1000)},
+        "decimal NaN and infinities": {
+            "d": [Decimal128("NaN"), Decimal128("Infinity"), Decimal128("-Infinity")]
+        },
+        "double NaN and infinities": {"d": [float("nan"), float("inf"), float("-inf")]},
+        "doubles beyond 2**53": {"d": [1e20, -(2.0**64), 9007199254740993.0]},
+        "keys with dots": {"a.b": 1, "x": {"c.d": 2}},
+        "deep nesting": {"deep": deep},
+        "near 16 MB": {"blob": "x" * (15 * 1024 * 1024)},
+        "age as text": {"age": "42"},
+        "age null": {"age": None},
+        "age missing": {"username": "nobody"},
+        "unknown extra fields": {"username": "u", "favourite_colour": "teal", "score": [1, 2]},
+        "NUL in a string": {"username": "nul\x00inside"},
+        "NUL in a nested string": {"address": {"city": "a\x00b"}},
+        "key starting with $": {"$where": "1"},
+        "nested key starting with $": {"meta": {"$oid": "not an id"}},
+    }

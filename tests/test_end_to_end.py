@@ -3,14 +3,19 @@
 import datetime as dt
 from pathlib import Path
 
+import bson
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
 from bson import json_util
+from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.raw_bson import RawBSONDocument
 
 from mongo_migration.documents import CODEC_OPTIONS, id_key
 
 ROOT = Path(__file__).resolve().parents[1]
+EXTENDED_JSON = json_util.JSONOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+RAW = CodecOptions(document_class=RawBSONDocument)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +121,47 @@ def test_bad_params_are_refused_naming_the_param_before_any_data_is_touched(
     columns = pg_conn.execute(f"SELECT * FROM {target_table}").description
     assert [column.name for column in columns] == ["untouched"]  # reset_table never ran
     assert mongo_collection.count_documents({}) == 0  # seed_users never ran
+
+
+def canonical_bson(document: dict) -> bytes:
+    """The document's BSON with keys sorted at every level: equal only if values and their types are."""
+
+    def sort(value):
+        if isinstance(value, dict):
+            return {key: sort(value[key]) for key in sorted(value)}
+        if isinstance(value, list):
+            return [sort(item) for item in value]
+        return value
+
+    return bson.encode(sort(document), codec_options=CODEC_OPTIONS)
+
+
+def test_nasty_documents_arrive_whole_or_are_set_aside_with_their_reason(
+    dag, mongo_collection, pg_conn, target_table, nasty_documents
+):
+    documents = [{"_id": case, **document} for case, document in nasty_documents.items()]
+    mongo_collection.insert_many(documents)
+
+    dag_run = run(
+        dag, seed_users=0, items_per_page=4, mongo_collection=mongo_collection.name, target_table=target_table
+    )
+
+    assert dag_run.state == "success", task_states(dag_run)
+    rows = dict(pg_conn.execute(f"SELECT _id, document::text FROM {target_table}").fetchall())
+    rejects = {
+        key: (reason, raw)
+        for key, reason, raw in pg_conn.execute(f"SELECT _id, reason, document FROM {target_table}_rejects")
+    }
+    for case in nasty_documents:
+        key = id_key(case)
+        if "NUL" in case or "$" in case:
+            assert key in rejects and key not in rows, case
+            reason, raw = rejects[key]
+            assert ("NUL" in reason) if "NUL" in case else ("$" in reason), (case, reason)
+            original = mongo_collection.with_options(codec_options=RAW).find_one({"_id": case})
+            assert bytes(raw) == original.raw, case  # kept as the server sent it
+        else:
+            assert key in rows and key not in rejects, case
+            back = json_util.loads(rows[key], json_options=EXTENDED_JSON)
+            original = mongo_collection.with_options(codec_options=CODEC_OPTIONS).find_one({"_id": case})
+            assert canonical_bson(back) == canonical_bson(original), case

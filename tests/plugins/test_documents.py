@@ -9,6 +9,8 @@ import pytest
 from bson import json_util
 from bson.binary import Binary
 from bson.code import Code
+from bson.codec_options import DatetimeConversion
+from bson.datetime_ms import DatetimeMS
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.max_key import MaxKey
@@ -20,6 +22,7 @@ from bson.timestamp import Timestamp
 from mongo_migration.documents import CODEC_OPTIONS, COLUMNS, copy_row, copy_rows, id_key, to_extended_json
 
 UTC = dt.UTC
+EXTENDED_JSON = json_util.JSONOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
 
 
 def as_read(document: dict) -> dict:
@@ -144,3 +147,68 @@ def test_id_key_of_an_objectid_is_its_hex_and_keeps_its_order():
 def test_id_keys_of_other_types_never_collide_with_an_objectid():
     value = ObjectId("65a1b2c3d4e5f60718293a4b")
     assert len({id_key(value), id_key(str(value)), id_key(1), id_key(Int64(1)), id_key(1.0)}) == 5
+
+
+@pytest.mark.parametrize(
+    "millis", [300_000_000_000_000, -70_000_000_000_000], ids=["after-9999", "before-year-1"]
+)
+def test_dates_beyond_python_years_keep_their_milliseconds_and_leave_the_column_null(millis):
+    raw = bson.encode({"_id": 1, "created_at": DatetimeMS(millis)})
+    document = bson.decode(raw, CODEC_OPTIONS)
+    assert values(document)[4] == "\\N"
+    back = json_util.loads(to_extended_json(document), json_options=EXTENDED_JSON)
+    assert bson.encode(back) == raw
+
+
+def test_a_batch_with_a_document_that_does_not_decode_sets_it_aside_and_keeps_the_rest():
+    good = bson.encode({"_id": 1, "username": "fine"})
+    broken = bytearray(bson.encode({"_id": 2, "username": "abc"}))
+    broken[broken.index(b"abc")] = 0xFF  # not UTF-8
+
+    batch = copy_rows(good + bytes(broken) + good.replace(b"\x01\x00\x00\x00", b"\x03\x00\x00\x00"), 5)
+
+    assert batch.documents == 3
+    assert [values_of_line(line)[0] for line in batch.rows.decode().splitlines()] == [
+        '{"$numberInt": "1"}',
+        '{"$numberInt": "3"}',
+    ]
+    [reject] = batch.rejects
+    assert reject.key == '{"$numberInt": "2"}'
+    assert reject.raw == bytes(broken)
+    assert "does not decode" in reject.reason and "utf-8" in reject.reason
+
+
+def values_of_line(line: str) -> list[str]:
+    return line.split("\t")
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"username": "a\x00b"}, "NUL character"),
+        ({"deep": [{"x": "\x00"}]}, "NUL character"),
+        ({"$where": "1"}, "field name '$where'"),
+        ({"meta": {"$oid": "x"}}, "field name '$oid'"),
+    ],
+    ids=["nul", "nested-nul", "dollar-key", "nested-dollar-key"],
+)
+def test_documents_that_cannot_be_written_faithfully_are_rejected_with_the_reason(document, reason):
+    raw = bson.encode({"_id": 9, **document})
+    batch = copy_rows(raw, 1)
+    assert (batch.rows, batch.documents) == (b"", 1)
+    assert [(reject.key, reject.raw) for reject in batch.rejects] == [('{"$numberInt": "9"}', raw)]
+    assert reason in batch.rejects[0].reason
+
+
+def test_an_escaped_backslash_before_u0000_is_not_mistaken_for_nul():
+    batch = copy_rows(bson.encode({"_id": 1, "note": "C:\\u0000"}), 1)
+    assert batch.rejects == []
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), float("-inf"), 1e20, -(2.0**64), 2.0**53], ids=str
+)
+def test_doubles_json_would_change_are_spelled_out_and_come_back_as_doubles(value):
+    raw = bson.encode({"_id": 1, "d": [value, 1.5]})
+    back = json_util.loads(to_extended_json(bson.decode(raw, CODEC_OPTIONS)))
+    assert bson.encode(back) == raw
