@@ -22,8 +22,10 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import gc
+import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +70,22 @@ class Batch:
     rows: bytes  # COPY text, one line per written document
     documents: int  # documents read: written + rejected
     rejects: list[Reject]
+    id_checksum: int  # of every document's _id key, see id_checksum()
+
+
+def id_checksum(keys: Iterable[str | None]) -> int:
+    """A sum of the keys' MD5 hashes (their first 64 bits, signed) modulo 2**64.
+
+    Order-free and cheap, and PostgreSQL computes the same over a table
+    (include/sql/page_checksums.sql), so a page can be checked for a missing,
+    extra or swapped ``_id``, not only for its count. A missing key counts as "".
+    """
+    return (
+        sum(
+            int.from_bytes(hashlib.md5((key or "").encode()).digest()[:8], "big", signed=True) for key in keys
+        )
+        % 2**64
+    )
 
 
 def copy_rows(raw_batch: bytes, page: int) -> Batch:
@@ -91,27 +109,31 @@ def _copy_rows(raw_batch: bytes, end_of_row: str) -> Batch:
         documents = bson.decode_all(raw_batch, CODEC_OPTIONS)
     except InvalidBSON:  # one or more documents do not decode: take them one by one
         return _copy_rows_one_by_one(raw_batch, end_of_row)
-    lines, rejects, raw_documents = [], [], None
+    lines, rejects, keys, raw_documents = [], [], [], None
     for number, document in enumerate(documents):
+        key = id_key(document["_id"])
+        keys.append(key)
         try:
-            lines.append(copy_row(document) + end_of_row)
+            lines.append(copy_row(document, key) + end_of_row)
         except RejectedDocument as error:
             raw_documents = raw_documents or split_documents(raw_batch)
-            rejects.append(Reject(id_key(document["_id"]), str(error), raw_documents[number]))
-    return Batch("".join(lines).encode(), len(documents), rejects)
+            rejects.append(Reject(key, str(error), raw_documents[number]))
+    return Batch("".join(lines).encode(), len(documents), rejects, id_checksum(keys))
 
 
 def _copy_rows_one_by_one(raw_batch: bytes, end_of_row: str) -> Batch:
-    lines, rejects = [], []
+    lines, rejects, keys = [], [], []
     raw_documents = split_documents(raw_batch)
     for raw in raw_documents:
+        key = _readable_id_key(raw)
+        keys.append(key)
         try:
-            lines.append(copy_row(bson.decode(raw, CODEC_OPTIONS)) + end_of_row)
+            lines.append(copy_row(bson.decode(raw, CODEC_OPTIONS), key) + end_of_row)
         except InvalidBSON as error:
-            rejects.append(Reject(_readable_id_key(raw), f"does not decode as BSON: {error}", raw))
+            rejects.append(Reject(key, f"does not decode as BSON: {error}", raw))
         except RejectedDocument as error:
-            rejects.append(Reject(_readable_id_key(raw), str(error), raw))
-    return Batch("".join(lines).encode(), len(raw_documents), rejects)
+            rejects.append(Reject(key, str(error), raw))
+    return Batch("".join(lines).encode(), len(raw_documents), rejects, id_checksum(keys))
 
 
 def split_documents(raw_batch: bytes) -> list[bytes]:
@@ -132,8 +154,11 @@ def _readable_id_key(raw: bytes) -> str | None:
         return None
 
 
-def copy_row(document: dict) -> str:
-    """One document as COPY text: its values in the order of ``COLUMNS``, but for the page."""
+def copy_row(document: dict, key: str) -> str:
+    """One document as COPY text: its values in the order of ``COLUMNS``, but for the page.
+
+    ``key`` is the document's ``id_key``, which the caller needs too.
+    """
     age = document.get("age")
     created_at = document.get("created_at")
     extended_json = to_extended_json(document)
@@ -145,7 +170,7 @@ def copy_row(document: dict) -> str:
         extended_json = extended_json.replace("\\", "\\\\")
     return "\t".join(
         (
-            _text(id_key(document["_id"])),
+            _text(key),
             _text(document.get("username")),
             _text(document.get("email")),
             str(age) if type(age) in (int, Int64) and _INT32_MIN <= age <= _INT32_MAX else NULL,

@@ -21,7 +21,7 @@ from psycopg import Connection
 from pymongo.collection import Collection
 
 from mongo_migration import target
-from mongo_migration.documents import CODEC_OPTIONS
+from mongo_migration.documents import CODEC_OPTIONS, id_key
 from mongo_migration.pages import Page, plan_pages, planned_range_filter
 from mongo_migration.report import summarize, summary_line
 from mongo_migration.users import seed_users
@@ -189,36 +189,63 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
         pages = [Page.from_xcom(page) for page in self.pages or []]
         # A slice fetches every page's result in one request, not one request per page.
         page_results = list((self.page_results or [])[:])
-        with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook:
+        with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook).count_documents(planned_range_filter(pages))
-        with self.target_connection() as conn:
             rows, rejected = target.count_rows(conn, self.target_table)
-            reasons = target.reject_reasons(conn, self.target_table) if rejected else []
-        read = sum(result["documents"] for result in page_results)
-        self.log.info(
-            "Source %s.%s: %s documents in the planned range; %s pages read %s; "
-            "target %s: %s rows and %s rejects",
-            self.mongo_database,
-            self.mongo_collection,
-            source,
-            len(pages),
-            read,
-            self.target_table,
-            rows,
-            rejected,
-        )
-        for reason, count in reasons:
-            self.log.warning("%s documents set aside in %s_rejects: %s", count, self.target_table, reason)
-        if not source == read == rows + rejected:
-            raise AirflowFailException(
-                f"Counts differ: source {self.mongo_database}.{self.mongo_collection} has {source} "
-                f"documents in the planned range, the pages read {read} "
-                f"(pages - source = {read - source:+d}), "
-                f"and target table {self.target_table} holds {rows} rows and {rejected} rejects "
-                f"(target - source = {rows + rejected - source:+d})"
+            read = sum(result["documents"] for result in page_results)
+            self.log.info(
+                "Source %s.%s: %s documents in the planned range; %s pages read %s; "
+                "target %s: %s rows and %s rejects",
+                self.mongo_database,
+                self.mongo_collection,
+                source,
+                len(pages),
+                read,
+                self.target_table,
+                rows,
+                rejected,
             )
+            for reason, count in target.reject_reasons(conn, self.target_table) if rejected else []:
+                self.log.warning("%s documents set aside in %s_rejects: %s", count, self.target_table, reason)
+            problems = self.page_differences(pages, page_results, self.source(hook), conn)
+        if not source == read == rows + rejected:
+            problems.insert(
+                0,
+                f"source {self.mongo_database}.{self.mongo_collection} has {source} documents in the planned "
+                f"range, the pages read {read} (pages - source = {read - source:+d}), and target table "
+                f"{self.target_table} holds {rows} rows and {rejected} rejects "
+                f"(target - source = {rows + rejected - source:+d})",
+            )
+        if problems:
+            raise AirflowFailException("Source and target differ: " + "; ".join(problems))
         self.log.info("Verified: all %s documents arrived, %s of them as rejects", source, rejected)
         run_started = context["dag_run"].start_date
         summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
         self.log.info("Run summary: %s", summary_line(summary))
         return {"source": source, "target": rows, "rejected": rejected, **summary}
+
+    def page_differences(
+        self, pages: list[Page], page_results: list[dict], source: Collection, conn: Connection
+    ) -> list[str]:
+        """Each page whose written ``_id`` keys differ from those it read, with the keys involved."""
+        written = target.page_checksums(conn, self.target_table)
+        read = {result["page"]: (result["documents"], result["id_checksum"]) for result in page_results}
+        problems = []
+        for page in pages:
+            if written.get(page.number, (0, 0)) == read.get(page.number):
+                continue
+            source_keys = {
+                id_key(document["_id"]) for document in source.find(page.mongo_filter(), {"_id": 1})
+            }
+            target_keys = target.page_keys(conn, self.target_table, page.number)
+            missing, unknown = sorted(source_keys - target_keys)[:10], sorted(target_keys - source_keys)[:10]
+            problems.append(
+                f"page {page.number} read {read.get(page.number, (0,))[0]} documents and wrote "
+                f"{written.get(page.number, (0,))[0]}; _id missing in the target: {missing}, "
+                f"_id not in the source: {unknown}"
+            )
+        for number in sorted(set(written) - {page.number for page in pages}):
+            problems.append(
+                f"the target holds {written[number][0]} documents of page {number}, which was not planned"
+            )
+        return problems

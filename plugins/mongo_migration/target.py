@@ -43,12 +43,15 @@ class PageStats:
 
     documents: int = 0  # read from the source: written + rejected
     rejected: int = 0  # set aside in the rejects table, with their reasons
+    id_checksum: int = 0  # of the _id keys read, see documents.id_checksum()
     read_seconds: float = 0.0  # waiting for the source's batches
     convert_seconds: float = 0.0  # BSON to COPY text
     copy_seconds: float = 0.0  # the delete, handing rows to COPY and waiting for PostgreSQL to finish
 
     def as_dict(self) -> dict:
-        return {name: round(value, 3) for name, value in asdict(self).items()}
+        return {
+            name: round(value, 3) if type(value) is float else value for name, value in asdict(self).items()
+        }
 
 
 def replace_page(conn: Connection, table: str, page: Page, raw_batches: Iterable[bytes]) -> PageStats:
@@ -76,6 +79,7 @@ def replace_page(conn: Connection, table: str, page: Page, raw_batches: Iterable
                 stats.read_seconds += lap()
                 batch = copy_rows(raw_batch, page.number)
                 stats.documents += batch.documents
+                stats.id_checksum = (stats.id_checksum + batch.id_checksum) % 2**64
                 rejects += batch.rejects
                 stats.convert_seconds += lap()
                 copy.write(batch.rows)
@@ -96,3 +100,16 @@ def count_rows(conn: Connection, table: str) -> tuple[int, int]:
 def reject_reasons(conn: Connection, table: str) -> list[tuple[str, int]]:
     """The most frequent reasons in the rejects table, with their counts."""
     return conn.execute(statement("reject_reasons", table)).fetchall()
+
+
+def page_checksums(conn: Connection, table: str) -> dict[int, tuple[int, int]]:
+    """For each page: the documents it wrote (rows and rejects) and the checksum of their ``_id`` keys."""
+    return {
+        page: (count, int(checksum))
+        for page, count, checksum in conn.execute(statement("page_checksums", table))
+    }
+
+
+def page_keys(conn: Connection, table: str, page: int) -> set[str]:
+    """The ``_id`` keys a page wrote, rows and rejects."""
+    return {key for (key,) in conn.execute(statement("page_keys", table), {"page": page})}

@@ -45,11 +45,11 @@ def user(**fields) -> dict:
 
 
 def values(document: dict) -> list[str]:
-    return copy_row(document).split("\t")
+    return copy_row(document, id_key(document["_id"])).split("\t")
 
 
 def test_row_is_one_copy_line_with_a_value_per_column_in_order():
-    assert "\n" not in copy_row(user())
+    assert "\n" not in copy_row(user(), "key")
     assert values(user())[:5] == [
         "65a1b2c3d4e5f60718293a4b",
         "ada.lovelace1",
@@ -106,7 +106,9 @@ def test_a_raw_batch_becomes_one_line_per_document():
     documents = [user(_id=ObjectId()) for _ in range(3)]
     batch = copy_rows(b"".join(map(bson.encode, documents)), 12)
     assert (batch.documents, batch.rejects) == (3, [])
-    assert batch.rows.decode() == "".join(copy_row(document) + "\t12\n" for document in documents)
+    assert batch.rows.decode() == "".join(
+        copy_row(document, str(document["_id"])) + "\t12\n" for document in documents
+    )
 
 
 def test_extended_json_turns_back_into_the_same_bson_for_every_common_type():

@@ -123,3 +123,30 @@ def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table
 def test_reset_refuses_a_table_name_that_is_not_a_plain_identifier(pg_conn):
     with pytest.raises(ValueError, match="target table 'users; DROP TABLE users' is not a plain"):
         ResetTableOperator(task_id="reset_table", target_table="users; DROP TABLE users").execute({})
+
+
+def test_verify_catches_a_swapped_id_that_leaves_every_count_equal(source, pg_conn, table):
+    pages = plan_pages(source, 100)
+    results = [migrate(source, table, page) for page in pages]
+    swapped = pg_conn.execute(f"SELECT _id FROM {table} WHERE page = 1 LIMIT 1").fetchone()[0]
+    pg_conn.execute(f"UPDATE {table} SET _id = 'not-a-source-id' WHERE _id = %s", [swapped])
+
+    with pytest.raises(AirflowFailException) as failure:
+        verifier(source, table, pages, results).execute({})
+
+    message = str(failure.value)
+    assert "page 1 read 100 documents and wrote 100" in message
+    assert f"_id missing in the target: ['{swapped}']" in message
+    assert "_id not in the source: ['not-a-source-id']" in message
+    assert "page 0" not in message and "page 2" not in message
+
+
+def test_verify_catches_a_row_written_under_another_page(source, pg_conn, table):
+    pages = plan_pages(source, 100)
+    results = [migrate(source, table, page) for page in pages]
+    pg_conn.execute(f"UPDATE {table} SET page = 0 WHERE _id = (SELECT min(_id) FROM {table} WHERE page = 2)")
+
+    with pytest.raises(
+        AirflowFailException, match=r"page 0 read 100 documents and wrote 101.*page 2 read 50"
+    ):
+        verifier(source, table, pages, results).execute({})
