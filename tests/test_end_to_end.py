@@ -3,7 +3,6 @@
 import datetime as dt
 from pathlib import Path
 
-import bson
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
@@ -12,6 +11,7 @@ from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
 from mongo_migration.documents import CODEC_OPTIONS, id_key
+from tests.bson_equality import canonical_bson
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENDED_JSON = json_util.JSONOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
@@ -121,19 +121,6 @@ def test_bad_params_are_refused_naming_the_param_before_any_data_is_touched(
     columns = pg_conn.execute(f"SELECT * FROM {target_table}").description
     assert [column.name for column in columns] == ["untouched"]  # reset_table never ran
     assert mongo_collection.count_documents({}) == 0  # seed_users never ran
-
-
-def canonical_bson(document: dict) -> bytes:
-    """The document's BSON with keys sorted at every level: equal only if values and their types are."""
-
-    def sort(value):
-        if isinstance(value, dict):
-            return {key: sort(value[key]) for key in sorted(value)}
-        if isinstance(value, list):
-            return [sort(item) for item in value]
-        return value
-
-    return bson.encode(sort(document), codec_options=CODEC_OPTIONS)
 
 
 def test_nasty_documents_arrive_whole_or_are_set_aside_with_their_reason(

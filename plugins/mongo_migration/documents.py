@@ -3,8 +3,8 @@
 A row is the document's ``_id`` key, the typed user columns, and the whole
 document as MongoDB Extended JSON (relaxed mode, with 64-bit integers kept in
 their canonical ``$numberLong`` form so they come back as int64, and doubles
-that JSON would not bring back as doubles, NaN, the infinities and those of
-2**53 or more, as ``$numberDouble``). A typed column whose field is missing or
+that JSON would not bring back as doubles, NaN, the infinities, -0.0 and those
+of 2**53 or more, as ``$numberDouble``). A typed column whose field is missing or
 of another type is NULL; the value is still in the ``document`` column.
 
 A document that cannot be written faithfully (it does not decode, holds the
@@ -24,6 +24,7 @@ import datetime as dt
 import gc
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ NULL = "\\N"
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 _LENIENT_CODEC_OPTIONS = CODEC_OPTIONS.with_options(unicode_decode_error_handler="backslashreplace")
-_EXACT_DOUBLES = 2.0**53  # from here on JSON numbers read back as integers
+_EXACT_DOUBLES = 2.0**53  # from here on, JSON numbers read back as integers
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -211,7 +212,7 @@ def _needs_care(value: Any) -> bool:
     if kind is list:
         return any(_needs_care(item) for item in value)
     if kind is float:
-        return not -_EXACT_DOUBLES < value < _EXACT_DOUBLES  # NaN and the infinities too
+        return _inexact_in_json(value)
     return False
 
 
@@ -226,9 +227,14 @@ def _with_exact_doubles(value: Any) -> Any:
         return {key: _with_exact_doubles(item) for key, item in value.items()}
     if kind is list:
         return [_with_exact_doubles(item) for item in value]
-    if kind is float and not -_EXACT_DOUBLES < value < _EXACT_DOUBLES:
+    if kind is float and _inexact_in_json(value):
         return _ExactDouble(value)
     return value
+
+
+def _inexact_in_json(value: float) -> bool:
+    """NaN, the infinities, -0.0 (jsonb drops its sign) and 2**53 or more (which read back as integers)."""
+    return not -_EXACT_DOUBLES < value < _EXACT_DOUBLES or (value == 0.0 and math.copysign(1.0, value) < 0)
 
 
 class _ExactDouble:

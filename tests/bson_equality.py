@@ -1,0 +1,22 @@
+"""Comparing documents the way BSON does: values and their types, not Python's looser equality."""
+
+import bson
+
+from mongo_migration.documents import CODEC_OPTIONS
+
+
+def canonical_bson(document: dict) -> bytes:
+    """The document's BSON with keys sorted at every level (jsonb keeps no key order).
+
+    Equal only if every value and its type are: Python alone would take 1, 1.0
+    and Int64(1) for equal.
+    """
+
+    def sort(value):
+        if isinstance(value, dict):
+            return {key: sort(value[key]) for key in sorted(value)}
+        if isinstance(value, list):
+            return [sort(item) for item in value]
+        return value
+
+    return bson.encode(sort(document), codec_options=CODEC_OPTIONS)
