@@ -123,11 +123,11 @@ def test_bad_params_are_refused_naming_the_param_before_any_data_is_touched(
     assert mongo_collection.count_documents({}) == 0  # seed_users never ran
 
 
-def test_nasty_documents_arrive_whole_or_are_set_aside_with_their_reason(
-    dag, mongo_collection, pg_conn, target_table, nasty_documents
+def test_nasty_documents_and_every_id_type_arrive_whole_or_are_set_aside_with_their_reason(
+    dag, mongo_collection, pg_conn, target_table, nasty_documents, mixed_ids
 ):
     documents = [{"_id": case, **document} for case, document in nasty_documents.items()]
-    mongo_collection.insert_many(documents)
+    mongo_collection.insert_many(documents + [{"_id": value, "n": n} for n, value in enumerate(mixed_ids)])
 
     dag_run = run(
         dag, seed_users=0, items_per_page=4, mongo_collection=mongo_collection.name, target_table=target_table
@@ -152,3 +152,5 @@ def test_nasty_documents_arrive_whole_or_are_set_aside_with_their_reason(
             back = json_util.loads(rows[key], json_options=EXTENDED_JSON)
             original = mongo_collection.with_options(codec_options=CODEC_OPTIONS).find_one({"_id": case})
             assert canonical_bson(back) == canonical_bson(original), case
+    for value in mixed_ids:
+        assert id_key(value) in rows, value

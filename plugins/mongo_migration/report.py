@@ -11,6 +11,7 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
     slowest = max(page_results, key=lambda result: result["seconds"], default=None)
     return {
         "documents": documents,
+        "rejected": sum(result["rejected"] for result in page_results),
         "pages": len(page_results),
         "wall_seconds": round(wall_seconds, 1),
         "documents_per_second": round(documents / wall_seconds) if wall_seconds > 0 else None,
@@ -23,7 +24,8 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
 def summary_line(summary: dict) -> str:
     slowest = summary["slowest_page"]
     return (
-        f"{summary['documents']} documents in {summary['pages']} pages, {summary['wall_seconds']} s wall, "
+        f"{summary['documents']} documents ({summary['rejected']} rejected) in {summary['pages']} pages, "
+        f"{summary['wall_seconds']} s wall, "
         f"{summary['documents_per_second']} documents/s; "
         + (f"slowest page {slowest['page']} ({slowest['seconds']} s); " if slowest else "")
         + f"pages spent {summary['read_seconds']} s reading, {summary['convert_seconds']} s converting, "

@@ -3,10 +3,11 @@
 from mongo_migration.report import summarize, summary_line
 
 
-def page(number, documents, seconds):
+def page(number, documents, seconds, rejected=0):
     return {
         "page": number,
         "documents": documents,
+        "rejected": rejected,
         "seconds": seconds,
         "read_seconds": seconds / 2,
         "convert_seconds": seconds / 4,
@@ -16,10 +17,13 @@ def page(number, documents, seconds):
 
 
 def test_summary_adds_up_the_pages_and_names_the_slowest():
-    summary = summarize([page(0, 8000, 2.0), page(1, 8000, 6.0), page(2, 4000, 1.0)], wall_seconds=10.0)
+    summary = summarize(
+        [page(0, 8000, 2.0), page(1, 8000, 6.0, rejected=3), page(2, 4000, 1.0)], wall_seconds=10.0
+    )
 
     assert summary == {
         "documents": 20000,
+        "rejected": 3,
         "pages": 3,
         "wall_seconds": 10.0,
         "documents_per_second": 2000,
@@ -36,4 +40,4 @@ def test_summary_of_a_run_without_pages_has_no_slowest_page():
     summary = summarize([], wall_seconds=3.0)
     assert summary["documents"] == summary["pages"] == 0
     assert summary["slowest_page"] is None
-    assert summary_line(summary).startswith("0 documents in 0 pages")
+    assert summary_line(summary).startswith("0 documents (0 rejected) in 0 pages")
