@@ -21,5 +21,5 @@ if ! .venv/bin/airflow dags test mongo_to_postgres -c "{\"seed_users\": $USERS}"
   exit 1
 fi
 # What the operators logged: the seed, the plan, every page and the verified counts.
-sed -n 's/.*\[info *\] \(.*[^ ]\) *\[airflow\.task\.operators\.mongo_migration.*/\1/p' "$log"
+sed -n 's/.*\[\(info\|warning\) *\] \(.*[^ ]\) *\[airflow\.task\.operators\.mongo_migration.*/\2/p' "$log"
 echo "Run took $(($(date +%s) - started)) s"

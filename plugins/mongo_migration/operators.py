@@ -84,13 +84,7 @@ class SeedUsersOperator(_SourceOperator):
 
     template_fields: Sequence[str] = ("users", *_SOURCE_FIELDS)
 
-    def __init__(
-        self,
-        *,
-        users: int,
-        faker_seed: int,
-        **kwargs,
-    ):
+    def __init__(self, *, users: int, faker_seed: int, **kwargs):
         super().__init__(**kwargs)
         self.users = users
         self.faker_seed = faker_seed
@@ -118,12 +112,7 @@ class PlanPagesOperator(_SourceOperator):
 
     template_fields: Sequence[str] = ("items_per_page", *_SOURCE_FIELDS)
 
-    def __init__(
-        self,
-        *,
-        items_per_page: int,
-        **kwargs,
-    ):
+    def __init__(self, *, items_per_page: int, **kwargs):
         super().__init__(**kwargs)
         self.items_per_page = items_per_page
 

@@ -41,7 +41,11 @@ scalars = st.one_of(
     # payload (MongoDB takes every NaN for equal), so only the plain NaN is made.
     st.floats(allow_nan=False),
     st.just(float("nan")),
-    st.decimals(allow_nan=False, places=None).map(lambda value: Decimal128(str(value)[:30])),
+    st.builds(  # any finite Decimal128: up to 34 digits, exponents -6176 to 6111
+        lambda digits, exponent: Decimal128(f"{digits}E{exponent}"),
+        st.integers(-(10**34) + 1, 10**34 - 1),
+        st.integers(-6176, 6111),
+    ),
     st.sampled_from(["NaN", "Infinity", "-Infinity", "-0", "1E+6144"]).map(Decimal128),
     st.booleans(),
     st.none(),
