@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -240,8 +241,6 @@ def _api_session() -> requests.Session:
 
 
 def _seconds_between(start: str, end: str) -> float:
-    from datetime import datetime
-
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
