@@ -10,17 +10,18 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
-from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from psycopg import Connection
 from pymongo.collection import Collection
 
 from mongo_migration import target
+from mongo_migration.connections import mongo_hook, postgres_connection
 from mongo_migration.documents import CODEC_OPTIONS, id_key
 from mongo_migration.pages import Page, plan_pages, planned_range_filter
 from mongo_migration.report import summarize, summary_line
@@ -59,8 +60,8 @@ class _SourceToTargetOperator(_SourceOperator):
         self.target_table = target_table
         self.postgres_conn_id = postgres_conn_id
 
-    def target_connection(self) -> Connection:
-        return PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn()
+    def target_connection(self) -> AbstractContextManager[Connection]:
+        return postgres_connection(self.postgres_conn_id)
 
 
 class ResetTableOperator(BaseOperator):
@@ -74,7 +75,7 @@ class ResetTableOperator(BaseOperator):
         self.postgres_conn_id = postgres_conn_id
 
     def execute(self, context: Any) -> None:
-        with PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn() as conn:
+        with postgres_connection(self.postgres_conn_id) as conn:
             target.reset_table(conn, self.target_table)
         self.log.info("Recreated table %s", self.target_table)
 
@@ -94,7 +95,7 @@ class SeedUsersOperator(_SourceOperator):
             self.log.info("Seeding is off (seed_users = 0)")
             return 0
         started = time.monotonic()
-        with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook:
+        with mongo_hook(self.mongo_conn_id) as hook:
             inserted = seed_users(self.source(hook), self.users, self.faker_seed)
         self.log.info(
             "Inserted %s users into %s.%s in %.1f s; it now holds at least %s",
@@ -117,7 +118,7 @@ class PlanPagesOperator(_SourceOperator):
         self.items_per_page = items_per_page
 
     def execute(self, context: Any) -> list[dict]:
-        with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook:
+        with mongo_hook(self.mongo_conn_id) as hook:
             pages = plan_pages(self.source(hook), self.items_per_page)
         documents = sum(page.planned_documents for page in pages)
         self.log.info("Planned %s pages for %s documents", len(pages), documents)
@@ -141,7 +142,7 @@ class MongoToPostgresOperator(_SourceToTargetOperator):
         page = Page.from_xcom(self.page)
         started = time.monotonic()
         with (
-            MongoHook(mongo_conn_id=self.mongo_conn_id) as mongo,
+            mongo_hook(self.mongo_conn_id) as mongo,
             self.target_connection() as conn,
         ):
             stats = target.replace_page(conn, self.target_table, page, page.read(self.source(mongo)))
@@ -178,7 +179,7 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
         pages = [Page.from_xcom(page) for page in self.pages or []]
         # A slice fetches every page's result in one request, not one request per page.
         page_results = list((self.page_results or [])[:])
-        with MongoHook(mongo_conn_id=self.mongo_conn_id) as hook, self.target_connection() as conn:
+        with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook).count_documents(planned_range_filter(pages))
             rows, rejected = target.count_rows(conn, self.target_table)
             read = sum(result["documents"] for result in page_results)

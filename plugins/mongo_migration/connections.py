@@ -1,0 +1,64 @@
+"""Opening the source and target through their Airflow connections, with timeouts and clear errors.
+
+Every network call has a bound, and a server that cannot be reached fails the
+task with a message naming the connection and its host, not a driver's stack
+trace. The task's retries (``default_args``) then try again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from airflow.providers.mongo.hooks.mongo import MongoHook
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+from airflow.sdk.exceptions import AirflowException
+from pymongo.errors import ConnectionFailure
+
+# Defaults a connection's own extras override.
+MONGO_TIMEOUTS_MS = {
+    "serverSelectionTimeoutMS": 10_000,
+    "connectTimeoutMS": 10_000,
+    "socketTimeoutMS": 600_000,  # one batch of a range query that scans a large collection
+}
+POSTGRES_CONNECT_TIMEOUT_SECONDS = "10"
+POSTGRES_STATEMENT_TIMEOUT_MS = 3_600_000
+
+
+class UnreachableError(AirflowException):
+    """A server could not be reached or stopped answering; a retry may succeed."""
+
+
+@contextmanager
+def mongo_hook(conn_id: str) -> Iterator[MongoHook]:
+    """The source's hook, its client bounded by ``MONGO_TIMEOUTS_MS``; closed on exit."""
+    hook = MongoHook(mongo_conn_id=conn_id)
+    hook.extras = {**MONGO_TIMEOUTS_MS, **hook.extras}
+    try:
+        with hook:
+            yield hook
+    except ConnectionFailure as error:
+        where = f"{hook.connection.host}:{hook.connection.port or 27017}"
+        raise UnreachableError(
+            f"MongoDB connection {conn_id!r} ({where}) failed: {str(error).splitlines()[0][:300]}"
+        ) from None
+
+
+@contextmanager
+def postgres_connection(conn_id: str) -> Iterator[psycopg.Connection]:
+    """The target's connection, with connect and statement timeouts; committed and closed on exit."""
+    # libpq reads this when the connection's extras set no connect_timeout of their own.
+    os.environ.setdefault("PGCONNECT_TIMEOUT", POSTGRES_CONNECT_TIMEOUT_SECONDS)
+    hook = PostgresHook(
+        postgres_conn_id=conn_id, options=f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS}"
+    )
+    try:
+        with hook.get_conn() as conn:
+            yield conn
+    except psycopg.OperationalError as error:
+        where = f"{hook.connection.host}:{hook.connection.port or 5432}"
+        raise UnreachableError(
+            f"PostgreSQL connection {conn_id!r} ({where}) failed: {str(error).splitlines()[0][:300]}"
+        ) from None

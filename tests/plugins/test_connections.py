@@ -1,0 +1,62 @@
+"""Timeouts on every connection, and errors that name the connection when a server is unreachable."""
+
+import pytest
+
+from mongo_migration.connections import UnreachableError, mongo_hook, postgres_connection
+from mongo_migration.operators import MongoToPostgresOperator, ResetTableOperator
+from mongo_migration.pages import Page
+
+NOTHING_LISTENS = "127.0.0.1:9"
+
+
+def test_source_client_has_timeouts_unless_the_connection_sets_its_own(services, monkeypatch):
+    with mongo_hook("mongo_default") as hook:
+        options = hook.get_conn().options
+        assert (options.server_selection_timeout, options.pool_options.socket_timeout) == (10, 600)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MONGO_SHORT", f"{hook.connection.get_uri()}&serverSelectionTimeoutMS=500"
+    )
+    with mongo_hook("mongo_short") as hook:
+        assert hook.get_conn().options.server_selection_timeout == 0.5
+
+
+def test_target_connection_has_a_statement_timeout(services):
+    with postgres_connection("postgres_default") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1h"
+
+
+def test_an_unreachable_source_fails_the_page_naming_the_connection_and_host(target_table, monkeypatch):
+    ResetTableOperator(task_id="reset_table", target_table=target_table).execute({})
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MONGO_DOWN",
+        f"mongo://{NOTHING_LISTENS}/?directConnection=true&serverSelectionTimeoutMS=300",
+    )
+    page = Page(0, 1, 2, True, 2)
+    operator = MongoToPostgresOperator(
+        task_id="migrate_page",
+        page=page.to_xcom(),
+        mongo_conn_id="mongo_down",
+        mongo_database="tests",
+        mongo_collection="users",
+        target_table=target_table,
+    )
+
+    with pytest.raises(
+        UnreachableError, match=rf"MongoDB connection 'mongo_down' \({NOTHING_LISTENS}\) failed"
+    ):
+        operator.execute({})
+
+
+def test_an_unreachable_target_fails_naming_the_connection_and_host_but_not_the_password(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_POSTGRES_DOWN", f"postgresql://someone:s3cret-pw@{NOTHING_LISTENS}/target"
+    )
+    operator = ResetTableOperator(
+        task_id="reset_table", target_table="users", postgres_conn_id="postgres_down"
+    )
+
+    with pytest.raises(UnreachableError) as failure:
+        operator.execute({})
+
+    assert f"PostgreSQL connection 'postgres_down' ({NOTHING_LISTENS}) failed" in str(failure.value)
+    assert "s3cret-pw" not in str(failure.value)
