@@ -92,6 +92,8 @@ def test_a_collection_mixing_every_id_type_migrates_each_document_exactly_once(
 
 
 def test_an_empty_collection_migrates_to_an_empty_table(dag, mongo_collection, pg_conn, target_table):
+    mongo_collection.database.create_collection(mongo_collection.name)
+
     dag_run = run(dag, seed_users=0, mongo_collection=mongo_collection.name, target_table=target_table)
 
     assert dag_run.state == "success", task_states(dag_run)
@@ -154,3 +156,10 @@ def test_nasty_documents_and_every_id_type_arrive_whole_or_are_set_aside_with_th
             assert canonical_bson(back) == canonical_bson(original), case
     for value in mixed_ids:
         assert id_key(value) in rows, value
+
+
+def test_a_collection_that_does_not_exist_fails_the_run_naming_it(dag, mongo_collection, target_table):
+    dag_run = run(dag, seed_users=0, mongo_collection=mongo_collection.name, target_table=target_table)
+
+    assert dag_run.state == "failed"
+    assert task_states(dag_run)[("plan_pages", -1)] == "failed"

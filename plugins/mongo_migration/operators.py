@@ -119,7 +119,14 @@ class PlanPagesOperator(_SourceOperator):
 
     def execute(self, context: Any) -> list[dict]:
         with mongo_hook(self.mongo_conn_id) as hook:
-            pages = plan_pages(self.source(hook), self.items_per_page)
+            source = self.source(hook)
+            # MongoDB reads a missing collection as an empty one; a typo must not "migrate" nothing.
+            if not source.database.list_collection_names(filter={"name": self.mongo_collection}):
+                raise AirflowFailException(
+                    f"Collection {self.mongo_collection!r} does not exist in MongoDB database "
+                    f"{self.mongo_database!r} (connection {self.mongo_conn_id!r})"
+                )
+            pages = plan_pages(source, self.items_per_page)
         documents = sum(page.planned_documents for page in pages)
         self.log.info("Planned %s pages for %s documents", len(pages), documents)
         return [page.to_xcom() for page in pages]

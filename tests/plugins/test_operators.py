@@ -8,7 +8,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from bson import json_util
 
 from mongo_migration.documents import CODEC_OPTIONS
-from mongo_migration.operators import MongoToPostgresOperator, ResetTableOperator, VerifyMigrationOperator
+from mongo_migration.operators import (
+    MongoToPostgresOperator,
+    PlanPagesOperator,
+    ResetTableOperator,
+    VerifyMigrationOperator,
+)
 from mongo_migration.pages import plan_pages
 from mongo_migration.users import fake_users
 
@@ -150,3 +155,17 @@ def test_verify_catches_a_row_written_under_another_page(source, pg_conn, table)
         AirflowFailException, match=r"page 0 read 100 documents and wrote 101.*page 2 read 50"
     ):
         verifier(source, table, pages, results).execute({})
+
+
+def test_planning_a_collection_that_does_not_exist_fails_naming_it(mongo_collection):
+    operator = PlanPagesOperator(
+        task_id="plan_pages",
+        items_per_page=100,
+        mongo_database="tests",
+        mongo_collection=mongo_collection.name,
+    )
+
+    with pytest.raises(
+        AirflowFailException, match=f"Collection '{mongo_collection.name}' does not exist in MongoDB"
+    ):
+        operator.execute({})
