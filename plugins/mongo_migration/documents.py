@@ -106,35 +106,32 @@ def copy_rows(raw_batch: bytes, page: int) -> Batch:
 
 
 def _copy_rows(raw_batch: bytes, end_of_row: str) -> Batch:
+    raw_documents = None  # split only when a document is set aside
     try:
-        documents = bson.decode_all(raw_batch, CODEC_OPTIONS)
+        decoded: list = bson.decode_all(raw_batch, CODEC_OPTIONS)
     except InvalidBSON:  # one or more documents do not decode: take them one by one
-        return _copy_rows_one_by_one(raw_batch, end_of_row)
-    lines, rejects, keys, raw_documents = [], [], [], None
-    for number, document in enumerate(documents):
-        key = id_key(document["_id"])
-        keys.append(key)
+        raw_documents = split_documents(raw_batch)
+        decoded = [_decode_or_error(raw) for raw in raw_documents]
+    lines, rejects, keys = [], [], []
+    for number, document in enumerate(decoded):
         try:
+            if isinstance(document, InvalidBSON):
+                key = _readable_id_key(raw_documents[number])
+                raise RejectedDocument(f"does not decode as BSON: {document}")
+            key = id_key(document["_id"])
             lines.append(copy_row(document, key) + end_of_row)
         except RejectedDocument as error:
             raw_documents = raw_documents or split_documents(raw_batch)
             rejects.append(Reject(key, str(error), raw_documents[number]))
-    return Batch("".join(lines).encode(), len(documents), rejects, id_checksum(keys))
-
-
-def _copy_rows_one_by_one(raw_batch: bytes, end_of_row: str) -> Batch:
-    lines, rejects, keys = [], [], []
-    raw_documents = split_documents(raw_batch)
-    for raw in raw_documents:
-        key = _readable_id_key(raw)
         keys.append(key)
-        try:
-            lines.append(copy_row(bson.decode(raw, CODEC_OPTIONS), key) + end_of_row)
-        except InvalidBSON as error:
-            rejects.append(Reject(key, f"does not decode as BSON: {error}", raw))
-        except RejectedDocument as error:
-            rejects.append(Reject(key, str(error), raw))
-    return Batch("".join(lines).encode(), len(raw_documents), rejects, id_checksum(keys))
+    return Batch("".join(lines).encode(), len(decoded), rejects, id_checksum(keys))
+
+
+def _decode_or_error(raw: bytes) -> dict | InvalidBSON:
+    try:
+        return bson.decode(raw, CODEC_OPTIONS)
+    except InvalidBSON as error:
+        return error
 
 
 def split_documents(raw_batch: bytes) -> list[bytes]:

@@ -52,8 +52,8 @@ class _SourceOperator(BaseOperator):
         )
 
 
-class _SourceToTargetOperator(_SourceOperator):
-    """An operator that also works on the target table through the ``postgres_conn_id`` connection."""
+class _TargetOperator(BaseOperator):
+    """An operator that works on the target table through the ``postgres_conn_id`` connection."""
 
     def __init__(self, *, target_table: str, postgres_conn_id: str = "postgres_default", **kwargs):
         super().__init__(**kwargs)
@@ -64,18 +64,17 @@ class _SourceToTargetOperator(_SourceOperator):
         return postgres_connection(self.postgres_conn_id)
 
 
-class ResetTableOperator(BaseOperator):
+class _SourceToTargetOperator(_SourceOperator, _TargetOperator):
+    """An operator that reads the source collection and works on the target table."""
+
+
+class ResetTableOperator(_TargetOperator):
     """Drop and recreate the target table."""
 
     template_fields: Sequence[str] = ("target_table",)
 
-    def __init__(self, *, target_table: str, postgres_conn_id: str = "postgres_default", **kwargs):
-        super().__init__(**kwargs)
-        self.target_table = target_table
-        self.postgres_conn_id = postgres_conn_id
-
     def execute(self, context: Any) -> None:
-        with postgres_connection(self.postgres_conn_id) as conn:
+        with self.target_connection() as conn:
             target.reset_table(conn, self.target_table)
         self.log.info("Recreated table %s", self.target_table)
 

@@ -67,7 +67,8 @@ def replace_page(conn: Connection, table: str, page: Page, raw_batches: Iterable
 
     def lap() -> float:
         nonlocal clock
-        elapsed, clock = time.perf_counter() - clock, time.perf_counter()
+        now = time.perf_counter()
+        elapsed, clock = now - clock, now
         return elapsed
 
     rejects: list[Reject] = []
