@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# The local services: a PostgreSQL (target and Airflow metadata) and a
-# MongoDB wire-protocol server (SecantusDB), both on non-default ports, with
-# all their files under $STACK_DIR inside the project (git-ignored).
+# The local services, as in production: a PostgreSQL for Airflow's metadata, the
+# target PostgreSQL and a MongoDB wire-protocol server (SecantusDB), on
+# non-default ports, with all their files under $STACK_DIR inside the project
+# (git-ignored).
 #
-#   scripts/stack.sh start   start both (installs what is missing), print the environment
-#   scripts/stack.sh stop    stop both
-#   scripts/stack.sh env     print the environment that points Airflow at them
+#   scripts/stack.sh start            start what is not running (installs what is missing)
+#   scripts/stack.sh stop             stop all three
+#   scripts/stack.sh stop-mongo       stop the MongoDB server alone (the fault tests use these two)
+#   scripts/stack.sh restart-target   restart the target PostgreSQL
+#   scripts/stack.sh env              print the environment that points Airflow at them
 #
-# STACK_DIR, PG_PORT and MONGO_PORT choose another instance (the tests use one).
+# STACK_DIR, PG_PORT, TARGET_PG_PORT and MONGO_PORT choose another instance (the tests use one).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_DIR=${STACK_DIR:-$ROOT/.stack}
 PG_PORT=${PG_PORT:-55432}
+TARGET_PG_PORT=${TARGET_PG_PORT:-55442}
+# 90 page tasks at once, one connection each, plus verify/publish and people reading.
+TARGET_MAX_CONNECTIONS=120
 MONGO_PORT=${MONGO_PORT:-57017}
 PG_PASSWORD=${PG_PASSWORD:-migrator-local}
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -53,31 +59,39 @@ open_path_for_postgres() {
   done
 }
 
+# start_postgres NAME PORT DATABASE MAX_CONNECTIONS: one cluster in $STACK_DIR/NAME.
 start_postgres() {
-  local data=$STACK_DIR/pg/data
-  mkdir -p "$STACK_DIR/pg"
+  local name=$1 port=$2 database=$3 max_connections=$4
+  local dir=$STACK_DIR/$name
+  local data=$dir/data
+  mkdir -p "$dir"
   open_path_for_postgres
-  [ "$(id -u)" = 0 ] && chown postgres: "$STACK_DIR/pg"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
   if [ ! -f "$data/PG_VERSION" ]; then
-    echo "$PG_PASSWORD" >"$STACK_DIR/pg/pwfile"
-    [ "$(id -u)" = 0 ] && chown postgres: "$STACK_DIR/pg/pwfile"
-    as_postgres "$PG_BIN/initdb" -D "$data" -U postgres --pwfile="$STACK_DIR/pg/pwfile" \
+    echo "$PG_PASSWORD" >"$dir/pwfile"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir/pwfile"
+    as_postgres "$PG_BIN/initdb" -D "$data" -U postgres --pwfile="$dir/pwfile" \
       --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
-    rm -f "$STACK_DIR/pg/pwfile"
+    rm -f "$dir/pwfile"
   fi
   if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    log "PostgreSQL already running on port $PG_PORT"
+    log "PostgreSQL $name already running on port $port"
   else
-    as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$STACK_DIR/pg/server.log" -w -t 60 start \
-      -o "-p $PG_PORT -k $STACK_DIR/pg -c listen_addresses=127.0.0.1 -c max_connections=200 \
+    as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=$max_connections \
           -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
-    log "PostgreSQL started on port $PG_PORT"
+    log "PostgreSQL $name started on port $port"
   fi
-  for db in target airflow; do
-    as_postgres "$PG_BIN/psql" -h "$STACK_DIR/pg" -p "$PG_PORT" -U postgres -tAc \
-      "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
-      as_postgres "$PG_BIN/createdb" -h "$STACK_DIR/pg" -p "$PG_PORT" -U postgres "$db"
-  done
+  as_postgres "$PG_BIN/psql" -h "$dir" -p "$port" -U postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1 ||
+    as_postgres "$PG_BIN/createdb" -h "$dir" -p "$port" -U postgres "$database"
+}
+
+stop_postgres() {
+  local data=$STACK_DIR/$1/data
+  if [ -f "$data/postmaster.pid" ]; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null && log "PostgreSQL $1 stopped"
+  fi
 }
 
 start_mongo() {
@@ -106,7 +120,7 @@ socket.create_connection(('127.0.0.1', $MONGO_PORT), timeout=1).close()" 2>/dev/
   exit 1
 }
 
-stop_all() {
+stop_mongo() {
   local pidfile=$STACK_DIR/mongo/secantusd.pid
   if [ -f "$pidfile" ]; then
     local pid
@@ -118,9 +132,14 @@ stop_all() {
     fi
     rm -f "$pidfile"
   fi
-  if [ -f "$STACK_DIR/pg/data/postmaster.pid" ]; then
-    as_postgres "$PG_BIN/pg_ctl" -D "$STACK_DIR/pg/data" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
-  fi
+}
+
+start_all() {
+  install_postgres
+  install_secantus
+  start_postgres pg "$PG_PORT" airflow 100
+  start_postgres pg-target "$TARGET_PG_PORT" target "$TARGET_MAX_CONNECTIONS"
+  start_mongo
 }
 
 print_env() {
@@ -130,15 +149,17 @@ export AIRFLOW__CORE__DAGS_FOLDER='$ROOT/dags'
 export AIRFLOW__CORE__PLUGINS_FOLDER='$ROOT/plugins'
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='postgresql+psycopg://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/airflow'
-export AIRFLOW_CONN_POSTGRES_DEFAULT='postgresql://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/target'
+export AIRFLOW_CONN_POSTGRES_DEFAULT='postgresql://postgres:$PG_PASSWORD@127.0.0.1:$TARGET_PG_PORT/target'
 export AIRFLOW_CONN_MONGO_DEFAULT='mongo://127.0.0.1:$MONGO_PORT/?directConnection=true'
 export PYTHONPATH='$ROOT:$ROOT/plugins'
 EOF
 }
 
 case "${1:-}" in
-  start) install_postgres; install_secantus; start_postgres; start_mongo; print_env ;;
-  stop) stop_all ;;
+  start) start_all; print_env ;;
+  stop) stop_mongo; stop_postgres pg-target; stop_postgres pg ;;
+  stop-mongo) stop_mongo ;;
+  restart-target) stop_postgres pg-target; start_postgres pg-target "$TARGET_PG_PORT" target "$TARGET_MAX_CONNECTIONS" ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|stop-mongo|restart-target|env" >&2; exit 2 ;;
 esac

@@ -27,7 +27,12 @@ from bson.timestamp import Timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "scripts" / "stack.sh"
-STACK_ENV = {"STACK_DIR": str(ROOT / ".stack-test"), "PG_PORT": "55433", "MONGO_PORT": "57018"}
+STACK_ENV = {
+    "STACK_DIR": str(ROOT / ".stack-test"),
+    "PG_PORT": "55433",
+    "TARGET_PG_PORT": "55443",
+    "MONGO_PORT": "57018",
+}
 
 
 def _stack(command: str) -> str:
