@@ -26,6 +26,7 @@ from pathlib import Path
 import requests
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
+from psycopg import sql
 
 from include import config
 from mongo_migration import target
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATABASE, COLLECTION = "benchmark", "users"
 AIRFLOW_URL = f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8088')}"
+BENCHMARK_RUN = target.Owner("benchmarks", "local")  # the owner of the staging tables loaded outside the DAG
 
 
 @dataclass
@@ -53,10 +55,15 @@ def source():
     return MongoHook().get_collection(COLLECTION, DATABASE)
 
 
+def reset_staging(conn, name: str) -> None:
+    target.reset_table(conn, name, "public", BENCHMARK_RUN, still_running=lambda owner: False)
+
+
 def fresh_table(name: str):
+    """A connection, and the staging tables of ``name`` reset for the methods that load outside the DAG."""
     conn = PostgresHook().get_conn()
     conn.autocommit = True
-    target.reset_table(conn, name)
+    reset_staging(conn, name)
     return conn
 
 
@@ -105,7 +112,7 @@ def page_work(documents: int, items_per_page: int) -> Result:
     def run():
         for page in plan_pages(collection, items_per_page):
             seconds, _ = timed(
-                lambda page=page: target.replace_page(conn, table, page, page.read(collection))
+                lambda page=page: target.replace_page(conn, table, BENCHMARK_RUN, page, page.read(collection))
             )
             page_seconds.append(seconds)
 
@@ -190,7 +197,7 @@ def dags_test(documents: int, items_per_page: int) -> Result:
         "DAG, airflow dags test",
         "every task one after another in one process",
         seconds,
-        _count(PostgresHook().get_conn(), table),
+        _count_published(table),
     )
 
 
@@ -222,7 +229,7 @@ def local_executor(documents: int, items_per_page: int) -> Result:
             "DAG, LocalExecutor",
             f"scheduler, API server and DAG processor running, {parallelism} task slots",
             _seconds_between(state["start_date"], state["end_date"]),
-            _count(PostgresHook().get_conn(), table),
+            _count_published(table),
             [duration for _, duration in pages],
             summary["peak_memory_mb"],
         )
@@ -245,8 +252,15 @@ def _seconds_between(start: str, end: str) -> float:
 
 
 def _count(conn, table: str) -> int:
+    """The rows a method loaded into the staging table."""
     with conn:
         return target.count_rows(conn, table)[0]
+
+
+def _count_published(table: str) -> int:
+    """The rows a DAG run published into the live table."""
+    with PostgresHook().get_conn() as conn:
+        return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
 
 
 # --- the report --------------------------------------------------------------

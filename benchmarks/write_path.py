@@ -20,6 +20,7 @@ from pathlib import Path
 import bson
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
+from benchmarks.compare import BENCHMARK_RUN, reset_staging
 from mongo_migration import target
 from mongo_migration.documents import copy_rows
 from mongo_migration.pages import READ_BATCH_SIZE, Page
@@ -46,7 +47,7 @@ def build_pages(documents: int, items_per_page: int) -> list[tuple[Page, list[by
 
 
 def load_pre_encoded(conn, pre_encoded: list[bytes]) -> float:
-    target.reset_table(conn, TABLE)
+    reset_staging(conn, TABLE)
     started = time.perf_counter()
     for rows in pre_encoded:
         with (
@@ -59,10 +60,10 @@ def load_pre_encoded(conn, pre_encoded: list[bytes]) -> float:
 
 
 def load_with_conversion(conn, pages) -> float:
-    target.reset_table(conn, TABLE)
+    reset_staging(conn, TABLE)
     started = time.perf_counter()
     for page, batches in pages:
-        target.replace_page(conn, TABLE, page, batches)
+        target.replace_page(conn, TABLE, BENCHMARK_RUN, page, batches)
     return time.perf_counter() - started
 
 

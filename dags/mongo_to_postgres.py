@@ -2,15 +2,20 @@
 ### MongoDB users → PostgreSQL
 
 Copies the `users` collection of MongoDB into a PostgreSQL table, one mapped
-task per page of `_id` values, and proves that nothing was lost.
+task per page of `_id` values, proves that nothing was lost, and only then
+replaces the live table. Readers never see a half-loaded table.
 
-1. **reset_table** drops and recreates the target table.
+1. **reset_table** recreates this run's staging tables (schema `mongo_migration_staging`);
+   the live table is not touched. A run of another DAG still loading the same table
+   keeps it: this run then fails without touching anything.
 2. **seed_users** tops the source collection up to *seed_users* fake users (0: leave it alone).
 3. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents.
-4. **migrate_page** (one per page) deletes its range in the target and COPYs its
+4. **migrate_page** (one per page) deletes its range in the staging table and COPYs its
    documents, in one transaction: a retried page is replaced, never duplicated.
-5. **verify** fails the run unless the source count, the target count and the
-   sum of the pages' counts agree.
+5. **verify** fails the run unless the source count, the staging count and the
+   sum of the pages' counts agree, page by page.
+6. **publish** swaps the verified staging tables in for the live ones in one
+   transaction, keeping the live tables' grants.
 
 Connections: `mongo_default` (source) and `postgres_default` (target).
 """
@@ -25,6 +30,7 @@ from include import config
 from mongo_migration.operators import (
     MongoToPostgresOperator,
     PlanPagesOperator,
+    PublishOperator,
     ResetTableOperator,
     SeedUsersOperator,
     VerifyMigrationOperator,
@@ -37,6 +43,7 @@ SOURCE = {
 }
 TARGET = {
     "postgres_conn_id": config.POSTGRES_CONN_ID,
+    "target_schema": "{{ params.target_schema }}",
     "target_table": "{{ params.target_table }}",
 }
 
@@ -85,12 +92,19 @@ TARGET = {
             pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,119}$",
             title="MongoDB collection",
         ),
+        "target_schema": Param(
+            config.TARGET_SCHEMA,
+            type="string",
+            pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+            title="PostgreSQL schema",
+            description="An existing schema of the target database: lowercase letters, digits and _.",
+        ),
         "target_table": Param(
             config.TARGET_TABLE,
             type="string",
             pattern=r"^[a-z_][a-z0-9_]{0,54}$",
             title="PostgreSQL table",
-            description="Dropped and recreated by every run: lowercase letters, digits and _.",
+            description="Replaced as a whole by every successful run: lowercase letters, digits and _.",
         ),
     },
 )
@@ -113,7 +127,8 @@ def mongo_to_postgres():
         **SOURCE,
         **TARGET,
     )
-    reset_table >> seed_users >> plan_pages >> migrate_page >> verify
+    publish = PublishOperator(task_id="publish", **SOURCE, **TARGET)
+    reset_table >> seed_users >> plan_pages >> migrate_page >> verify >> publish
 
 
 mongo_to_postgres()

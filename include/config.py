@@ -12,6 +12,7 @@ MONGO_CONN_ID = "mongo_default"
 POSTGRES_CONN_ID = "postgres_default"
 MONGO_DATABASE = "app"
 MONGO_COLLECTION = "users"
+TARGET_SCHEMA = "public"
 TARGET_TABLE = "users"
 
 SCHEDULE = "0 2 * * *"  # nightly at 02:00 UTC

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from bson.binary import Binary
@@ -84,10 +85,26 @@ def pg_conn(services):
 
 @pytest.fixture
 def target_table(pg_conn):
-    """A fresh table name, dropped afterwards."""
+    """A fresh table name; its live and staging tables are dropped afterwards."""
     name = f"users_{uuid.uuid4().hex[:8]}"
     yield name
-    pg_conn.execute(f"DROP TABLE IF EXISTS {name}")
+    for schema in ("public", "mongo_migration_staging"):
+        pg_conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}, {schema}.{name}_rejects")
+
+
+@pytest.fixture
+def context():
+    """What the operators read from a task's context: their run, and a first try.
+
+    No other run is active in Airflow (``get_dr_count``): the tests that need
+    Airflow's own answer run the DAG.
+    """
+    run = SimpleNamespace(
+        dag_id="tests",
+        run_id=f"manual__{uuid.uuid4().hex[:8]}",
+        start_date=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=10),
+    )
+    return {"dag_run": run, "ti": SimpleNamespace(try_number=1, get_dr_count=lambda **_: 0)}
 
 
 @pytest.fixture

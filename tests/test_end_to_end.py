@@ -10,6 +10,7 @@ from bson import json_util
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
+from mongo_migration import target
 from mongo_migration.documents import CODEC_OPTIONS, id_key
 from tests.bson_equality import canonical_bson
 
@@ -100,16 +101,28 @@ def test_an_empty_collection_migrates_to_an_empty_table(dag, mongo_collection, p
     assert pg_conn.execute(f"SELECT count(*) FROM {target_table}").fetchone()[0] == 0
 
 
+INJECTION = "users; DROP TABLE users; --"
+
+
 @pytest.mark.parametrize(
     ("param", "value"),
     [
-        ("target_table", "users; DROP TABLE users"),
-        ("target_table", "Users"),
-        ("items_per_page", 0),
+        ("seed_users", INJECTION),
         ("seed_users", -1),
+        ("items_per_page", INJECTION),
+        ("items_per_page", 0),
+        ("items_per_page", -8000),
+        ("items_per_page", 100_001),
+        ("mongo_database", "app'); db.dropDatabase(); //"),
+        ("mongo_database", "a/b"),
+        ("mongo_collection", '{"$where": "sleep(1000)"}'),
         ("mongo_collection", ""),
+        ("target_schema", "public; DROP SCHEMA public CASCADE"),
+        ("target_schema", 'public"."pg_catalog'),
+        ("target_table", INJECTION),
+        ("target_table", 'users" (x int); DROP TABLE "users'),
+        ("target_table", "Users"),
     ],
-    ids=["sql-injection", "uppercase-table", "zero-page-size", "negative-seed", "empty-collection-name"],
 )
 def test_bad_params_are_refused_naming_the_param_before_any_data_is_touched(
     dag, mongo_collection, pg_conn, target_table, param, value
@@ -121,8 +134,27 @@ def test_bad_params_are_refused_naming_the_param_before_any_data_is_touched(
         run(dag, **{**valid, param: value})
 
     columns = pg_conn.execute(f"SELECT * FROM {target_table}").description
-    assert [column.name for column in columns] == ["untouched"]  # reset_table never ran
+    assert [column.name for column in columns] == ["untouched"]
+    assert target.staging_owner(pg_conn, target_table) is None  # reset_table never ran
     assert mongo_collection.count_documents({}) == 0  # seed_users never ran
+
+
+def test_a_failed_run_leaves_the_published_table_whole_and_the_next_run_starts_clean(
+    dag, mongo_collection, pg_conn, target_table
+):
+    published = run(dag, seed_users=300, mongo_collection=mongo_collection.name, target_table=target_table)
+    assert published.state == "success", task_states(published)
+    before = pg_conn.execute(f"SELECT _id, document FROM {target_table} ORDER BY _id").fetchall()
+
+    failed = run(dag, seed_users=0, mongo_collection="no_such_collection", target_table=target_table)
+
+    assert failed.state == "failed"
+    assert task_states(failed)[("publish", -1)] == "upstream_failed"
+    assert pg_conn.execute(f"SELECT _id, document FROM {target_table} ORDER BY _id").fetchall() == before
+    assert target.staging_owner(pg_conn, target_table).run_id == failed.run_id  # left for the next run
+    again = run(dag, seed_users=400, mongo_collection=mongo_collection.name, target_table=target_table)
+    assert again.state == "success", task_states(again)
+    assert pg_conn.execute(f"SELECT count(*) FROM {target_table}").fetchone()[0] == 400
 
 
 def test_nasty_documents_and_every_id_type_arrive_whole_or_are_set_aside_with_their_reason(

@@ -1,2 +1,2 @@
 -- The column list comes from COLUMNS in plugins/mongo_migration/documents.py.
-COPY {table} ({columns}) FROM STDIN;
+COPY {staging} ({columns}) FROM STDIN;

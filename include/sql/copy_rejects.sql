@@ -1,1 +1,1 @@
-COPY {rejects} (_id, reason, document, page) FROM STDIN;
+COPY {staging_rejects} (_id, reason, document, page) FROM STDIN;

@@ -1,1 +1,1 @@
-SELECT (SELECT count(*) FROM {table}), (SELECT count(*) FROM {rejects});
+SELECT (SELECT count(*) FROM {staging}), (SELECT count(*) FROM {staging_rejects});

@@ -1,3 +1,3 @@
-SELECT _id FROM {table} WHERE page = %(page)s
+SELECT _id FROM {staging} WHERE page = %(page)s
 UNION ALL
-SELECT coalesce(_id, '') FROM {rejects} WHERE page = %(page)s;
+SELECT coalesce(_id, '') FROM {staging_rejects} WHERE page = %(page)s;

@@ -1,1 +1,1 @@
-SELECT reason, count(*) FROM {rejects} GROUP BY reason ORDER BY count(*) DESC, reason LIMIT 10;
+SELECT reason, count(*) FROM {staging_rejects} GROUP BY reason ORDER BY count(*) DESC, reason LIMIT 10;

@@ -1,10 +1,16 @@
+-- The staging tables a run loads into: the target table and its rejects table,
+-- with the names, columns and indexes the live ones get when publish moves them
+-- into the target schema. The live tables are not touched here.
+--
 -- The target table: one row per MongoDB document. Typed columns hold the user
 -- fields; "document" holds the whole original document as MongoDB Extended
 -- JSON, so fields without a column of their own are never lost. "page" is the
 -- migration page that wrote the row: a retried page replaces exactly its rows.
-DROP TABLE IF EXISTS {table};
+CREATE SCHEMA IF NOT EXISTS {staging_schema};
 
-CREATE TABLE {table} (
+DROP TABLE IF EXISTS {staging}, {staging_rejects};
+
+CREATE TABLE {staging} (
     _id        text COLLATE "C" PRIMARY KEY,
     username   text,
     email      text,
@@ -14,17 +20,18 @@ CREATE TABLE {table} (
     page       integer NOT NULL
 );
 
-CREATE INDEX ON {table} (page);
+CREATE INDEX ON {staging} (page);
 
 -- Documents that cannot be written faithfully, kept whole (their BSON as the
 -- server sent it) with the reason, instead of being lost.
-DROP TABLE IF EXISTS {rejects};
-
-CREATE TABLE {rejects} (
+CREATE TABLE {staging_rejects} (
     _id      text,
     reason   text NOT NULL,
     document bytea NOT NULL,
     page     integer NOT NULL
 );
 
-CREATE INDEX ON {rejects} (page);
+CREATE INDEX ON {staging_rejects} (page);
+
+-- The run that owns the staging tables: only its tasks may write them.
+COMMENT ON TABLE {staging} IS {owner};

@@ -25,6 +25,7 @@ MONGO_TIMEOUTS_MS = {
 }
 POSTGRES_CONNECT_TIMEOUT_SECONDS = "10"
 POSTGRES_STATEMENT_TIMEOUT_MS = 3_600_000
+POSTGRES_LOCK_TIMEOUT_MS = 60_000  # waiting for another run's or a person's lock on the table
 
 
 class UnreachableError(AirflowException):
@@ -47,12 +48,17 @@ def mongo_hook(conn_id: str) -> Iterator[MongoHook]:
 
 
 @contextmanager
-def postgres_connection(conn_id: str) -> Iterator[psycopg.Connection]:
-    """The target's connection, with connect and statement timeouts; committed and closed on exit."""
+def postgres_connection(conn_id: str, application_name: str) -> Iterator[psycopg.Connection]:
+    """The target's connection, with connect, statement and lock timeouts; committed and closed on exit.
+
+    ``application_name`` shows in ``pg_stat_activity``, naming the task that holds a connection.
+    """
     # libpq reads this when the connection's extras set no connect_timeout of their own.
     os.environ.setdefault("PGCONNECT_TIMEOUT", POSTGRES_CONNECT_TIMEOUT_SECONDS)
     hook = PostgresHook(
-        postgres_conn_id=conn_id, options=f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS}"
+        postgres_conn_id=conn_id,
+        options=f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS} "
+        f"-c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS} -c application_name={application_name}",
     )
     try:
         with hook.get_conn() as conn:

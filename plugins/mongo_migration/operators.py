@@ -2,7 +2,7 @@
 
 Each one creates its hooks in ``execute`` and leaves the work to the modules
 beside it: ``users`` (seeding), ``pages`` (planning), ``documents`` (the row of
-a document) and ``target`` (the SQL).
+a document) and ``target`` (the SQL, the staging tables and publishing).
 """
 
 from __future__ import annotations
@@ -24,10 +24,18 @@ from mongo_migration import target
 from mongo_migration.connections import mongo_hook, postgres_connection
 from mongo_migration.documents import CODEC_OPTIONS, id_key
 from mongo_migration.pages import Page, plan_pages, planned_range_filter
+from mongo_migration.pause import pausing
 from mongo_migration.report import summarize, summary_line
+from mongo_migration.target import Owner
 from mongo_migration.users import seed_users
 
 _SOURCE_FIELDS = ("mongo_database", "mongo_collection")
+_TARGET_FIELDS = ("target_table", "target_schema")
+
+
+def _owner(context: Any) -> Owner:
+    """This run, the owner of the staging tables it loads."""
+    return Owner(dag_id=context["dag_run"].dag_id, run_id=context["dag_run"].run_id)
 
 
 class _SourceOperator(BaseOperator):
@@ -55,13 +63,21 @@ class _SourceOperator(BaseOperator):
 class _TargetOperator(BaseOperator):
     """An operator that works on the target table through the ``postgres_conn_id`` connection."""
 
-    def __init__(self, *, target_table: str, postgres_conn_id: str = "postgres_default", **kwargs):
+    def __init__(
+        self,
+        *,
+        target_table: str,
+        target_schema: str = "public",
+        postgres_conn_id: str = "postgres_default",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.target_table = target_table
+        self.target_schema = target_schema
         self.postgres_conn_id = postgres_conn_id
 
     def target_connection(self) -> AbstractContextManager[Connection]:
-        return postgres_connection(self.postgres_conn_id)
+        return postgres_connection(self.postgres_conn_id, application_name=f"mongo_migration:{self.task_id}")
 
 
 class _SourceToTargetOperator(_SourceOperator, _TargetOperator):
@@ -69,14 +85,26 @@ class _SourceToTargetOperator(_SourceOperator, _TargetOperator):
 
 
 class ResetTableOperator(_TargetOperator):
-    """Drop and recreate the target table."""
+    """Recreate the staging tables of the target table, owned by this run; the live table stays."""
 
-    template_fields: Sequence[str] = ("target_table",)
+    template_fields: Sequence[str] = _TARGET_FIELDS
 
     def execute(self, context: Any) -> None:
+        owner = _owner(context)
+
+        def still_running(other: Owner) -> bool:
+            states = ["queued", "running"]
+            return context["ti"].get_dr_count(dag_id=other.dag_id, run_ids=[other.run_id], states=states) > 0
+
         with self.target_connection() as conn:
-            target.reset_table(conn, self.target_table)
-        self.log.info("Recreated table %s", self.target_table)
+            previous = target.reset_table(conn, self.target_table, self.target_schema, owner, still_running)
+        if previous:
+            self.log.warning(
+                "Took the staging tables of %s over from %s, which has ended", self.target_table, previous
+            )
+        self.log.info(
+            "Recreated the staging tables of %s.%s for %s", self.target_schema, self.target_table, owner
+        )
 
 
 class SeedUsersOperator(_SourceOperator):
@@ -132,13 +160,13 @@ class PlanPagesOperator(_SourceOperator):
 
 
 class MongoToPostgresOperator(_SourceToTargetOperator):
-    """Copy one page of the source collection into the target table.
+    """Copy one page of the source collection into the staging table.
 
     The page's old rows are deleted and its documents copied in one
     transaction, so running a page again replaces it exactly.
     """
 
-    template_fields: Sequence[str] = ("target_table", *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = (*_TARGET_FIELDS, *_SOURCE_FIELDS)
 
     def __init__(self, *, page: dict, **kwargs):
         super().__init__(**kwargs)
@@ -151,7 +179,8 @@ class MongoToPostgresOperator(_SourceToTargetOperator):
             mongo_hook(self.mongo_conn_id) as mongo,
             self.target_connection() as conn,
         ):
-            stats = target.replace_page(conn, self.target_table, page, page.read(self.source(mongo)))
+            batches = pausing(page.read(self.source(mongo)), page.number, context["ti"].try_number)
+            stats = target.replace_page(conn, self.target_table, _owner(context), page, batches)
         seconds = time.monotonic() - started
         self.log.info(
             "Page %s: copied %s documents into %s in %.2f s (read %.2f s, convert %.2f s, copy %.2f s)",
@@ -172,9 +201,9 @@ class MongoToPostgresOperator(_SourceToTargetOperator):
 
 
 class VerifyMigrationOperator(_SourceToTargetOperator):
-    """Fail unless source, target and the pages' own counts all agree."""
+    """Fail unless source, staging tables and the pages' own counts all agree."""
 
-    template_fields: Sequence[str] = ("pages", "page_results", "target_table", *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = ("pages", "page_results", *_TARGET_FIELDS, *_SOURCE_FIELDS)
 
     def __init__(self, *, pages: list[dict], page_results: list[dict], **kwargs):
         super().__init__(**kwargs)
@@ -245,3 +274,17 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
                 f"the target holds {written[number][0]} documents of page {number}, which was not planned"
             )
         return problems
+
+
+class PublishOperator(_SourceToTargetOperator):
+    """Replace the live target table with this run's verified staging table, in one transaction."""
+
+    template_fields: Sequence[str] = (*_TARGET_FIELDS, *_SOURCE_FIELDS)
+
+    def execute(self, context: Any) -> None:
+        owner = _owner(context)
+        source = f"{self.mongo_database}.{self.mongo_collection}"
+        note = f"Copied from MongoDB {source} by {owner}, published {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        with self.target_connection() as conn:
+            target.publish(conn, self.target_table, self.target_schema, owner, note)
+        self.log.info("Published %s.%s: %s", self.target_schema, self.target_table, note)

@@ -71,7 +71,7 @@ def test_project_code_raises_no_deprecation_or_other_warnings_at_import(parsed):
 
 
 def test_tasks_run_in_the_documented_order(dag):
-    order = ["reset_table", "seed_users", "plan_pages", "migrate_page", "verify"]
+    order = ["reset_table", "seed_users", "plan_pages", "migrate_page", "verify", "publish"]
     assert sorted(dag.task_ids) == sorted(order)
     assert dag.get_task("reset_table").upstream_task_ids == set()
     for position, task_id in enumerate(order[1:], 1):
@@ -101,5 +101,6 @@ def test_params_default_to_the_configuration_module(dag):
         "items_per_page": config.ITEMS_PER_PAGE,
         "mongo_database": config.MONGO_DATABASE,
         "mongo_collection": config.MONGO_COLLECTION,
+        "target_schema": config.TARGET_SCHEMA,
         "target_table": config.TARGET_TABLE,
     }

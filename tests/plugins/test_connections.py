@@ -20,13 +20,17 @@ def test_source_client_has_timeouts_unless_the_connection_sets_its_own(services,
         assert hook.get_conn().options.server_selection_timeout == 0.5
 
 
-def test_target_connection_has_a_statement_timeout(services):
-    with postgres_connection("postgres_default") as conn:
+def test_target_connection_has_statement_and_lock_timeouts_and_names_its_task(services):
+    with postgres_connection("postgres_default", application_name="mongo_migration:verify") as conn:
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1h"
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "1min"
+        assert conn.execute("SHOW application_name").fetchone()[0] == "mongo_migration:verify"
 
 
-def test_an_unreachable_source_fails_the_page_naming_the_connection_and_host(target_table, monkeypatch):
-    ResetTableOperator(task_id="reset_table", target_table=target_table).execute({})
+def test_an_unreachable_source_fails_the_page_naming_the_connection_and_host(
+    target_table, context, monkeypatch
+):
+    ResetTableOperator(task_id="reset_table", target_table=target_table).execute(context)
     monkeypatch.setenv(
         "AIRFLOW_CONN_MONGO_DOWN",
         f"mongo://{NOTHING_LISTENS}/?directConnection=true&serverSelectionTimeoutMS=300",
@@ -44,10 +48,12 @@ def test_an_unreachable_source_fails_the_page_naming_the_connection_and_host(tar
     with pytest.raises(
         UnreachableError, match=rf"MongoDB connection 'mongo_down' \({NOTHING_LISTENS}\) failed"
     ):
-        operator.execute({})
+        operator.execute(context)
 
 
-def test_an_unreachable_target_fails_naming_the_connection_and_host_but_not_the_password(monkeypatch):
+def test_an_unreachable_target_fails_naming_the_connection_and_host_but_not_the_password(
+    context, monkeypatch
+):
     monkeypatch.setenv(
         "AIRFLOW_CONN_POSTGRES_DOWN", f"postgresql://someone:s3cret-pw@{NOTHING_LISTENS}/target"
     )
@@ -56,7 +62,7 @@ def test_an_unreachable_target_fails_naming_the_connection_and_host_but_not_the_
     )
 
     with pytest.raises(UnreachableError) as failure:
-        operator.execute({})
+        operator.execute(context)
 
     assert f"PostgreSQL connection 'postgres_down' ({NOTHING_LISTENS}) failed" in str(failure.value)
     assert "s3cret-pw" not in str(failure.value)

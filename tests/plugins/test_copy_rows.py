@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from mongo_migration import target
 from mongo_migration.documents import CODEC_OPTIONS, COLUMNS, copy_rows, id_key, to_extended_json
+from tests.staging import reset_staging, staged
 
 # PostgreSQL's text and jsonb cannot hold NUL; every other character may appear,
 # and those that COPY or JSON must escape appear often.
@@ -61,11 +62,11 @@ def straightforward_row(document: dict) -> tuple:
 
 
 def load(pg_conn, table: str, rows_by_path) -> list:
-    pg_conn.execute(target.statement("reset_table", table))
+    reset_staging(pg_conn, table)
     with pg_conn.cursor() as cursor, cursor.copy(target.statement("copy_page", table)) as copy:
         rows_by_path(copy)
     columns = ", ".join(COLUMNS)
-    return pg_conn.execute(f"SELECT {columns} FROM {table} ORDER BY _id").fetchall()
+    return pg_conn.execute(f"SELECT {columns} FROM {staged(table)} ORDER BY _id").fetchall()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

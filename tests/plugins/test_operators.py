@@ -1,7 +1,6 @@
 """The operators on the real PostgreSQL and MongoDB wire-protocol server."""
 
 import datetime as dt
-from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -15,6 +14,7 @@ from mongo_migration.operators import (
     VerifyMigrationOperator,
 )
 from mongo_migration.pages import plan_pages
+from mongo_migration.target import STAGING_SCHEMA as STAGING
 from mongo_migration.users import fake_users
 
 
@@ -26,12 +26,12 @@ def source(mongo_collection):
 
 
 @pytest.fixture
-def table(target_table):
-    ResetTableOperator(task_id="reset_table", target_table=target_table).execute({})
+def table(target_table, context):
+    ResetTableOperator(task_id="reset_table", target_table=target_table).execute(context)
     return target_table
 
 
-def migrate(source, table, page):
+def migrate(source, table, page, context):
     operator = MongoToPostgresOperator(
         task_id="migrate_page",
         page=page.to_xcom(),
@@ -39,22 +39,22 @@ def migrate(source, table, page):
         mongo_collection=source.name,
         target_table=table,
     )
-    return operator.execute({})
+    return operator.execute(context)
 
 
 def target_documents(pg_conn, table) -> dict:
-    rows = pg_conn.execute(f"SELECT _id, document::text FROM {table}").fetchall()
+    rows = pg_conn.execute(f"SELECT _id, document::text FROM {STAGING}.{table}").fetchall()
     return {key: json_util.loads(document) for key, document in rows}
 
 
-def test_a_page_lands_exactly_its_documents_with_equal_fields(source, pg_conn, table):
+def test_a_page_lands_exactly_its_documents_with_equal_fields(source, pg_conn, table, context):
     page = plan_pages(source, 100)[1]
 
-    result = migrate(source, table, page)
+    result = migrate(source, table, page, context)
 
     assert result["documents"] == 100
     originals = {str(doc["_id"]): doc for doc in source.find(page.mongo_filter())}
-    rows = pg_conn.execute(f"SELECT _id, username, email, age, created_at FROM {table}").fetchall()
+    rows = pg_conn.execute(f"SELECT _id, username, email, age, created_at FROM {STAGING}.{table}").fetchall()
     assert {row[0]: row[1:] for row in rows} == {
         key: (doc["username"], doc["email"], doc["age"], doc["created_at"].replace(tzinfo=dt.UTC))
         for key, doc in originals.items()
@@ -62,28 +62,28 @@ def test_a_page_lands_exactly_its_documents_with_equal_fields(source, pg_conn, t
     assert target_documents(pg_conn, table) == originals
 
 
-def test_running_a_page_twice_leaves_exactly_one_copy(source, pg_conn, table):
+def test_running_a_page_twice_leaves_exactly_one_copy(source, pg_conn, table, context):
     page = plan_pages(source, 100)[2]
 
-    migrate(source, table, page)
-    result = migrate(source, table, page)
+    migrate(source, table, page, context)
+    result = migrate(source, table, page, context)
 
     assert result["documents"] == 50
-    keys = [key for (key,) in pg_conn.execute(f"SELECT _id FROM {table}")]
+    keys = [key for (key,) in pg_conn.execute(f"SELECT _id FROM {STAGING}.{table}")]
     assert sorted(keys) == sorted(str(doc["_id"]) for doc in source.find(page.mongo_filter()))
 
 
-def test_a_rerun_page_replaces_its_own_range_and_leaves_other_pages_alone(source, pg_conn, table):
+def test_a_rerun_page_replaces_its_own_range_and_leaves_other_pages_alone(source, pg_conn, table, context):
     first, second, _ = plan_pages(source, 100)
-    migrate(source, table, first)
-    migrate(source, table, second)
-    pg_conn.execute(f"UPDATE {table} SET username = 'stale'")
+    migrate(source, table, first, context)
+    migrate(source, table, second, context)
+    pg_conn.execute(f"UPDATE {STAGING}.{table} SET username = 'stale'")
 
-    migrate(source, table, first)
+    migrate(source, table, first, context)
 
-    stale = pg_conn.execute(f"SELECT count(*) FROM {table} WHERE username = 'stale'").fetchone()[0]
+    stale = pg_conn.execute(f"SELECT count(*) FROM {STAGING}.{table} WHERE username = 'stale'").fetchone()[0]
     assert stale == second.planned_documents
-    assert pg_conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 200
+    assert pg_conn.execute(f"SELECT count(*) FROM {STAGING}.{table}").fetchone()[0] == 200
 
 
 def verifier(source, table, pages, page_results):
@@ -97,13 +97,11 @@ def verifier(source, table, pages, page_results):
     )
 
 
-def test_verify_passes_when_source_target_and_pages_agree(source, table):
+def test_verify_passes_when_source_target_and_pages_agree(source, table, context):
     pages = plan_pages(source, 100)
-    results = [migrate(source, table, page) for page in pages]
+    results = [migrate(source, table, page, context) for page in pages]
 
-    run = SimpleNamespace(start_date=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=10))
-
-    summary = verifier(source, table, pages, results).execute({"dag_run": run})
+    summary = verifier(source, table, pages, results).execute(context)
 
     assert (summary["source"], summary["target"], summary["documents"], summary["pages"]) == (
         250,
@@ -114,30 +112,30 @@ def test_verify_passes_when_source_target_and_pages_agree(source, table):
     assert summary["wall_seconds"] >= 10
 
 
-def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table):
+def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table, context):
     pages = plan_pages(source, 100)
-    results = [migrate(source, table, page) for page in pages[:2]]
+    results = [migrate(source, table, page, context) for page in pages[:2]]
 
     with pytest.raises(
         AirflowFailException,
         match=r"has 250 documents.* read 200 .* holds 200 rows and 0 rejects \(target - source = -50\)",
     ):
-        verifier(source, table, pages, results).execute({})
+        verifier(source, table, pages, results).execute(context)
 
 
-def test_reset_refuses_a_table_name_that_is_not_a_plain_identifier(pg_conn):
+def test_reset_refuses_a_table_name_that_is_not_a_plain_identifier(pg_conn, context):
     with pytest.raises(ValueError, match="target table 'users; DROP TABLE users' is not a plain"):
-        ResetTableOperator(task_id="reset_table", target_table="users; DROP TABLE users").execute({})
+        ResetTableOperator(task_id="reset_table", target_table="users; DROP TABLE users").execute(context)
 
 
-def test_verify_catches_a_swapped_id_that_leaves_every_count_equal(source, pg_conn, table):
+def test_verify_catches_a_swapped_id_that_leaves_every_count_equal(source, pg_conn, table, context):
     pages = plan_pages(source, 100)
-    results = [migrate(source, table, page) for page in pages]
-    swapped = pg_conn.execute(f"SELECT _id FROM {table} WHERE page = 1 LIMIT 1").fetchone()[0]
-    pg_conn.execute(f"UPDATE {table} SET _id = 'not-a-source-id' WHERE _id = %s", [swapped])
+    results = [migrate(source, table, page, context) for page in pages]
+    swapped = pg_conn.execute(f"SELECT _id FROM {STAGING}.{table} WHERE page = 1 LIMIT 1").fetchone()[0]
+    pg_conn.execute(f"UPDATE {STAGING}.{table} SET _id = 'not-a-source-id' WHERE _id = %s", [swapped])
 
     with pytest.raises(AirflowFailException) as failure:
-        verifier(source, table, pages, results).execute({})
+        verifier(source, table, pages, results).execute(context)
 
     message = str(failure.value)
     assert "page 1 read 100 documents and wrote 100" in message
@@ -146,15 +144,18 @@ def test_verify_catches_a_swapped_id_that_leaves_every_count_equal(source, pg_co
     assert "page 0" not in message and "page 2" not in message
 
 
-def test_verify_catches_a_row_written_under_another_page(source, pg_conn, table):
+def test_verify_catches_a_row_written_under_another_page(source, pg_conn, table, context):
     pages = plan_pages(source, 100)
-    results = [migrate(source, table, page) for page in pages]
-    pg_conn.execute(f"UPDATE {table} SET page = 0 WHERE _id = (SELECT min(_id) FROM {table} WHERE page = 2)")
+    results = [migrate(source, table, page, context) for page in pages]
+    staging = f"{STAGING}.{table}"
+    pg_conn.execute(
+        f"UPDATE {staging} SET page = 0 WHERE _id = (SELECT min(_id) FROM {staging} WHERE page = 2)"
+    )
 
     with pytest.raises(
         AirflowFailException, match=r"page 0 read 100 documents and wrote 101.*page 2 read 50"
     ):
-        verifier(source, table, pages, results).execute({})
+        verifier(source, table, pages, results).execute(context)
 
 
 def test_planning_a_collection_that_does_not_exist_fails_naming_it(mongo_collection):
