@@ -26,6 +26,9 @@ from bson.objectid import ObjectId
 from bson.regex import Regex
 from bson.timestamp import Timestamp
 
+from mongo_migration.pause import PAUSE_FILE_VARIABLE
+from tests.airflow_api import AirflowApi
+
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "scripts" / "stack.sh"
 STACK_ENV = {
@@ -34,9 +37,13 @@ STACK_ENV = {
     "TARGET_PG_PORT": "55443",
     "MONGO_PORT": "57018",
 }
+AIRFLOW_LOCAL = ROOT / "scripts" / "airflow-local.sh"
+AIRFLOW_PORT = 8098
+PAUSE_FILE = ROOT / ".stack-test" / "pause" / "page"
 
 
-def _stack(command: str) -> str:
+def stack(command: str) -> str:
+    """Run ``scripts/stack.sh <command>`` on the test stack."""
     return subprocess.run(
         ["bash", str(STACK), command],
         env={**os.environ, **STACK_ENV},
@@ -46,7 +53,7 @@ def _stack(command: str) -> str:
     ).stdout
 
 
-for line in _stack("env").splitlines():
+for line in stack("env").splitlines():
     name, _, value = line.removeprefix("export ").partition("=")
     os.environ[name] = value.strip("'")
 
@@ -54,13 +61,31 @@ for line in _stack("env").splitlines():
 @pytest.fixture(scope="session")
 def services():
     """Start the test services and Airflow's metadata database; stop the services at the end."""
-    _stack("start")
+    stack("start")
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     yield
     from airflow import settings
 
     settings.dispose_orm()  # close Airflow's own connections before PostgreSQL stops
-    _stack("stop")
+    stack("stop")
+
+
+@pytest.fixture(scope="module")
+def airflow_services(services):
+    """Airflow's API server, scheduler, DAG processor and triggerer on the test stack (LocalExecutor).
+
+    Module-scoped: a scheduler would also pick up the runs that ``dag.test()``
+    makes in other modules. Task processes see ``PAUSE_FILE`` (pause.py).
+    """
+    env = {**os.environ, **STACK_ENV, "AIRFLOW_PORT": str(AIRFLOW_PORT), PAUSE_FILE_VARIABLE: str(PAUSE_FILE)}
+    PAUSE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["bash", str(AIRFLOW_LOCAL), "start"], env=env, check=True, capture_output=True)
+    try:
+        api = AirflowApi(f"http://127.0.0.1:{AIRFLOW_PORT}", Path(os.environ["AIRFLOW_HOME"]))
+        api.wait_for_dag()
+        yield api
+    finally:
+        subprocess.run(["bash", str(AIRFLOW_LOCAL), "stop"], env=env, check=True, capture_output=True)
 
 
 @pytest.fixture

@@ -43,7 +43,9 @@ def pausing(raw_batches: Iterable[bytes], page: int, try_number: int) -> Iterato
 
 
 def _pause(pause_file: Path) -> None:
-    Path(f"{pause_file}.paused").write_text(str(os.getpid()))
+    announcing = Path(f"{pause_file}.paused.tmp")
+    announcing.write_text(str(os.getpid()))
+    announcing.rename(f"{pause_file}.paused")  # whole or not at all
     resume = Path(f"{pause_file}.resume")
     deadline = time.monotonic() + MAX_PAUSE_SECONDS
     while not resume.exists() and time.monotonic() < deadline:

@@ -112,19 +112,26 @@ def reset_table(
 ) -> Owner | None:
     """Recreate the staging tables, owned by ``owner``; return the run they were taken from, if any.
 
-    A run still loading the table keeps it: this one fails without touching it.
-    A finished or failed run's leftovers are replaced.
+    A run still loading the table keeps it: this one fails at once without
+    touching it (looked up before waiting for the lock, which that run's pages
+    hold, and again under it). A finished or failed run's leftovers are replaced.
     """
-    with conn.transaction():
-        _lock(conn, table, shared=False)
-        if not conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", [schema]).fetchone()[0]:
-            raise AirflowFailException(f"target schema {schema!r} does not exist in the target database")
+
+    def refuse_if_loading() -> Owner | None:
         previous = staging_owner(conn, table)
         if previous not in (None, owner) and still_running(previous):
             raise AirflowFailException(
                 f"table {table} is being loaded by {previous}, which is still running; this run "
                 f"leaves it alone. Trigger again when that run has ended (or mark it failed)."
             )
+        return previous
+
+    with conn.transaction():
+        refuse_if_loading()
+        _lock(conn, table, shared=False)
+        if not conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", [schema]).fetchone()[0]:
+            raise AirflowFailException(f"target schema {schema!r} does not exist in the target database")
+        previous = refuse_if_loading()
         owner_comment = sql.Literal(json.dumps(asdict(owner)))
         conn.execute(statement("reset_table", table, schema, owner=owner_comment))
     return previous if previous != owner else None

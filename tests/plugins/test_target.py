@@ -83,11 +83,15 @@ def test_loading_leaves_the_live_table_alone_and_publish_swaps_it_keeping_its_gr
     assert primary_key == (f"{target_table}_pkey",)
 
 
-def test_a_run_still_loading_keeps_the_table_and_the_other_run_touches_nothing(pg_conn, target_table):
+def test_a_run_still_loading_keeps_the_table_and_the_other_run_fails_at_once(pg_conn, target_table):
     load(pg_conn, target_table)
+    with PostgresHook().get_conn() as page:  # a page of the loading run, mid-COPY, shares the lock
+        page.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", [f"{STAGING}.{target_table}"]
+        )
 
-    with pytest.raises(AirflowFailException, match=r"being loaded by run 'scheduled__1' of DAG"):
-        target.reset_table(pg_conn, target_table, "public", OTHER_RUN, still_running=lambda owner: True)
+        with pytest.raises(AirflowFailException, match=r"being loaded by run 'scheduled__1' of DAG"):
+            target.reset_table(pg_conn, target_table, "public", OTHER_RUN, still_running=lambda owner: True)
 
     assert target.staging_owner(pg_conn, target_table) == RUN
     assert target.count_rows(pg_conn, target_table) == (1, 1)

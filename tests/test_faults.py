@@ -1,0 +1,233 @@
+"""Faults during real runs: the scheduler, LocalExecutor task processes and the real servers.
+
+Each run moves the same 12,000 documents in three pages of 4,000 (two read
+batches each). A fault strikes one page while the test-only pause switch
+(``mongo_migration/pause.py``) holds it at a chosen row inside its COPY. Every
+run must end with ``verify`` green and each document exactly once in the live
+table, or fail without touching the live table.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from airflow.providers.mongo.hooks.mongo import MongoHook
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+from bson.objectid import ObjectId
+
+from mongo_migration.documents import id_key
+from mongo_migration.target import STAGING_SCHEMA
+from mongo_migration.users import seed_users
+from tests.conftest import PAUSE_FILE, stack
+
+TABLE = "fault_users"
+CONF = {
+    "seed_users": 0,
+    "items_per_page": 4000,
+    "mongo_database": "tests",
+    "mongo_collection": "fault_users",
+    "target_table": TABLE,
+}
+PASSWORD = "migrator-local"  # the test stack's PostgreSQL password, see scripts/stack.sh
+
+
+@pytest.fixture(scope="module")
+def source_ids(airflow_services):
+    """The source collection, seeded once; the ``_id`` keys every run must land exactly once."""
+    with MongoHook() as hook:
+        collection = hook.get_collection(CONF["mongo_collection"], CONF["mongo_database"])
+        collection.drop()
+        seed_users(collection, 12_000, 1234)
+        ids = {id_key(document["_id"]) for document in collection.find({}, {"_id": 1})}
+    yield ids
+    with MongoHook() as hook:
+        hook.get_collection(CONF["mongo_collection"], CONF["mongo_database"]).drop()
+
+
+@pytest.fixture(scope="module")
+def api(airflow_services, source_ids):
+    """The API, after a first clean run has published the table."""
+    run = airflow_services.wait(airflow_services.trigger(CONF))
+    assert run["state"] == "success"
+    yield airflow_services
+    with PostgresHook().get_conn() as conn:
+        for schema in ("public", STAGING_SCHEMA):
+            conn.execute(f"DROP TABLE IF EXISTS {schema}.{TABLE}, {schema}.{TABLE}_rejects")
+
+
+def query(statement: str) -> list[tuple]:
+    with PostgresHook().get_conn() as conn:
+        return conn.execute(statement).fetchall()
+
+
+def live_ids() -> list[str]:
+    return [key for (key,) in query(f"SELECT _id FROM {TABLE}")]
+
+
+def assert_exactly_once(source_ids: set[str]) -> None:
+    keys = live_ids()
+    assert len(keys) == len(source_ids) and set(keys) == source_ids
+    assert query(f"SELECT count(*) FROM {TABLE}_rejects") == [(0,)]
+
+
+class Paused:
+    """A run triggered with one page held at a row, until ``resume()``."""
+
+    def __init__(self, api, page: int, row: int):
+        for leftover in (PAUSE_FILE, *self._signals()):
+            leftover.unlink(missing_ok=True)
+        PAUSE_FILE.write_text(f"{page} {row}")
+        self.api, self.page = api, page
+        self.run_id = api.trigger(CONF)
+        paused = Path(f"{PAUSE_FILE}.paused")
+        deadline = time.monotonic() + 300
+        while not paused.exists():
+            assert time.monotonic() < deadline, "the page never reached its pause"
+            time.sleep(0.2)
+        self.pid = int(paused.read_text())
+        PAUSE_FILE.unlink()  # no other page and no later run pauses
+
+    @staticmethod
+    def _signals() -> tuple[Path, Path]:
+        return Path(f"{PAUSE_FILE}.paused"), Path(f"{PAUSE_FILE}.resume")
+
+    def resume(self) -> None:
+        Path(f"{PAUSE_FILE}.resume").touch()
+
+    def finish(self) -> dict:
+        run = self.api.wait(self.run_id)
+        for signal_file in self._signals():
+            signal_file.unlink(missing_ok=True)
+        return run
+
+    def tries(self) -> int:
+        [page] = [
+            ti
+            for ti in self.api.task_instances(self.run_id)
+            if ti["task_id"] == "migrate_page" and ti["map_index"] == self.page
+        ]
+        return page["try_number"]
+
+
+def test_a_page_killed_mid_copy_is_retried_and_every_document_lands_once(api, source_ids):
+    before = live_ids()
+    paused = Paused(api, page=1, row=2000)
+
+    # Mid-COPY: readers still see the whole previous table, and nothing of the page is committed.
+    assert sorted(live_ids()) == sorted(before)
+    assert query(f"SELECT count(*) FROM {STAGING_SCHEMA}.{TABLE} WHERE page = 1") == [(0,)]
+    # One target connection per running page at most (pages that finished have closed theirs).
+    [(connections,)] = query(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mongo_migration:migrate_page'"
+    )
+    running = [ti for ti in api.task_instances(paused.run_id) if ti["task_id"] == "migrate_page"]
+    assert 1 <= connections <= len([ti for ti in running if ti["state"] == "running"])
+    os.kill(paused.pid, signal.SIGKILL)
+    run = paused.finish()
+
+    assert run["state"] == "success"
+    assert paused.tries() == 2
+    assert_exactly_once(source_ids)
+
+
+def test_a_target_restart_mid_run_ends_with_every_document_once(api, source_ids):
+    paused = Paused(api, page=0, row=2000)
+
+    stack("restart-target")
+    paused.resume()
+    run = paused.finish()
+
+    assert run["state"] == "success"
+    assert paused.tries() >= 2  # its connection died with the server; the retry copied the page
+    assert_exactly_once(source_ids)
+
+
+def test_a_source_away_when_a_page_starts_and_back_a_moment_later_ends_with_every_document_once(
+    api, source_ids
+):
+    paused = Paused(api, page=2, row=0)
+
+    stack("stop-mongo")
+    paused.resume()
+    time.sleep(2)
+    stack("start")
+    run = paused.finish()
+
+    assert run["state"] == "success"
+    assert_exactly_once(source_ids)
+
+
+def test_verify_stops_a_wrong_load_before_publish_and_the_live_table_stays(api, source_ids):
+    before = sorted(live_ids())
+    paused = Paused(api, page=0, row=0)
+    with PostgresHook().get_conn() as conn:  # a stray row in the staging table, committed
+        conn.execute(
+            f"INSERT INTO {STAGING_SCHEMA}.{TABLE} (_id, document, page) VALUES ('stray', '{{}}', 99)"
+        )
+
+    paused.resume()
+    run = paused.finish()
+
+    assert run["state"] == "failed"
+    states = {ti["task_id"]: ti["state"] for ti in api.task_instances(paused.run_id)}
+    assert (states["verify"], states["publish"]) == ("failed", "upstream_failed")
+    assert sorted(live_ids()) == before
+
+
+def test_a_second_run_aimed_at_a_table_being_loaded_fails_without_touching_it(api, source_ids):
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=Path(__file__).resolve().parents[1] / "dags").dags["mongo_to_postgres"]
+    paused = Paused(api, page=0, row=2000)
+    api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_paused": True}).raise_for_status()
+    try:
+        # A run the scheduler does not manage, like another DAG (or a developer) aiming at the same table.
+        intruder = dag.test(run_conf={**CONF, "seed_users": 0})
+    finally:
+        api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_paused": False})
+
+    states = {ti.task_id: ti.state for ti in intruder.get_task_instances()}
+    assert (states["reset_table"], states["publish"]) == ("failed", "upstream_failed")
+    paused.resume()
+    assert paused.finish()["state"] == "success"
+    assert_exactly_once(source_ids)
+
+
+def test_documents_inserted_beyond_the_plan_during_a_run_wait_for_the_next_run(api, source_ids):
+    paused = Paused(api, page=2, row=0)
+    with MongoHook() as hook:
+        collection = hook.get_collection(CONF["mongo_collection"], CONF["mongo_database"])
+        late = collection.insert_many([{"_id": ObjectId(), "username": f"late {n}"} for n in range(5)])
+    late_ids = {id_key(key) for key in late.inserted_ids}
+
+    paused.resume()
+    assert paused.finish()["state"] == "success"
+    assert_exactly_once(source_ids)  # the snapshot planned before the inserts
+
+    assert api.wait(api.trigger(CONF))["state"] == "success"
+    assert_exactly_once(source_ids | late_ids)
+
+
+def test_every_connection_is_closed_after_the_runs(api):
+    assert query("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'mongo_migration:%'") == [
+        (0,)
+    ]
+    with MongoHook() as hook:
+        mine = hook.get_conn().admin.command("serverStatus")["connections"]["current"]
+    assert mine <= 3  # this client's own: one pooled connection and pymongo's two monitors
+
+
+def test_no_password_reaches_a_task_log_a_result_or_a_rendered_field(api):
+    logs = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "dag_id=mongo_to_postgres"
+    texts = [path.read_text(errors="replace") for path in logs.rglob("*.log")]
+    assert len(texts) > 20 and any("UnreachableError" in text or "OperationalError" in text for text in texts)
+    assert not [text for text in texts if PASSWORD in text]
+    for run in api.get("dags/mongo_to_postgres/dagRuns", limit=100)["dag_runs"]:
+        for ti in api.task_instances(run["dag_run_id"]):
+            assert PASSWORD not in str(ti["rendered_fields"])
+        if run["state"] == "success":
+            assert PASSWORD not in str(api.result(run["dag_run_id"], "verify"))
