@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import requests
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from psycopg import sql
@@ -33,6 +32,7 @@ from mongo_migration import target
 from mongo_migration.documents import copy_rows
 from mongo_migration.pages import READ_BATCH_SIZE, plan_pages
 from mongo_migration.users import seed_users
+from tests.airflow_api import AirflowApi
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -206,45 +206,25 @@ def local_executor(documents: int, items_per_page: int) -> Result:
     script = str(ROOT / "scripts" / "airflow-local.sh")
     subprocess.run(["bash", script, "start"], check=True, capture_output=True)
     try:
-        api = _api_session()
-        api.patch(
-            f"{AIRFLOW_URL}/api/v2/dags/mongo_to_postgres", json={"is_paused": False}
-        ).raise_for_status()
-        run = api.post(
-            f"{AIRFLOW_URL}/api/v2/dags/mongo_to_postgres/dagRuns",
-            json={"logical_date": None, "conf": dag_conf(table, items_per_page)},
-        )
-        run.raise_for_status()
-        run_url = f"{AIRFLOW_URL}/api/v2/dags/mongo_to_postgres/dagRuns/{run.json()['dag_run_id']}"
-        while (state := api.get(run_url).json())["state"] not in ("success", "failed"):
-            time.sleep(2)
-        if state["state"] != "success":
-            raise RuntimeError(f"the LocalExecutor run ended {state['state']}: {run_url}")
-        tasks = api.get(f"{run_url}/taskInstances", params={"limit": 1000}).json()["task_instances"]
-        summary = api.get(f"{run_url}/taskInstances/verify/xcomEntries/return_value").json()["value"]
-        summary = json.loads(summary) if isinstance(summary, str) else summary  # the stored, serialized form
+        api = AirflowApi(AIRFLOW_URL, Path(os.environ["AIRFLOW_HOME"]))
+        api.wait_for_dag()
+        run = api.wait(api.trigger(dag_conf(table, items_per_page)), timeout=24 * 3600)
+        if run["state"] != "success":
+            raise RuntimeError(f"the LocalExecutor run ended {run['state']}: {run['dag_run_id']}")
+        tasks = api.task_instances(run["dag_run_id"])
+        summary = api.result(run["dag_run_id"], "verify")
         pages = sorted((t["map_index"], t["duration"]) for t in tasks if t["task_id"] == "migrate_page")
         parallelism = os.environ.get("AIRFLOW_PARALLELISM", "4")
         return Result(
             "DAG, LocalExecutor",
             f"scheduler, API server and DAG processor running, {parallelism} task slots",
-            _seconds_between(state["start_date"], state["end_date"]),
+            _seconds_between(run["start_date"], run["end_date"]),
             _count_published(table),
             [duration for _, duration in pages],
             summary["peak_memory_mb"],
         )
     finally:
         subprocess.run(["bash", script, "stop"], check=True, capture_output=True)
-
-
-def _api_session() -> requests.Session:
-    home = Path(os.environ["AIRFLOW_HOME"])
-    password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-    token = requests.post(f"{AIRFLOW_URL}/auth/token", json={"username": "admin", "password": password})
-    token.raise_for_status()
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    return session
 
 
 def _seconds_between(start: str, end: str) -> float:

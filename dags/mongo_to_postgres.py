@@ -13,9 +13,10 @@ replaces the live table. Readers never see a half-loaded table.
 4. **migrate_page** (one per page) deletes its range in the staging table and COPYs its
    documents, in one transaction: a retried page is replaced, never duplicated.
 5. **verify** fails the run unless the source count, the staging count and the
-   sum of the pages' counts agree, page by page.
+   sum of the pages' counts agree, page by page; it logs and returns a Markdown report.
 6. **publish** swaps the verified staging tables in for the live ones in one
-   transaction, keeping the live tables' grants.
+   transaction, keeping the live tables' grants; then writes the run's summary in
+   its note and emits the table as an Asset (alias `mongo_to_postgres_target`).
 
 Connections: `mongo_default` (source) and `postgres_default` (target).
 """
@@ -64,13 +65,32 @@ TARGET = {
     },
     tags=["mongodb", "postgres", "migration"],
     params={
+        # The trigger form shows these in this order, grouped by section.
+        "mongo_database": Param(
+            config.MONGO_DATABASE,
+            type="string",
+            pattern=r"^[A-Za-z0-9_-]{1,63}$",
+            title="MongoDB database",
+            description="The database that holds the source collection.",
+            section="Source",
+        ),
+        "mongo_collection": Param(
+            config.MONGO_COLLECTION,
+            type="string",
+            pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,119}$",
+            title="MongoDB collection",
+            description="The collection to copy. It must exist: a missing one fails the run by name.",
+            section="Source",
+        ),
         "seed_users": Param(
             config.SEED_USERS,
             type="integer",
             minimum=0,
             maximum=100_000_000,
             title="Users to seed",
-            description="Fake users to ensure in the source collection before copying; 0 leaves it as it is.",
+            description="Fake users the collection should hold before copying (existing documents count); "
+            "0 copies the collection as it is.",
+            section="Source",
         ),
         "items_per_page": Param(
             config.ITEMS_PER_PAGE,
@@ -78,19 +98,9 @@ TARGET = {
             minimum=1,
             maximum=100_000,
             title="Items per page",
-            description="Documents per migrate_page task.",
-        ),
-        "mongo_database": Param(
-            config.MONGO_DATABASE,
-            type="string",
-            pattern=r"^[A-Za-z0-9_-]{1,63}$",
-            title="MongoDB database",
-        ),
-        "mongo_collection": Param(
-            config.MONGO_COLLECTION,
-            type="string",
-            pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,119}$",
-            title="MongoDB collection",
+            description="Documents per migrate_page task, each one a range of _id values; "
+            f"up to {config.CLUSTER_SIZE} pages run at once.",
+            section="Pages",
         ),
         "target_schema": Param(
             config.TARGET_SCHEMA,
@@ -98,13 +108,16 @@ TARGET = {
             pattern=r"^[a-z_][a-z0-9_]{0,62}$",
             title="PostgreSQL schema",
             description="An existing schema of the target database: lowercase letters, digits and _.",
+            section="Target",
         ),
         "target_table": Param(
             config.TARGET_TABLE,
             type="string",
             pattern=r"^[a-z_][a-z0-9_]{0,54}$",
             title="PostgreSQL table",
-            description="Replaced as a whole by every successful run: lowercase letters, digits and _.",
+            description="Replaced as a whole, with its <table>_rejects, when the run has verified its copy: "
+            "lowercase letters, digits and _, at most 55.",
+            section="Target",
         ),
     },
 )
@@ -117,7 +130,11 @@ def mongo_to_postgres():
         task_id="plan_pages", items_per_page="{{ params.items_per_page }}", **SOURCE
     )
     migrate_page = MongoToPostgresOperator.partial(
-        task_id="migrate_page", max_active_tis_per_dag=config.CLUSTER_SIZE, **SOURCE, **TARGET
+        task_id="migrate_page",
+        max_active_tis_per_dag=config.CLUSTER_SIZE,
+        map_index_template="{{ page_label }}",
+        **SOURCE,
+        **TARGET,
     ).expand(page=plan_pages.output)
     verify = VerifyMigrationOperator(
         task_id="verify",
@@ -127,7 +144,7 @@ def mongo_to_postgres():
         **SOURCE,
         **TARGET,
     )
-    publish = PublishOperator(task_id="publish", **SOURCE, **TARGET)
+    publish = PublishOperator(task_id="publish", verified=verify.output, **SOURCE, **TARGET)
     reset_table >> seed_users >> plan_pages >> migrate_page >> verify >> publish
 
 

@@ -16,11 +16,23 @@ COMPONENTS="api-server scheduler dag-processor triggerer"
 
 stack_env() { bash "$ROOT/scripts/stack.sh" env; }
 
+admin_password() {
+  python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['admin'])" \
+    "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+}
+
 airflow_env() {
   eval "$(stack_env)"
   local secret_file=$AIRFLOW_HOME/jwt_secret
+  local passwords_file=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
   mkdir -p "$AIRFLOW_HOME"
   [ -s "$secret_file" ] || python3 -c "import secrets; print(secrets.token_urlsafe(32))" >"$secret_file"
+  # The admin's password, written before the API server would invent one: the run's
+  # note is set through the API with it (connection airflow_api).
+  [ -s "$passwords_file" ] ||
+    python3 -c "import json, secrets; print(json.dumps({'admin': secrets.token_urlsafe(12)}))" >"$passwords_file"
+  local password
+  password=$(admin_password)
   stack_env
   cat <<EOF
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
@@ -29,6 +41,7 @@ export AIRFLOW__API__BASE_URL='http://127.0.0.1:$AIRFLOW_PORT'
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL='http://127.0.0.1:$AIRFLOW_PORT/execution/'
 export AIRFLOW__API_AUTH__JWT_SECRET='$(cat "$secret_file")'
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
+export AIRFLOW_CONN_AIRFLOW_API='http://admin:$password@127.0.0.1:$AIRFLOW_PORT'
 export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 10705))
 export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 10706))
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
@@ -60,10 +73,7 @@ start() {
   done
   for _ in $(seq 1 120); do
     if curl -sf "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null; then
-      local password
-      password=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" \
-        "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
-      echo "Airflow is up: http://127.0.0.1:$AIRFLOW_PORT  (user admin, password $password)"
+      echo "Airflow is up: http://127.0.0.1:$AIRFLOW_PORT  (user admin, password $(admin_password))"
       return
     fi
     sleep 1

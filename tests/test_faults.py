@@ -9,6 +9,7 @@ table, or fail without touching the live table.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -22,7 +23,7 @@ from bson.objectid import ObjectId
 from mongo_migration.documents import id_key
 from mongo_migration.target import STAGING_SCHEMA
 from mongo_migration.users import seed_users
-from tests.conftest import PAUSE_FILE, stack
+from tests.conftest import PAUSE_FILE, STACK_ENV, stack
 
 TABLE = "fault_users"
 CONF = {
@@ -49,10 +50,16 @@ def source_ids(airflow_services):
 
 
 @pytest.fixture(scope="module")
-def api(airflow_services, source_ids):
-    """The API, after a first clean run has published the table."""
+def first_run(airflow_services, source_ids) -> str:
+    """A first clean run, which publishes the table; its run id."""
     run = airflow_services.wait(airflow_services.trigger(CONF))
     assert run["state"] == "success"
+    return run["dag_run_id"]
+
+
+@pytest.fixture(scope="module")
+def api(airflow_services, first_run):
+    """The API, once the first run has published the table."""
     yield airflow_services
     with PostgresHook().get_conn() as conn:
         for schema in ("public", STAGING_SCHEMA):
@@ -72,6 +79,24 @@ def assert_exactly_once(source_ids: set[str]) -> None:
     keys = live_ids()
     assert len(keys) == len(source_ids) and set(keys) == source_ids
     assert query(f"SELECT count(*) FROM {TABLE}_rejects") == [(0,)]
+
+
+def test_a_finished_run_shows_its_report_its_note_its_page_labels_and_its_asset(api, first_run):
+    verified = api.result(first_run, "verify")
+    asset = f"postgres://127.0.0.1:{STACK_ENV['TARGET_PG_PORT']}/target/public/{TABLE}"
+
+    assert "| Documents read | 12,000 |" in verified["report"]
+    assert "| Rows written | 12,000 |" in verified["report"]
+    assert api.get(f"dags/mongo_to_postgres/dagRuns/{first_run}")["note"] == (
+        f"Published {asset}: {verified['summary']}"
+    )
+    labels = sorted(
+        ti["rendered_map_index"] for ti in api.task_instances(first_run) if ti["task_id"] == "migrate_page"
+    )
+    assert [label.split(":")[0] for label in labels] == ["page 0", "page 1", "page 2"]
+    assert all(": _id [" in label for label in labels)
+    events = api.get("assets/events", source_dag_id="mongo_to_postgres", source_run_id=first_run)
+    assert [event["uri"] for event in events["asset_events"]] == [asset]
 
 
 class Paused:
@@ -222,12 +247,17 @@ def test_every_connection_is_closed_after_the_runs(api):
 
 
 def test_no_password_reaches_a_task_log_a_result_or_a_rendered_field(api):
-    logs = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "dag_id=mongo_to_postgres"
-    texts = [path.read_text(errors="replace") for path in logs.rglob("*.log")]
+    home = Path(os.environ["AIRFLOW_HOME"])
+    admin = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    passwords = (PASSWORD, admin)  # the target's, and the API's that publish uses for the run note
+    texts = [
+        path.read_text(errors="replace")
+        for path in (home / "logs" / "dag_id=mongo_to_postgres").rglob("*.log")
+    ]
     assert len(texts) > 20 and any("UnreachableError" in text or "OperationalError" in text for text in texts)
-    assert not [text for text in texts if PASSWORD in text]
+    assert not [text for text in texts if any(password in text for password in passwords)]
     for run in api.get("dags/mongo_to_postgres/dagRuns", limit=100)["dag_runs"]:
         for ti in api.task_instances(run["dag_run_id"]):
-            assert PASSWORD not in str(ti["rendered_fields"])
+            assert not any(password in str(ti["rendered_fields"]) for password in passwords)
         if run["state"] == "success":
-            assert PASSWORD not in str(api.result(run["dag_run_id"], "verify"))
+            assert not any(password in str(api.result(run["dag_run_id"], "verify")) for password in passwords)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
-from airflow.sdk import BaseOperator
+from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from psycopg import Connection
 from pymongo.collection import Collection
@@ -25,10 +25,12 @@ from mongo_migration.connections import mongo_hook, postgres_connection
 from mongo_migration.documents import CODEC_OPTIONS, id_key
 from mongo_migration.pages import Page, plan_pages, planned_range_filter
 from mongo_migration.pause import pausing
-from mongo_migration.report import summarize, summary_line
+from mongo_migration.report import markdown_report, summarize, summary_line
+from mongo_migration.run_note import set_run_note
 from mongo_migration.target import Owner
 from mongo_migration.users import seed_users
 
+ASSET_ALIAS = "mongo_to_postgres_target"  # publish names the table it replaced in an event of this alias
 _SOURCE_FIELDS = ("mongo_database", "mongo_collection")
 _TARGET_FIELDS = ("target_table", "target_schema")
 
@@ -174,6 +176,7 @@ class MongoToPostgresOperator(_SourceToTargetOperator):
 
     def execute(self, context: Any) -> dict:
         page = Page.from_xcom(self.page)
+        context["page_label"] = page.label()  # the map_index_template in the DAG shows it in the grid
         started = time.monotonic()
         with (
             mongo_hook(self.mongo_conn_id) as mongo,
@@ -246,8 +249,23 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
         self.log.info("Verified: all %s documents arrived, %s of them as rejects", source, rejected)
         run_started = context["dag_run"].start_date
         summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
-        self.log.info("Run summary: %s", summary_line(summary))
-        return {"source": source, "target": rows, "rejected": rejected, **summary}
+        line = summary_line(summary)
+        report = markdown_report(
+            summary,
+            f"{self.mongo_database}.{self.mongo_collection}",
+            f"{self.target_schema}.{self.target_table}",
+            rows,
+        )
+        self.log.info("Run summary: %s", line)
+        self.log.info("Run report:\n%s", report)
+        return {
+            "source": source,
+            "target": rows,
+            "rejected": rejected,
+            **summary,
+            "summary": line,
+            "report": report,
+        }
 
     def page_differences(
         self, pages: list[Page], page_results: list[dict], source: Collection, conn: Connection
@@ -277,9 +295,18 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
 
 
 class PublishOperator(_SourceToTargetOperator):
-    """Replace the live target table with this run's verified staging table, in one transaction."""
+    """Replace the live target table with this run's verified staging table, in one transaction.
 
-    template_fields: Sequence[str] = (*_TARGET_FIELDS, *_SOURCE_FIELDS)
+    Then it records the event for people and for other DAGs: the run's note
+    carries verify's summary, and an event of the asset alias ``ASSET_ALIAS``
+    names the table as an Asset (``postgres://host:port/database/schema/table``).
+    """
+
+    template_fields: Sequence[str] = ("verified", *_TARGET_FIELDS, *_SOURCE_FIELDS)
+
+    def __init__(self, *, verified: dict | None, **kwargs):
+        super().__init__(outlets=[AssetAlias(ASSET_ALIAS)], **kwargs)
+        self.verified = verified
 
     def execute(self, context: Any) -> None:
         owner = _owner(context)
@@ -288,3 +315,12 @@ class PublishOperator(_SourceToTargetOperator):
         with self.target_connection() as conn:
             target.publish(conn, self.target_table, self.target_schema, owner, note)
         self.log.info("Published %s.%s: %s", self.target_schema, self.target_table, note)
+        asset = self.target_asset()
+        context["outlet_events"][AssetAlias(ASSET_ALIAS)].add(asset, extra={"run_id": owner.run_id})
+        summary = (self.verified or {}).get("summary", "")
+        set_run_note(owner.dag_id, owner.run_id, f"Published {asset.name}: {summary}", self.log)
+
+    def target_asset(self) -> Asset:
+        connection = BaseHook.get_connection(self.postgres_conn_id)
+        address = f"{connection.host}:{connection.port or 5432}/{connection.schema}"
+        return Asset(f"postgres://{address}/{self.target_schema}/{self.target_table}")

@@ -35,6 +35,7 @@ from bson.timestamp import Timestamp
 from pymongo.collection import Collection
 
 _EXTENDED_JSON = json_util.CANONICAL_JSON_OPTIONS
+_RELAXED_JSON = json_util.RELAXED_JSON_OPTIONS
 READ_BATCH_SIZE = 2000  # documents per batch: small enough for conversion and COPY to overlap
 
 # MongoDB's order of types when it sorts or compares values: one rank per
@@ -92,6 +93,13 @@ class Page:
         upper_operator = "$lte" if self.upper_inclusive else "$lt"
         return {"_id": {"$gte": self.lower, upper_operator: self.upper}}
 
+    def label(self) -> str:
+        """The page as the UI shows it: its number and ``_id`` range."""
+        if type_rank(self.lower) in _SINGLE_VALUE_RANKS:
+            return f"page {self.number}: _id {_short(self.lower)}"
+        closing = "]" if self.upper_inclusive else ")"
+        return f"page {self.number}: _id [{_short(self.lower)}, {_short(self.upper)}{closing}"
+
     def read(self, collection: Collection) -> Iterator[bytes]:
         """The page's documents as raw BSON batches: no decoding until they are converted."""
         return collection.find_raw_batches(self.mongo_filter(), batch_size=READ_BATCH_SIZE)
@@ -115,6 +123,11 @@ class Page:
             upper_inclusive=data["upper_inclusive"],
             planned_documents=data["planned_documents"],
         )
+
+
+def _short(value: Any) -> str:
+    text = str(value) if isinstance(value, ObjectId) else json_util.dumps(value, json_options=_RELAXED_JSON)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def plan_pages(collection: Collection, items_per_page: int) -> list[Page]:

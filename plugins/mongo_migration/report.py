@@ -1,33 +1,53 @@
-"""The run summary that ``verify`` logs and returns: what moved, how fast, and where the time went."""
+"""The run report that ``verify`` logs and returns: what moved, how fast, and where the time went."""
 
 from __future__ import annotations
 
 STAGES = ("read_seconds", "convert_seconds", "copy_seconds")
+SLOWEST_PAGES = 3
 
 
 def summarize(page_results: list[dict], wall_seconds: float) -> dict:
     """Sum the pages' own metrics; ``wall_seconds`` is the run's time so far."""
     documents = sum(result["documents"] for result in page_results)
-    slowest = max(page_results, key=lambda result: result["seconds"], default=None)
+    slowest = sorted(page_results, key=lambda result: result["seconds"], reverse=True)[:SLOWEST_PAGES]
     return {
         "documents": documents,
         "rejected": sum(result["rejected"] for result in page_results),
         "pages": len(page_results),
         "wall_seconds": round(wall_seconds, 1),
         "documents_per_second": round(documents / wall_seconds) if wall_seconds > 0 else None,
-        "slowest_page": slowest and {"page": slowest["page"], "seconds": slowest["seconds"]},
+        "slowest_pages": [{"page": result["page"], "seconds": result["seconds"]} for result in slowest],
         **{stage: round(sum(result[stage] for result in page_results), 1) for stage in STAGES},
         "peak_memory_mb": max((result["peak_memory_mb"] for result in page_results), default=None),
     }
 
 
 def summary_line(summary: dict) -> str:
-    slowest = summary["slowest_page"]
+    """The whole run in one line: the run's note in the UI, and the log."""
+    slowest = summary["slowest_pages"][:1]
     return (
         f"{summary['documents']} documents ({summary['rejected']} rejected) in {summary['pages']} pages, "
         f"{summary['wall_seconds']} s wall, "
         f"{summary['documents_per_second']} documents/s; "
-        + (f"slowest page {slowest['page']} ({slowest['seconds']} s); " if slowest else "")
+        + "".join(f"slowest page {page['page']} ({page['seconds']} s); " for page in slowest)
         + f"pages spent {summary['read_seconds']} s reading, {summary['convert_seconds']} s converting, "
         f"{summary['copy_seconds']} s copying; largest page process peaked at {summary['peak_memory_mb']} MB"
     )
+
+
+def markdown_report(summary: dict, source: str, target: str, written: int) -> str:
+    """A short report for people: the counts, the speed and the slowest pages."""
+    slowest = ", ".join(f"page {page['page']} ({page['seconds']} s)" for page in summary["slowest_pages"])
+    rows = [
+        ("Source (MongoDB)", f"`{source}`"),
+        ("Target (PostgreSQL)", f"`{target}`"),
+        ("Documents read", f"{summary['documents']:,}"),
+        ("Rows written", f"{written:,}"),
+        ("Rejected (kept in `_rejects` with their reason)", f"{summary['rejected']:,}"),
+        ("Pages", f"{summary['pages']:,}"),
+        ("Wall time", f"{summary['wall_seconds']} s"),
+        ("Throughput", f"{summary['documents_per_second'] or 0:,} documents/s"),
+        ("Slowest pages", slowest or "none"),
+    ]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    return f"### Migration report\n\n| | |\n| --- | --- |\n{table}\n"

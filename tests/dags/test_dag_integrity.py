@@ -1,5 +1,7 @@
 """The DAG file: imports cleanly, is configured as promised, and touches no service at import."""
 
+import datetime as dt
+import itertools
 import json
 import os
 import subprocess
@@ -104,3 +106,45 @@ def test_params_default_to_the_configuration_module(dag):
         "target_schema": config.TARGET_SCHEMA,
         "target_table": config.TARGET_TABLE,
     }
+
+
+def test_the_trigger_form_groups_every_param_with_a_title_a_description_and_bounds(dag):
+    schemas = {name: param.schema for name, param in dag.params.items()}
+    for name, schema in schemas.items():
+        assert schema["title"] and dag.params.get_param(name).description, name
+        assert "pattern" in schema or {"minimum", "maximum"} <= schema.keys(), name
+    sections = [schema["section"] for schema in schemas.values()]
+    assert sections == sorted(sections, key=["Source", "Pages", "Target"].index)  # grouped, in this order
+
+
+def test_mapped_pages_are_labelled_by_page_number_and_id_range(dag):
+    assert dag.get_task("migrate_page").map_index_template == "{{ page_label }}"
+
+
+def test_publish_announces_the_target_table_as_an_asset(dag):
+    from airflow.sdk import AssetAlias
+
+    assert dag.get_task("publish").outlets == [AssetAlias("mongo_to_postgres_target")]
+
+
+def test_the_nightly_schedule_runs_at_two_in_the_morning_utc(dag):
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = DagSerialization.from_dict(
+        DagSerialization.to_dict(dag)
+    ).timetable  # as the scheduler sees it
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=False)
+    runs = [timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)]
+    for _ in range(2):
+        runs.append(
+            timetable.next_dagrun_info(
+                last_automated_data_interval=runs[-1].data_interval, restriction=restriction
+            )
+        )
+
+    assert config.SCHEDULE == "0 2 * * *"
+    times = [run.run_after for run in runs]
+    assert all((time.hour, time.minute, time.utcoffset()) == (2, 0, dt.timedelta(0)) for time in times)
+    assert [later - earlier for earlier, later in itertools.pairwise(times)] == [dt.timedelta(days=1)] * 2
+    assert times[0] > dt.datetime.now(dt.UTC) - dt.timedelta(days=1)  # no catch-up of missed nights

@@ -66,3 +66,11 @@ def test_type_ranks_follow_mongodb_sort_order(mongo_collection, mixed_ids):
     mongo_collection.insert_many([{"_id": value} for value in mixed_ids])
     ranks = [type_rank(doc["_id"]) for doc in mongo_collection.find({}, sort=[("_id", 1)])]
     assert ranks == sorted(ranks)
+
+
+def test_a_page_is_labelled_by_its_number_and_id_range():
+    first, last = ObjectId("65a1b2c3d4e5f60718293a4b"), ObjectId("65a1b2c3d4e5f60718293a4c")
+
+    assert Page(3, first, last, False, 2).label() == f"page 3: _id [{first}, {last})"
+    assert Page(4, 7, "x" * 60, True, 2).label() == 'page 4: _id [7, "' + "x" * 38 + "…]"
+    assert Page(5, None, None, True, 1).label() == "page 5: _id null"

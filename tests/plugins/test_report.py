@@ -1,6 +1,6 @@
 """The run summary: pure functions."""
 
-from mongo_migration.report import summarize, summary_line
+from mongo_migration.report import markdown_report, summarize, summary_line
 
 
 def page(number, documents, seconds, rejected=0):
@@ -27,7 +27,11 @@ def test_summary_adds_up_the_pages_and_names_the_slowest():
         "pages": 3,
         "wall_seconds": 10.0,
         "documents_per_second": 2000,
-        "slowest_page": {"page": 1, "seconds": 6.0},
+        "slowest_pages": [
+            {"page": 1, "seconds": 6.0},
+            {"page": 0, "seconds": 2.0},
+            {"page": 2, "seconds": 1.0},
+        ],
         "read_seconds": 4.5,
         "convert_seconds": 2.2,
         "copy_seconds": 2.2,
@@ -39,5 +43,20 @@ def test_summary_adds_up_the_pages_and_names_the_slowest():
 def test_summary_of_a_run_without_pages_has_no_slowest_page():
     summary = summarize([], wall_seconds=3.0)
     assert summary["documents"] == summary["pages"] == 0
-    assert summary["slowest_page"] is None
+    assert summary["slowest_pages"] == []
     assert summary_line(summary).startswith("0 documents (0 rejected) in 0 pages")
+    assert "| Slowest pages | none |" in markdown_report(summary, "app.users", "public.users", 0)
+
+
+def test_report_names_source_target_counts_speed_and_the_slowest_pages():
+    pages = [page(n, 8000, float(n)) for n in range(5)]
+    summary = summarize(pages, wall_seconds=20.0)
+
+    report = markdown_report(summary, "app.users", "public.users", written=39_990)
+
+    assert "| Source (MongoDB) | `app.users` |" in report
+    assert "| Target (PostgreSQL) | `public.users` |" in report
+    assert "| Documents read | 40,000 |" in report
+    assert "| Rows written | 39,990 |" in report
+    assert "| Throughput | 2,000 documents/s |" in report
+    assert "| Slowest pages | page 4 (4.0 s), page 3 (3.0 s), page 2 (2.0 s) |" in report
