@@ -132,6 +132,7 @@ def mongo_to_postgres():
     migrate_page = MongoToPostgresOperator.partial(
         task_id="migrate_page",
         max_active_tis_per_dag=config.CLUSTER_SIZE,
+        pool=config.PAGE_POOL,
         map_index_template="{{ page_label }}",
         **SOURCE,
         **TARGET,

@@ -7,6 +7,7 @@ run can override them.
 SEED_USERS = 1_000_000  # users to ensure in the source collection; 0 skips seeding
 ITEMS_PER_PAGE = 8000  # documents per migrate_page task
 CLUSTER_SIZE = 90  # page tasks allowed to run at once
+PAGE_POOL = "migration_pages"  # the page tasks' pool, of CLUSTER_SIZE slots (see docker-compose.yaml)
 
 MONGO_CONN_ID = "mongo_default"
 POSTGRES_CONN_ID = "postgres_default"

@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# A local Airflow on the local stack: API server (with the UI), scheduler,
-# DAG processor and triggerer, LocalExecutor, metadata in the stack's PostgreSQL.
+# A local Airflow on the local stack: API server (with the UI), scheduler, DAG
+# processor and triggerer, metadata in the stack's PostgreSQL. LocalExecutor by
+# default; with AIRFLOW_EXECUTOR=CeleryExecutor also a Redis broker and a Celery
+# worker, with the configuration keys of docker-compose.yaml.
 #
 #   scripts/airflow-local.sh start   start the services (and the stack), print the URL and the admin login
-#   scripts/airflow-local.sh stop    stop each Airflow component by its process id
+#   scripts/airflow-local.sh stop    stop each component by its process id
 #   scripts/airflow-local.sh env     print the environment the components run with
 #
-# AIRFLOW_PORT (8088) and AIRFLOW_PARALLELISM (4) change the defaults.
+# AIRFLOW_PORT (8088), AIRFLOW_PARALLELISM (4), AIRFLOW_EXECUTOR (LocalExecutor),
+# CELERY_WORKER_CONCURRENCY (4) and REDIS_PORT (56379 + AIRFLOW_PORT - 8088) change the defaults.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AIRFLOW_PORT=${AIRFLOW_PORT:-8088}
 AIRFLOW_PARALLELISM=${AIRFLOW_PARALLELISM:-4}
-COMPONENTS="api-server scheduler dag-processor triggerer"
+AIRFLOW_EXECUTOR=${AIRFLOW_EXECUTOR:-LocalExecutor}
+CELERY_WORKER_CONCURRENCY=${CELERY_WORKER_CONCURRENCY:-4}
+REDIS_PORT=${REDIS_PORT:-$((56379 + AIRFLOW_PORT - 8088))}
+ALL_COMPONENTS="redis api-server scheduler dag-processor triggerer celery-worker"
+case "$AIRFLOW_EXECUTOR" in
+  LocalExecutor) COMPONENTS="api-server scheduler dag-processor triggerer" ;;
+  CeleryExecutor) COMPONENTS=$ALL_COMPONENTS ;;
+  *) echo "airflow-local: AIRFLOW_EXECUTOR is LocalExecutor or CeleryExecutor" >&2; exit 2 ;;
+esac
 
 stack_env() { bash "$ROOT/scripts/stack.sh" env; }
 
@@ -34,8 +45,8 @@ airflow_env() {
   local password
   password=$(admin_password)
   stack_env
-  cat <<EOF
-export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+  cat <<EOF2
+export AIRFLOW__CORE__EXECUTOR=$AIRFLOW_EXECUTOR
 export AIRFLOW__CORE__PARALLELISM=$AIRFLOW_PARALLELISM
 export AIRFLOW__API__BASE_URL='http://127.0.0.1:$AIRFLOW_PORT'
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL='http://127.0.0.1:$AIRFLOW_PORT/execution/'
@@ -45,35 +56,55 @@ export AIRFLOW_CONN_AIRFLOW_API='http://admin:$password@127.0.0.1:$AIRFLOW_PORT'
 export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 10705))
 export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 10706))
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
+export AIRFLOW__CELERY__BROKER_URL='redis://127.0.0.1:$REDIS_PORT/0'
+export AIRFLOW__CELERY__RESULT_BACKEND='db+${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN/+psycopg/}'
+export AIRFLOW__CELERY__WORKER_CONCURRENCY=$CELERY_WORKER_CONCURRENCY
 # Runs start only when someone triggers them: no nightly run with the defaults on a laptop.
 export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False
-EOF
+EOF2
 }
 
 pid_file() { echo "$AIRFLOW_HOME/$1.pid"; }
 
 running() { [ -f "$(pid_file "$1")" ] && kill -0 "$(cat "$(pid_file "$1")")" 2>/dev/null; }
 
+command_of() {
+  case "$1" in
+    redis) echo redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$AIRFLOW_HOME" ;;
+    api-server) echo "$ROOT/.venv/bin/airflow" api-server --port "$AIRFLOW_PORT" ;;
+    celery-worker) echo "$ROOT/.venv/bin/airflow" celery worker ;;
+    *) echo "$ROOT/.venv/bin/airflow" "$1" ;;
+  esac
+}
+
+install_redis() {
+  command -v redis-server >/dev/null && return
+  [ "$(id -u)" = 0 ] || { echo "airflow-local: Redis is missing: sudo apt-get install redis-server" >&2; exit 1; }
+  echo "airflow-local: installing Redis from the OS packages" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+}
+
 start() {
   bash "$ROOT/scripts/setup.sh"
   bash "$ROOT/scripts/stack.sh" start >/dev/null
+  [ "$AIRFLOW_EXECUTOR" = CeleryExecutor ] && install_redis
   eval "$(airflow_env)"
-  "$ROOT/.venv/bin/airflow" db migrate >/dev/null
+  bash "$ROOT/scripts/airflow-init.sh"
   for component in $COMPONENTS; do
     if running "$component"; then
       echo "airflow-local: $component already running" >&2
       continue
     fi
-    args=("$component")
-    [ "$component" = api-server ] && args+=(--port "$AIRFLOW_PORT")
     # setsid: each component leads its own session, so stop can end everything it started (task
     # processes put themselves in process groups of their own, but stay in the session)
-    setsid "$ROOT/.venv/bin/airflow" "${args[@]}" >"$AIRFLOW_HOME/$component.log" 2>&1 &
+    # shellcheck disable=SC2046
+    setsid $(command_of "$component") >"$AIRFLOW_HOME/$component.log" 2>&1 &
     echo $! >"$(pid_file "$component")"
   done
   for _ in $(seq 1 120); do
     if curl -sf "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null; then
-      echo "Airflow is up: http://127.0.0.1:$AIRFLOW_PORT  (user admin, password $(admin_password))"
+      echo "Airflow ($AIRFLOW_EXECUTOR) is up: http://127.0.0.1:$AIRFLOW_PORT  (user admin, password $(admin_password))"
       return
     fi
     sleep 1
@@ -84,9 +115,11 @@ start() {
 
 stop() {
   eval "$(stack_env)"
-  local sessions=()
-  for component in $COMPONENTS; do
-    [ -f "$(pid_file "$component")" ] && sessions+=("$(cat "$(pid_file "$component")")")
+  local sessions=() stopped=()
+  for component in $ALL_COMPONENTS; do
+    [ -f "$(pid_file "$component")" ] || continue
+    sessions+=("$(cat "$(pid_file "$component")")")
+    stopped+=("$component")
     rm -f "$(pid_file "$component")"
   done
   for sid in "${sessions[@]}"; do pkill -TERM -s "$sid" || true; done
@@ -94,7 +127,7 @@ stop() {
     for _ in $(seq 1 30); do pgrep -s "$sid" >/dev/null || break; sleep 1; done
     pkill -KILL -s "$sid" || true
   done
-  echo "airflow-local: stopped $COMPONENTS" >&2
+  echo "airflow-local: stopped ${stopped[*]:-nothing}" >&2
 }
 
 case "${1:-}" in

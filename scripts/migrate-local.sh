@@ -10,7 +10,7 @@ USERS=${1:-100000}
 cd "$ROOT"
 bash scripts/setup.sh
 eval "$(bash scripts/stack.sh start)"
-.venv/bin/airflow db migrate >/dev/null
+bash scripts/airflow-init.sh
 
 log=$ROOT/.stack/last-run.log
 echo "Migrating $USERS users with airflow dags test (log: $log)"

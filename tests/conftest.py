@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -60,9 +59,9 @@ for line in stack("env").splitlines():
 
 @pytest.fixture(scope="session")
 def services():
-    """Start the test services and Airflow's metadata database; stop the services at the end."""
+    """Start the test services and Airflow's metadata database (with the page pool); stop them at the end."""
     stack("start")
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    subprocess.run(["bash", str(ROOT / "scripts" / "airflow-init.sh")], check=True, capture_output=True)
     yield
     from airflow import settings
 

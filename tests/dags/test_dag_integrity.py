@@ -94,6 +94,7 @@ def test_dag_has_tags_retries_a_nightly_schedule_and_docs(dag):
 def test_page_parallelism_is_the_cluster_size(dag):
     assert dag.max_active_tasks == config.CLUSTER_SIZE
     assert dag.get_task("migrate_page").max_active_tis_per_dag == config.CLUSTER_SIZE
+    assert dag.get_task("migrate_page").pool == config.PAGE_POOL
 
 
 def test_params_default_to_the_configuration_module(dag):

@@ -1,0 +1,105 @@
+"""docker-compose.yaml, read and checked as a file: no Docker engine runs here, users run it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from include import config
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_SHOT = {"airflow-init"}  # runs to completion; every other service keeps running
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|BROKER_URL")
+VARIABLE = re.compile(r"\$\{(\w+)")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def test_it_has_the_official_celery_layout_with_the_source_and_the_target(compose, services):
+    assert "x-airflow-common" in compose
+    assert set(services) == {
+        "postgres",
+        "redis",
+        "mongo",
+        "target-postgres",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "airflow-init",
+        "flower",
+    }
+    assert services["flower"]["profiles"] == ["flower"]
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert source.startswith("./") or source in compose["volumes"], (name, volume)
+
+
+def test_every_long_running_service_has_a_healthcheck(services):
+    missing = [
+        name for name, service in services.items() if name not in ONE_SHOT and "healthcheck" not in service
+    ]
+    assert missing == []
+
+
+def test_every_image_is_pinned_to_a_version(services):
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    airflow_pin = re.search(r"^apache-airflow==(\S+)", (ROOT / "requirements.txt").read_text(), re.M)[1]
+    assert f"FROM apache/airflow:{airflow_pin}\n" in dockerfile
+    for name, service in services.items():
+        tag = service["image"].partition(":")[2]
+        assert tag and tag != "latest" and re.match(r"\d", tag), (name, service["image"])
+
+
+def test_no_secret_is_written_inline_and_env_example_lists_every_one(services):
+    required = set()
+    for name, service in services.items():
+        for key, value in service.get("environment", {}).items():
+            if SECRET_NAME.search(key) and not key.endswith("_FILE"):  # a path to a secret is no secret
+                assert "${" in str(value), (name, key)
+                required |= set(VARIABLE.findall(str(value)))
+    example = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^(\w+)=", example, re.M))
+    assert required <= listed, required - listed
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_slots_add_up_to_the_cluster_size(services):
+    worker = services["airflow-worker"]
+    environment = worker["environment"]
+    concurrency = int(environment["AIRFLOW__CELERY__WORKER_CONCURRENCY"])
+    assert concurrency * worker["deploy"]["replicas"] == config.CLUSTER_SIZE == 90
+    assert int(environment["AIRFLOW__CORE__PARALLELISM"]) >= config.CLUSTER_SIZE
+    init = "\n".join(services["airflow-init"]["command"])
+    assert f"pools set {config.PAGE_POOL} {config.CLUSTER_SIZE} " in init
+    target = services["target-postgres"]["command"]
+    max_connections = int(target[target.index("-c") + 1].split("=")[1])
+    assert max_connections >= config.CLUSTER_SIZE + 10  # one per page, plus the other tasks and readers
+
+
+def test_the_project_is_mounted_and_workers_reach_the_api_with_the_shared_secret(services):
+    for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-apiserver"):
+        service = services[name]
+        mounts = {volume.split(":")[1] for volume in service["volumes"]}
+        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= mounts, name
+        environment = service["environment"]
+        assert (
+            environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+            == "http://airflow-apiserver:8080/execution/"
+        )
+        assert environment["AIRFLOW__API_AUTH__JWT_SECRET"] == "${AIRFLOW_JWT_SECRET:?set it in .env}"
+        assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert environment["PYTHONPATH"] == "/opt/airflow"  # so `from include import config` works
