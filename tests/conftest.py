@@ -11,6 +11,8 @@ import datetime as dt
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -69,14 +71,21 @@ def services():
     stack("stop")
 
 
-@pytest.fixture(scope="module")
-def airflow_services(services):
-    """Airflow's API server, scheduler, DAG processor and triggerer on the test stack (LocalExecutor).
+@contextmanager
+def local_airflow(**settings: str) -> Iterator[AirflowApi]:
+    """``scripts/airflow-local.sh`` on the test stack, with ``settings`` added to its environment.
 
-    Module-scoped: a scheduler would also pick up the runs that ``dag.test()``
-    makes in other modules. Task processes see ``PAUSE_FILE`` (pause.py).
+    Task processes see ``PAUSE_FILE`` (pause.py). Fixtures that use it are
+    module-scoped: a scheduler would also pick up the runs that ``dag.test()``
+    makes in other modules.
     """
-    env = {**os.environ, **STACK_ENV, "AIRFLOW_PORT": str(AIRFLOW_PORT), PAUSE_FILE_VARIABLE: str(PAUSE_FILE)}
+    env = {
+        **os.environ,
+        **STACK_ENV,
+        "AIRFLOW_PORT": str(AIRFLOW_PORT),
+        PAUSE_FILE_VARIABLE: str(PAUSE_FILE),
+        **settings,
+    }
     PAUSE_FILE.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["bash", str(AIRFLOW_LOCAL), "start"], env=env, check=True, capture_output=True)
     try:
@@ -85,6 +94,13 @@ def airflow_services(services):
         yield api
     finally:
         subprocess.run(["bash", str(AIRFLOW_LOCAL), "stop"], env=env, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def airflow_services(services):
+    """Airflow's API server, scheduler, DAG processor and triggerer on the test stack (LocalExecutor)."""
+    with local_airflow() as api:
+        yield api
 
 
 @pytest.fixture
