@@ -186,7 +186,8 @@ class MongoToPostgresOperator(_SourceToTargetOperator):
             stats = target.replace_page(conn, self.target_table, _owner(context), page, batches)
         seconds = time.monotonic() - started
         self.log.info(
-            "Page %s: copied %s documents into %s in %.2f s (read %.2f s, convert %.2f s, copy %.2f s)",
+            "Page %s: copied %s documents into the staging table of %s in %.2f s "
+            "(read %.2f s, convert %.2f s, copy %.2f s)",
             page.number,
             stats.documents,
             self.target_table,
