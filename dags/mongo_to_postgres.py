@@ -36,6 +36,7 @@ from mongo_migration.operators import (
     SeedUsersOperator,
     VerifyMigrationOperator,
 )
+from mongo_migration.target import SCHEMA_NAME, TABLE_NAME  # the same names the SQL side accepts
 
 SOURCE = {
     "mongo_conn_id": config.MONGO_CONN_ID,
@@ -105,7 +106,7 @@ TARGET = {
         "target_schema": Param(
             config.TARGET_SCHEMA,
             type="string",
-            pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+            pattern=f"^{SCHEMA_NAME.pattern}$",
             title="PostgreSQL schema",
             description="An existing schema of the target database: lowercase letters, digits and _.",
             section="Target",
@@ -113,7 +114,7 @@ TARGET = {
         "target_table": Param(
             config.TARGET_TABLE,
             type="string",
-            pattern=r"^[a-z_][a-z0-9_]{0,54}$",
+            pattern=f"^{TABLE_NAME.pattern}$",
             title="PostgreSQL table",
             description="Replaced as a whole, with its <table>_rejects, when the run has verified its copy: "
             "lowercase letters, digits and _, at most 55.",
