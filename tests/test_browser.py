@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+UI_TIMEOUT_MS = 30_000  # a page of the UI can take seconds to render on a busy 2-core machine
 FORM = [  # (section, param, value): a small custom run
     ("Source", "mongo_database", "tests"),
     ("Source", "mongo_collection", "browser_users"),
@@ -76,7 +77,7 @@ def test_a_person_triggers_a_custom_run_from_the_form_and_reads_its_outcome(airf
             form.get_by_role("button", name=section).click()
         field.fill(value)
     form.get_by_role("button", name="Source").click()
-    expect(form.get_by_text("Users to seed")).to_be_visible()
+    expect(form.get_by_text("Users to seed")).to_be_visible(timeout=UI_TIMEOUT_MS)
     form.screenshot(path=SCREENSHOTS / "trigger-form.png")
     form.get_by_role("button", name="Trigger").click()
 
@@ -84,10 +85,9 @@ def test_a_person_triggers_a_custom_run_from_the_form_and_reads_its_outcome(airf
     run = api.wait(unquote(page.url.split("/runs/")[1].split("/")[0].split("?")[0]))
     assert run["state"] == "success"
     page.reload()
-    expect(
-        page.get_by_text(re.compile(r"Published postgres://.*browser_users: 3000 documents"))
-    ).to_be_visible()
-    expect(page.get_by_text("page 0: _id [")).to_be_visible()
+    note = page.get_by_text(re.compile(r"Published postgres://.*browser_users: 3000 documents"))
+    expect(note).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_text("page 0: _id [")).to_be_visible(timeout=UI_TIMEOUT_MS)
     page.screenshot(path=SCREENSHOTS / "finished-run.png")
 
     report = api.result(run["dag_run_id"], "verify")["report"]
