@@ -33,12 +33,12 @@ from mongo_migration.documents import copy_rows
 from mongo_migration.pages import READ_BATCH_SIZE, plan_pages
 from mongo_migration.users import seed_users
 from tests.airflow_api import AirflowApi
+from tests.staging import OUTSIDE_A_RUN, reset_staging
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATABASE, COLLECTION = "benchmark", "users"
 AIRFLOW_URL = f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8088')}"
-BENCHMARK_RUN = target.Owner("benchmarks", "local")  # the owner of the staging tables loaded outside the DAG
 
 
 @dataclass
@@ -53,10 +53,6 @@ class Result:
 
 def source():
     return MongoHook().get_collection(COLLECTION, DATABASE)
-
-
-def reset_staging(conn, name: str) -> None:
-    target.reset_table(conn, name, "public", BENCHMARK_RUN, still_running=lambda owner: False)
 
 
 def fresh_table(name: str):
@@ -112,7 +108,7 @@ def page_work(documents: int, items_per_page: int) -> Result:
     def run():
         for page in plan_pages(collection, items_per_page):
             seconds, _ = timed(
-                lambda page=page: target.replace_page(conn, table, BENCHMARK_RUN, page, page.read(collection))
+                lambda page=page: target.replace_page(conn, table, OUTSIDE_A_RUN, page, page.read(collection))
             )
             page_seconds.append(seconds)
 

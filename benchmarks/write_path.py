@@ -20,11 +20,11 @@ from pathlib import Path
 import bson
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from benchmarks.compare import BENCHMARK_RUN, reset_staging
 from mongo_migration import target
 from mongo_migration.documents import copy_rows
 from mongo_migration.pages import READ_BATCH_SIZE, Page
 from mongo_migration.users import fake_users, user_id
+from tests.staging import OUTSIDE_A_RUN, drop_tables, reset_staging
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TABLE = "benchmark_write_path"
@@ -63,7 +63,7 @@ def load_with_conversion(conn, pages) -> float:
     reset_staging(conn, TABLE)
     started = time.perf_counter()
     for page, batches in pages:
-        target.replace_page(conn, TABLE, BENCHMARK_RUN, page, batches)
+        target.replace_page(conn, TABLE, OUTSIDE_A_RUN, page, batches)
     return time.perf_counter() - started
 
 
@@ -84,7 +84,7 @@ def main() -> None:
         for _ in range(args.repeat):
             floor = min(floor, load_pre_encoded(conn, pre_encoded))
             ours = min(ours, load_with_conversion(conn, pages))
-        conn.execute(f"DROP TABLE {TABLE}")
+        drop_tables(conn, TABLE)
 
     result = {
         "documents": args.documents,

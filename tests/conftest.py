@@ -29,6 +29,7 @@ from bson.timestamp import Timestamp
 
 from mongo_migration.pause import PAUSE_FILE_VARIABLE
 from tests.airflow_api import AirflowApi
+from tests.staging import drop_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "scripts" / "stack.sh"
@@ -128,8 +129,7 @@ def target_table(pg_conn):
     """A fresh table name; its live and staging tables are dropped afterwards."""
     name = f"users_{uuid.uuid4().hex[:8]}"
     yield name
-    for schema in ("public", "mongo_migration_staging"):
-        pg_conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}, {schema}.{name}_rejects")
+    drop_tables(pg_conn, name)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from playwright.sync_api import expect, sync_playwright
 
-from mongo_migration.target import STAGING_SCHEMA
+from tests.staging import drop_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -33,7 +33,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-UI_TIMEOUT_MS = 30_000  # a page of the UI can take seconds to render on a busy 2-core machine
 FORM = [  # (section, param, value): a small custom run
     ("Source", "mongo_database", "tests"),
     ("Source", "mongo_collection", "browser_users"),
@@ -45,6 +44,7 @@ FORM = [  # (section, param, value): a small custom run
 
 @pytest.fixture
 def browser_page(airflow_services):
+    expect.set_options(timeout=30_000)  # a page of the UI can take seconds to render on a busy 2-core machine
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser.new_page(viewport={"width": 1400, "height": 900})
@@ -52,8 +52,7 @@ def browser_page(airflow_services):
     with MongoHook() as hook:
         hook.get_collection("browser_users", "tests").drop()
     with PostgresHook().get_conn() as conn:
-        for schema in ("public", STAGING_SCHEMA):
-            conn.execute(f"DROP TABLE IF EXISTS {schema}.browser_users, {schema}.browser_users_rejects")
+        drop_tables(conn, "browser_users")
 
 
 def test_a_person_triggers_a_custom_run_from_the_form_and_reads_its_outcome(airflow_services, browser_page):
@@ -77,7 +76,7 @@ def test_a_person_triggers_a_custom_run_from_the_form_and_reads_its_outcome(airf
             form.get_by_role("button", name=section).click()
         field.fill(value)
     form.get_by_role("button", name="Source").click()
-    expect(form.get_by_text("Users to seed")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(form.get_by_text("Users to seed")).to_be_visible()
     form.screenshot(path=SCREENSHOTS / "trigger-form.png")
     form.get_by_role("button", name="Trigger").click()
 
@@ -86,8 +85,8 @@ def test_a_person_triggers_a_custom_run_from_the_form_and_reads_its_outcome(airf
     assert run["state"] == "success"
     page.reload()
     note = page.get_by_text(re.compile(r"Published postgres://.*browser_users: 3000 documents"))
-    expect(note).to_be_visible(timeout=UI_TIMEOUT_MS)
-    expect(page.get_by_text("page 0: _id [")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(note).to_be_visible()
+    expect(page.get_by_text("page 0: _id [")).to_be_visible()
     page.screenshot(path=SCREENSHOTS / "finished-run.png")
 
     report = api.result(run["dag_run_id"], "verify")["report"]

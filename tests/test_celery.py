@@ -16,8 +16,8 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from include import config
-from mongo_migration.target import STAGING_SCHEMA
 from tests.conftest import local_airflow
+from tests.staging import drop_tables
 
 CONF = {
     "seed_users": 3000,
@@ -35,8 +35,7 @@ def celery_api(services):
     with MongoHook() as hook:
         hook.get_collection("celery_users", "tests").drop()
     with PostgresHook().get_conn() as conn:
-        for schema in ("public", STAGING_SCHEMA):
-            conn.execute(f"DROP TABLE IF EXISTS {schema}.celery_users, {schema}.celery_users_rejects")
+        drop_tables(conn, "celery_users")
 
 
 def test_a_run_triggered_through_the_api_runs_on_celery_workers_and_publishes_every_document(celery_api):

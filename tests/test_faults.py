@@ -24,6 +24,7 @@ from mongo_migration.documents import id_key
 from mongo_migration.target import STAGING_SCHEMA
 from mongo_migration.users import seed_users
 from tests.conftest import PAUSE_FILE, STACK_ENV, stack
+from tests.staging import drop_tables
 
 TABLE = "fault_users"
 CONF = {
@@ -62,8 +63,7 @@ def api(airflow_services, first_run):
     """The API, once the first run has published the table."""
     yield airflow_services
     with PostgresHook().get_conn() as conn:
-        for schema in ("public", STAGING_SCHEMA):
-            conn.execute(f"DROP TABLE IF EXISTS {schema}.{TABLE}, {schema}.{TABLE}_rejects")
+        drop_tables(conn, TABLE)
 
 
 def query(statement: str) -> list[tuple]:

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -58,7 +59,7 @@ def statement(name: str, table: str, schema: str = "public", **values: sql.Compo
             f"target schema {schema!r} is not a plain lowercase PostgreSQL name "
             f"(letters, digits and _, at most 63, not starting with a digit)"
         )
-    return sql.SQL((SQL_DIR / f"{name}.sql").read_text()).format(
+    return sql.SQL(_sql_text(name)).format(
         staging=sql.Identifier(STAGING_SCHEMA, table),
         staging_rejects=sql.Identifier(STAGING_SCHEMA, f"{table}_rejects"),
         live=sql.Identifier(schema, table),
@@ -68,6 +69,12 @@ def statement(name: str, table: str, schema: str = "public", **values: sql.Compo
         columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
         **values,
     )
+
+
+@cache
+def _sql_text(name: str) -> str:
+    """The text of ``include/sql/<name>.sql``, read once per process."""
+    return (SQL_DIR / f"{name}.sql").read_text()
 
 
 def _lock(conn: Connection, table: str, *, shared: bool) -> None:
@@ -129,7 +136,7 @@ def reset_table(
     with conn.transaction():
         refuse_if_loading()
         _lock(conn, table, shared=False)
-        if not conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", [schema]).fetchone()[0]:
+        if not conn.execute(statement("schema_exists", table), {"schema": schema}).fetchone()[0]:
             raise AirflowFailException(f"target schema {schema!r} does not exist in the target database")
         previous = refuse_if_loading()
         owner_comment = sql.Literal(json.dumps(asdict(owner)))
@@ -146,14 +153,15 @@ def publish(conn: Connection, table: str, schema: str, owner: Owner, note: str) 
         for relation, grantee, privilege, grantable in grants.fetchall():
             if privilege not in PRIVILEGES:
                 raise ValueError(f"unexpected privilege {privilege!r} on {schema}.{relation}")
-            conn.execute(
-                sql.SQL("GRANT {privilege} ON {staging} TO {grantee}{option}").format(
-                    privilege=sql.SQL(privilege),
-                    staging=sql.Identifier(STAGING_SCHEMA, relation),
-                    grantee=sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
-                    option=sql.SQL(" WITH GRANT OPTION" if grantable else ""),
-                )
+            grant = statement(
+                "grant_on_staging",
+                table,
+                privilege=sql.SQL(privilege),
+                relation=sql.Identifier(STAGING_SCHEMA, relation),
+                grantee=sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
+                grant_option=sql.SQL(" WITH GRANT OPTION" if grantable else ""),
             )
+            conn.execute(grant)
         conn.execute(statement("publish", table, schema, note=sql.Literal(note)))
 
 
