@@ -29,7 +29,6 @@ from bson.timestamp import Timestamp
 
 from mongo_migration.pause import PAUSE_FILE_VARIABLE
 from tests.airflow_api import AirflowApi
-from tests.staging import drop_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "scripts" / "stack.sh"
@@ -127,6 +126,8 @@ def pg_conn(services):
 @pytest.fixture
 def target_table(pg_conn):
     """A fresh table name; its live and staging tables are dropped afterwards."""
+    from tests.staging import drop_tables  # imports Airflow: only once the environment above is set
+
     name = f"users_{uuid.uuid4().hex[:8]}"
     yield name
     drop_tables(pg_conn, name)
