@@ -30,7 +30,8 @@ from psycopg import sql
 from include import config
 from mongo_migration import target
 from mongo_migration.documents import copy_rows
-from mongo_migration.pages import READ_BATCH_SIZE, plan_pages
+from mongo_migration.page_copy import READ_BATCH_SIZE, copy_page, read_page
+from mongo_migration.pages import plan_pages
 from mongo_migration.users import seed_users
 from tests.airflow_api import AirflowApi
 from tests.staging import OUTSIDE_A_RUN, reset_staging
@@ -108,7 +109,7 @@ def page_work(documents: int, items_per_page: int) -> Result:
     def run():
         for page in plan_pages(collection, items_per_page):
             seconds, _ = timed(
-                lambda page=page: target.replace_page(conn, table, OUTSIDE_A_RUN, page, page.read(collection))
+                lambda page=page: copy_page(read_page(collection, page), conn, table, OUTSIDE_A_RUN, page)
             )
             page_seconds.append(seconds)
 

@@ -22,7 +22,8 @@ from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from mongo_migration import target
 from mongo_migration.documents import copy_rows
-from mongo_migration.pages import READ_BATCH_SIZE, Page
+from mongo_migration.page_copy import READ_BATCH_SIZE, copy_page
+from mongo_migration.pages import Page
 from mongo_migration.users import fake_users, user_id
 from tests.staging import OUTSIDE_A_RUN, drop_tables, reset_staging
 
@@ -63,7 +64,7 @@ def load_with_conversion(conn, pages) -> float:
     reset_staging(conn, TABLE)
     started = time.perf_counter()
     for page, batches in pages:
-        target.replace_page(conn, TABLE, OUTSIDE_A_RUN, page, batches)
+        copy_page(batches, conn, TABLE, OUTSIDE_A_RUN, page)
     return time.perf_counter() - started
 
 

@@ -29,7 +29,7 @@ from airflow.sdk import Param, dag
 
 from include import config
 from mongo_migration.operators import (
-    MongoToPostgresOperator,
+    MigratePageOperator,
     PlanPagesOperator,
     PublishOperator,
     ResetTableOperator,
@@ -130,7 +130,7 @@ def mongo_to_postgres():
     plan_pages = PlanPagesOperator(
         task_id="plan_pages", items_per_page="{{ params.items_per_page }}", **SOURCE
     )
-    migrate_page = MongoToPostgresOperator.partial(
+    migrate_page = MigratePageOperator.partial(
         task_id="migrate_page",
         max_active_tis_per_dag=config.CLUSTER_SIZE,
         pool=config.PAGE_POOL,

@@ -27,7 +27,7 @@ from bson.objectid import ObjectId
 from bson.regex import Regex
 from bson.timestamp import Timestamp
 
-from mongo_migration.pause import PAUSE_FILE_VARIABLE
+from mongo_migration.failpoint import FAILPOINT_VARIABLE
 from tests.airflow_api import AirflowApi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ STACK_ENV = {
 }
 AIRFLOW_LOCAL = ROOT / "scripts" / "airflow-local.sh"
 AIRFLOW_PORT = 8098
-PAUSE_FILE = ROOT / ".stack-test" / "pause" / "page"
+FAILPOINT_FILE = ROOT / ".stack-test" / "failpoint" / "armed"
 
 
 def stack(command: str) -> str:
@@ -75,7 +75,7 @@ def services():
 def local_airflow(**settings: str) -> Iterator[AirflowApi]:
     """``scripts/airflow-local.sh`` on the test stack, with ``settings`` added to its environment.
 
-    Task processes see ``PAUSE_FILE`` (pause.py). Fixtures that use it are
+    Task processes see ``FAILPOINT_FILE`` (failpoint.py). Fixtures that use it are
     module-scoped: a scheduler would also pick up the runs that ``dag.test()``
     makes in other modules.
     """
@@ -83,10 +83,10 @@ def local_airflow(**settings: str) -> Iterator[AirflowApi]:
         **os.environ,
         **STACK_ENV,
         "AIRFLOW_PORT": str(AIRFLOW_PORT),
-        PAUSE_FILE_VARIABLE: str(PAUSE_FILE),
+        FAILPOINT_VARIABLE: str(FAILPOINT_FILE),
         **settings,
     }
-    PAUSE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    FAILPOINT_FILE.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["bash", str(AIRFLOW_LOCAL), "start"], env=env, check=True, capture_output=True)
     try:
         api = AirflowApi(f"http://127.0.0.1:{AIRFLOW_PORT}", Path(os.environ["AIRFLOW_HOME"]))

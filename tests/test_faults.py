@@ -1,8 +1,9 @@
 """Faults during real runs: the scheduler, LocalExecutor task processes and the real servers.
 
 Each run moves the same 12,000 documents in three pages of 4,000 (two read
-batches each). A fault strikes one page while the test-only pause switch
-(``mongo_migration/pause.py``) holds it at a chosen row inside its COPY. Every
+batches each). A fault strikes one page while its failpoint
+(``mongo_migration/failpoint.py``) holds it after a chosen number of documents
+inside its COPY. Every
 run must end with ``verify`` green and each document exactly once in the live
 table, or fail without touching the live table.
 """
@@ -23,7 +24,7 @@ from bson.objectid import ObjectId
 from mongo_migration.documents import id_key
 from mongo_migration.target import STAGING_SCHEMA
 from mongo_migration.users import seed_users
-from tests.conftest import PAUSE_FILE, STACK_ENV, stack
+from tests.conftest import FAILPOINT_FILE, STACK_ENV, stack
 from tests.staging import drop_tables
 
 TABLE = "fault_users"
@@ -99,29 +100,25 @@ def test_a_finished_run_shows_its_report_its_note_its_page_labels_and_its_asset(
     assert [event["uri"] for event in events["asset_events"]] == [asset]
 
 
-class Paused:
-    """A run triggered with one page held at a row, until ``resume()``."""
+class Held:
+    """A run triggered with one page held by its failpoint once ``documents`` are copied; ``resume()``."""
 
-    def __init__(self, api, page: int, row: int):
-        for leftover in (PAUSE_FILE, *self._signals()):
+    def __init__(self, api, page: int, documents: int):
+        for leftover in (FAILPOINT_FILE, *self._signals()):
             leftover.unlink(missing_ok=True)
-        PAUSE_FILE.write_text(f"{page} {row}")
+        FAILPOINT_FILE.write_text(f"page_batch_copied {page} {documents}")
         self.api, self.page = api, page
         self.run_id = api.trigger(CONF)
-        paused = Path(f"{PAUSE_FILE}.paused")
-        deadline = time.monotonic() + 300
-        while not paused.exists():
-            assert time.monotonic() < deadline, "the page never reached its pause"
-            time.sleep(0.2)
-        self.pid = int(paused.read_text())
-        PAUSE_FILE.unlink()  # no other page and no later run pauses
+        held = Path(f"{FAILPOINT_FILE}.held")
+        wait_for(held.exists, "the page never reached its failpoint")
+        self.pid = int(held.read_text())
 
     @staticmethod
-    def _signals() -> tuple[Path, Path]:
-        return Path(f"{PAUSE_FILE}.paused"), Path(f"{PAUSE_FILE}.resume")
+    def _signals() -> tuple[Path, ...]:
+        return tuple(Path(f"{FAILPOINT_FILE}.{suffix}") for suffix in ("taken", "held", "resume"))
 
     def resume(self) -> None:
-        Path(f"{PAUSE_FILE}.resume").touch()
+        Path(f"{FAILPOINT_FILE}.resume").touch()
 
     def finish(self) -> dict:
         run = self.api.wait(self.run_id)
@@ -129,18 +126,33 @@ class Paused:
             signal_file.unlink(missing_ok=True)
         return run
 
-    def tries(self) -> int:
+    def page_instance(self) -> dict:
         [page] = [
             ti
             for ti in self.api.task_instances(self.run_id)
             if ti["task_id"] == "migrate_page" and ti["map_index"] == self.page
         ]
-        return page["try_number"]
+        return page
+
+    def tries(self) -> int:
+        return self.page_instance()["try_number"]
+
+    def log(self, attempt: int) -> str:
+        run = Path(os.environ["AIRFLOW_HOME"], "logs", "dag_id=mongo_to_postgres", f"run_id={self.run_id}")
+        page = run / "task_id=migrate_page" / f"map_index={self.page}"
+        return (page / f"attempt={attempt}.log").read_text()
+
+
+def wait_for(condition, failure: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.2)
 
 
 def test_a_page_killed_mid_copy_is_retried_and_every_document_lands_once(api, source_ids):
     before = live_ids()
-    paused = Paused(api, page=1, row=2000)
+    held = Held(api, page=1, documents=2000)
 
     # Mid-COPY: readers still see the whole previous table, and nothing of the page is committed.
     assert sorted(live_ids()) == sorted(before)
@@ -149,56 +161,59 @@ def test_a_page_killed_mid_copy_is_retried_and_every_document_lands_once(api, so
     [(connections,)] = query(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mongo_migration:migrate_page'"
     )
-    running = [ti for ti in api.task_instances(paused.run_id) if ti["task_id"] == "migrate_page"]
+    running = [ti for ti in api.task_instances(held.run_id) if ti["task_id"] == "migrate_page"]
     assert 1 <= connections <= len([ti for ti in running if ti["state"] == "running"])
-    os.kill(paused.pid, signal.SIGKILL)
-    run = paused.finish()
+    os.kill(held.pid, signal.SIGKILL)
+    run = held.finish()
 
     assert run["state"] == "success"
-    assert paused.tries() == 2
+    assert held.tries() == 2
     assert_exactly_once(source_ids)
 
 
 def test_a_target_restart_mid_run_ends_with_every_document_once(api, source_ids):
-    paused = Paused(api, page=0, row=2000)
+    held = Held(api, page=0, documents=2000)
 
     stack("restart-target")
-    paused.resume()
-    run = paused.finish()
+    held.resume()
+    run = held.finish()
 
     assert run["state"] == "success"
-    assert paused.tries() >= 2  # its connection died with the server; the retry copied the page
+    assert held.tries() >= 2  # its connection died with the server; the retry copied the page
     assert_exactly_once(source_ids)
 
 
-def test_a_source_away_when_a_page_starts_and_back_a_moment_later_ends_with_every_document_once(
+def test_a_source_gone_mid_page_fails_the_try_naming_the_connection_and_the_retry_lands_every_document_once(
     api, source_ids
 ):
-    paused = Paused(api, page=2, row=0)
+    held = Held(api, page=2, documents=2000)  # half of the page read, its cursor open
 
     stack("stop-mongo")
-    paused.resume()
-    time.sleep(2)
+    held.resume()
+    wait_for(lambda: held.page_instance()["state"] == "up_for_retry", "the page did not fail its first try")
     stack("start")
-    run = paused.finish()
+    run = held.finish()
 
     assert run["state"] == "success"
+    assert held.tries() == 2
+    first_try = held.log(attempt=1)
+    assert "UnreachableError" in first_try and "MongoDB connection 'mongo_default' (127.0.0.1:" in first_try
     assert_exactly_once(source_ids)
 
 
 def test_verify_stops_a_wrong_load_before_publish_and_the_live_table_stays(api, source_ids):
     before = sorted(live_ids())
-    paused = Paused(api, page=0, row=0)
+    held = Held(api, page=0, documents=0)
     with PostgresHook().get_conn() as conn:  # a stray row in the staging table, committed
         conn.execute(
             f"INSERT INTO {STAGING_SCHEMA}.{TABLE} (_id, document, page) VALUES ('stray', '{{}}', 99)"
         )
 
-    paused.resume()
-    run = paused.finish()
+    held.resume()
+    run = held.finish()
 
     assert run["state"] == "failed"
-    states = {ti["task_id"]: ti["state"] for ti in api.task_instances(paused.run_id)}
+    states = {ti["task_id"]: ti["state"] for ti in api.task_instances(held.run_id)}
     assert (states["verify"], states["publish"]) == ("failed", "upstream_failed")
     assert sorted(live_ids()) == before
 
@@ -207,30 +222,30 @@ def test_a_second_run_aimed_at_a_table_being_loaded_fails_without_touching_it(ap
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=Path(__file__).resolve().parents[1] / "dags").dags["mongo_to_postgres"]
-    paused = Paused(api, page=0, row=2000)
-    api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_paused": True}).raise_for_status()
+    held = Held(api, page=0, documents=2000)
+    api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_held": True}).raise_for_status()
     try:
         # A run the scheduler does not manage, like another DAG (or a developer) aiming at the same table.
         intruder = dag.test(run_conf={**CONF, "seed_users": 0})
     finally:
-        api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_paused": False})
+        api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_held": False})
 
     states = {ti.task_id: ti.state for ti in intruder.get_task_instances()}
     assert (states["reset_table"], states["publish"]) == ("failed", "upstream_failed")
-    paused.resume()
-    assert paused.finish()["state"] == "success"
+    held.resume()
+    assert held.finish()["state"] == "success"
     assert_exactly_once(source_ids)
 
 
 def test_documents_inserted_beyond_the_plan_during_a_run_wait_for_the_next_run(api, source_ids):
-    paused = Paused(api, page=2, row=0)
+    held = Held(api, page=2, documents=0)
     with MongoHook() as hook:
         collection = hook.get_collection(CONF["mongo_collection"], CONF["mongo_database"])
         late = collection.insert_many([{"_id": ObjectId(), "username": f"late {n}"} for n in range(5)])
     late_ids = {id_key(key) for key in late.inserted_ids}
 
-    paused.resume()
-    assert paused.finish()["state"] == "success"
+    held.resume()
+    assert held.finish()["state"] == "success"
     assert_exactly_once(source_ids)  # the snapshot planned before the inserts
 
     assert api.wait(api.trigger(CONF))["state"] == "success"

@@ -1,8 +1,16 @@
 """The operators of the ``mongo_to_postgres`` DAG.
 
 Each one creates its hooks in ``execute`` and leaves the work to the modules
-beside it: ``users`` (seeding), ``pages`` (planning), ``documents`` (the row of
-a document) and ``target`` (the SQL, the staging tables and publishing).
+beside it: ``users`` (seeding), ``pages`` (planning), ``page_copy`` (one page:
+read, convert, COPY), ``documents`` (the row of a document) and ``target`` (the
+SQL, the staging tables and publishing).
+
+Lineage: the source collection (the Mongo provider's
+``mongodb://host:port/database/collection``) is each task's inlet and the
+table (``postgres://host:port/database/schema/table``) the outlet of the tasks
+that write it. Both name hosts from the connections, which the DAG file must
+not read at import, so the operators declare them when they run; ``publish``
+also emits the table through the asset alias ``ASSET_ALIAS``.
 """
 
 from __future__ import annotations
@@ -14,17 +22,19 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow.providers.mongo.assets.mongo import create_asset as mongo_asset
 from airflow.providers.mongo.hooks.mongo import MongoHook
+from airflow.providers.postgres.assets.postgres import create_asset as postgres_asset
 from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection
 from pymongo.collection import Collection
 
 from mongo_migration import target
 from mongo_migration.connections import mongo_hook, postgres_connection
 from mongo_migration.documents import CODEC_OPTIONS, id_key
+from mongo_migration.page_copy import copy_page, read_page
 from mongo_migration.pages import Page, plan_pages, planned_range_filter
-from mongo_migration.pause import pausing
 from mongo_migration.report import markdown_report, summarize, summary_line
 from mongo_migration.run_note import set_run_note
 from mongo_migration.target import Owner
@@ -61,6 +71,21 @@ class _SourceOperator(BaseOperator):
             codec_options=CODEC_OPTIONS
         )
 
+    def source_name(self) -> str:
+        return f"{self.mongo_database}.{self.mongo_collection}"
+
+    def declare_source_inlet(self) -> Asset:
+        """The source collection as this task's inlet, in the Mongo provider's asset form."""
+        connection = BaseHook.get_connection(self.mongo_conn_id)
+        asset = mongo_asset(
+            host=connection.host or "localhost",
+            port=connection.port or 27017,
+            database=self.mongo_database,
+            collection=self.mongo_collection,
+        )
+        self.inlets = [asset]
+        return asset
+
 
 class _TargetOperator(BaseOperator):
     """An operator that works on the target table through the ``postgres_conn_id`` connection."""
@@ -80,6 +105,17 @@ class _TargetOperator(BaseOperator):
 
     def target_connection(self) -> AbstractContextManager[Connection]:
         return postgres_connection(self.postgres_conn_id, application_name=f"mongo_migration:{self.task_id}")
+
+    def target_asset(self) -> Asset:
+        """The live table, in the Postgres provider's asset form."""
+        connection = BaseHook.get_connection(self.postgres_conn_id)
+        return postgres_asset(
+            host=connection.host or "localhost",
+            port=connection.port or 5432,
+            database=connection.schema,
+            schema=self.target_schema,
+            table=self.target_table,
+        )
 
 
 class _SourceToTargetOperator(_SourceOperator, _TargetOperator):
@@ -127,10 +163,9 @@ class SeedUsersOperator(_SourceOperator):
         with mongo_hook(self.mongo_conn_id) as hook:
             inserted = seed_users(self.source(hook), self.users, self.faker_seed)
         self.log.info(
-            "Inserted %s users into %s.%s in %.1f s; it now holds at least %s",
+            "Inserted %s users into %s in %.1f s; it now holds at least %s",
             inserted,
-            self.mongo_database,
-            self.mongo_collection,
+            self.source_name(),
             time.monotonic() - started,
             self.users,
         )
@@ -138,7 +173,12 @@ class SeedUsersOperator(_SourceOperator):
 
 
 class PlanPagesOperator(_SourceOperator):
-    """Cut the source collection into ``_id`` ranges of ``items_per_page`` documents."""
+    """Cut the source collection into ``_id`` ranges of ``items_per_page`` documents.
+
+    The plan is checked against the source before any page runs: the
+    collection's own count and the count of what the pages' ranges match must
+    both equal what the plan's scan saw.
+    """
 
     template_fields: Sequence[str] = ("items_per_page", *_SOURCE_FIELDS)
 
@@ -147,6 +187,7 @@ class PlanPagesOperator(_SourceOperator):
         self.items_per_page = items_per_page
 
     def execute(self, context: Any) -> list[dict]:
+        self.declare_source_inlet()
         with mongo_hook(self.mongo_conn_id) as hook:
             source = self.source(hook)
             # MongoDB reads a missing collection as an empty one; a typo must not "migrate" nothing.
@@ -156,13 +197,36 @@ class PlanPagesOperator(_SourceOperator):
                     f"{self.mongo_database!r} (connection {self.mongo_conn_id!r})"
                 )
             pages = plan_pages(source, self.items_per_page)
-        documents = sum(page.planned_documents for page in pages)
-        self.log.info("Planned %s pages for %s documents", len(pages), documents)
+            planned = sum(page.planned_documents for page in pages)
+            in_ranges = source.count_documents(planned_range_filter(pages))
+            counted = source.count_documents({})
+            if in_ranges != planned:
+                raise AirflowFailException(
+                    f"The plan of {self.source_name()} cannot be read back: its scan saw {planned} "
+                    f"documents but its _id ranges match {in_ranges}; "
+                    + "; ".join(_pages_matching_otherwise(source, pages))
+                )
+        if counted != planned:
+            raise AirflowException(  # retried: a source written to while it was planned
+                f"{self.source_name()} counts {counted} documents but the plan's scan saw {planned} "
+                f"(counted - planned = {counted - planned:+d}): the collection changed while it was planned"
+            )
+        self.log.info("Planned %s pages for %s documents of %s", len(pages), planned, self.source_name())
         return [page.to_xcom() for page in pages]
 
 
-class MongoToPostgresOperator(_SourceToTargetOperator):
-    """Copy one page of the source collection into the staging table.
+def _pages_matching_otherwise(source: Collection, pages: list[Page]) -> list[str]:
+    """The pages whose filter matches another number of documents than the plan gave them."""
+    problems = []
+    for page in pages:
+        matched = source.count_documents(page.mongo_filter())
+        if matched != page.planned_documents:
+            problems.append(f"{page.label()} was planned {page.planned_documents} and matches {matched}")
+    return problems
+
+
+class MigratePageOperator(_SourceToTargetOperator):
+    """Copy one page of the source collection into the staging table (see ``page_copy``).
 
     The page's old rows are deleted and its documents copied in one
     transaction, so running a page again replaces it exactly.
@@ -177,13 +241,11 @@ class MongoToPostgresOperator(_SourceToTargetOperator):
     def execute(self, context: Any) -> dict:
         page = Page.from_xcom(self.page)
         context["page_label"] = page.label()  # the map_index_template in the DAG shows it in the grid
+        self.declare_source_inlet()
         started = time.monotonic()
-        with (
-            mongo_hook(self.mongo_conn_id) as mongo,
-            self.target_connection() as conn,
-        ):
-            batches = pausing(page.read(self.source(mongo)), page.number, context["ti"].try_number)
-            stats = target.replace_page(conn, self.target_table, _owner(context), page, batches)
+        with mongo_hook(self.mongo_conn_id) as mongo, self.target_connection() as conn:
+            batches = read_page(self.source(mongo), page)
+            stats = copy_page(batches, conn, self.target_table, _owner(context), page)
         seconds = time.monotonic() - started
         self.log.info(
             "Page %s: copied %s documents into the staging table of %s in %.2f s "
@@ -205,7 +267,14 @@ class MongoToPostgresOperator(_SourceToTargetOperator):
 
 
 class VerifyMigrationOperator(_SourceToTargetOperator):
-    """Fail unless source, staging tables and the pages' own counts all agree."""
+    """Fail unless the plan, the source, the pages' own counts and the staging tables all agree.
+
+    Page by page: each page read what the plan's scan saw in its range, and
+    wrote exactly the ``_id`` keys it read (count and checksum). In total: the
+    source's documents in the planned ranges, counted again now, equal what
+    the plan saw and what the staging tables hold. Documents outside the
+    planned ranges (written since planning) are reported for the next run.
+    """
 
     template_fields: Sequence[str] = ("pages", "page_results", *_TARGET_FIELDS, *_SOURCE_FIELDS)
 
@@ -218,51 +287,61 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
         pages = [Page.from_xcom(page) for page in self.pages or []]
         # A slice fetches every page's result in one request, not one request per page.
         page_results = list((self.page_results or [])[:])
+        self.declare_source_inlet()
+        planned = sum(page.planned_documents for page in pages)
+        documents_read = sum(result["documents"] for result in page_results)
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
-            source = self.source(hook).count_documents(planned_range_filter(pages))
+            source = self.source(hook)
+            in_ranges = source.count_documents(planned_range_filter(pages))
+            counted = source.count_documents({})
             rows, rejected = target.count_rows(conn, self.target_table)
-            read = sum(result["documents"] for result in page_results)
             self.log.info(
-                "Source %s.%s: %s documents in the planned range; %s pages read %s; "
-                "target %s: %s rows and %s rejects",
-                self.mongo_database,
-                self.mongo_collection,
-                source,
+                "Source %s: %s documents in all, %s in the planned ranges, where the plan saw %s; "
+                "%s pages read %s; target %s: %s rows and %s rejects",
+                self.source_name(),
+                counted,
+                in_ranges,
+                planned,
                 len(pages),
-                read,
+                documents_read,
                 self.target_table,
                 rows,
                 rejected,
             )
             for reason, count in target.reject_reasons(conn, self.target_table) if rejected else []:
                 self.log.warning("%s documents set aside in %s_rejects: %s", count, self.target_table, reason)
-            problems = self.page_differences(pages, page_results, self.source(hook), conn)
-        if not source == read == rows + rejected:
+            problems = self.page_differences(pages, page_results, source, conn)
+        if not in_ranges == planned == documents_read == rows + rejected:
             problems.insert(
                 0,
-                f"source {self.mongo_database}.{self.mongo_collection} has {source} documents in the planned "
-                f"range, the pages read {read} (pages - source = {read - source:+d}), and target table "
-                f"{self.target_table} holds {rows} rows and {rejected} rejects "
-                f"(target - source = {rows + rejected - source:+d})",
+                f"source {self.source_name()} has {in_ranges} documents in the planned ranges where the "
+                f"plan saw {planned}, the pages read {documents_read} (pages - source = "
+                f"{documents_read - in_ranges:+d}), and target table {self.target_table} holds {rows} rows "
+                f"and {rejected} rejects (target - source = {rows + rejected - in_ranges:+d})",
             )
         if problems:
             raise AirflowFailException("Source and target differ: " + "; ".join(problems))
-        self.log.info("Verified: all %s documents arrived, %s of them as rejects", source, rejected)
+        self.log.info("Verified: all %s documents arrived, %s of them as rejects", planned, rejected)
+        if counted > in_ranges:
+            self.log.info(
+                "%s documents of %s lie beyond the planned ranges (written since planning): "
+                "the next run copies them",
+                counted - in_ranges,
+                self.source_name(),
+            )
         run_started = context["dag_run"].start_date
         summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
         line = summary_line(summary)
         report = markdown_report(
-            summary,
-            f"{self.mongo_database}.{self.mongo_collection}",
-            f"{self.target_schema}.{self.target_table}",
-            rows,
+            summary, self.source_name(), f"{self.target_schema}.{self.target_table}", rows
         )
         self.log.info("Run summary: %s", line)
         self.log.info("Run report:\n%s", report)
         return {
-            "source": source,
+            "source": in_ranges,
             "target": rows,
             "rejected": rejected,
+            "beyond_the_plan": counted - in_ranges,
             **summary,
             "summary": line,
             "report": report,
@@ -271,11 +350,17 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
     def page_differences(
         self, pages: list[Page], page_results: list[dict], source: Collection, conn: Connection
     ) -> list[str]:
-        """Each page whose written ``_id`` keys differ from those it read, with the keys involved."""
+        """Each page that did not read what the plan saw, or did not write the ``_id`` keys it read."""
         written = target.page_checksums(conn, self.target_table)
         read = {result["page"]: (result["documents"], result["id_checksum"]) for result in page_results}
         problems = []
         for page in pages:
+            documents_read, _ = read.get(page.number, (None, None))
+            if documents_read != page.planned_documents:
+                problems.append(
+                    f"{page.label()} was planned {page.planned_documents} documents and read "
+                    f"{'nothing (no result)' if documents_read is None else documents_read}"
+                )
             if written.get(page.number, (0, 0)) == read.get(page.number):
                 continue
             source_keys = {
@@ -284,7 +369,7 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
             target_keys = target.page_keys(conn, self.target_table, page.number)
             missing, unknown = sorted(source_keys - target_keys)[:10], sorted(target_keys - source_keys)[:10]
             problems.append(
-                f"page {page.number} read {read.get(page.number, (0,))[0]} documents and wrote "
+                f"page {page.number} read {documents_read} documents and wrote "
                 f"{written.get(page.number, (0,))[0]}; _id missing in the target: {missing}, "
                 f"_id not in the source: {unknown}"
             )
@@ -300,7 +385,8 @@ class PublishOperator(_SourceToTargetOperator):
 
     Then it records the event for people and for other DAGs: the run's note
     carries verify's summary, and an event of the asset alias ``ASSET_ALIAS``
-    names the table as an Asset (``postgres://host:port/database/schema/table``).
+    names the table as an Asset (``postgres://host:port/database/schema/table``),
+    with the source collection's Asset in its extra.
     """
 
     template_fields: Sequence[str] = ("verified", *_TARGET_FIELDS, *_SOURCE_FIELDS)
@@ -311,17 +397,17 @@ class PublishOperator(_SourceToTargetOperator):
 
     def execute(self, context: Any) -> None:
         owner = _owner(context)
-        source = f"{self.mongo_database}.{self.mongo_collection}"
-        note = f"Copied from MongoDB {source} by {owner}, published {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        source = self.declare_source_inlet()
+        note = (
+            f"Copied from MongoDB {self.source_name()} by {owner}, "
+            f"published {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        )
         with self.target_connection() as conn:
             target.publish(conn, self.target_table, self.target_schema, owner, note)
         self.log.info("Published %s.%s: %s", self.target_schema, self.target_table, note)
-        asset = self.target_asset()
-        context["outlet_events"][AssetAlias(ASSET_ALIAS)].add(asset, extra={"run_id": owner.run_id})
+        table = self.target_asset()
+        context["outlet_events"][AssetAlias(ASSET_ALIAS)].add(
+            table, extra={"run_id": owner.run_id, "source": source.uri}
+        )
         summary = (self.verified or {}).get("summary", "")
-        set_run_note(owner.dag_id, owner.run_id, f"Published {asset.name}: {summary}", self.log)
-
-    def target_asset(self) -> Asset:
-        connection = BaseHook.get_connection(self.postgres_conn_id)
-        address = f"{connection.host}:{connection.port or 5432}/{connection.schema}"
-        return Asset(f"postgres://{address}/{self.target_schema}/{self.target_table}")
+        set_run_note(owner.dag_id, owner.run_id, f"Published {table.name}: {summary}", self.log)

@@ -10,22 +10,27 @@ cost grows with the offset.
 MongoDB compares values of different types only by their type's rank ("type
 bracketing"): ``{"$gte": 5, "$lt": "a"}`` matches nothing at all. So a page
 never spans two types: a collection whose ``_id`` values mix numbers, strings
-and ObjectIds gets separate pages for each. Binary values sort by length, then
-subtype, then bytes, and not every server filters them in that order (the local
-SecantusDB does not), so a page of binary ``_id`` values also keeps to one
-length and subtype.
+and ObjectIds gets separate pages for each. Two brackets hold values that a
+range cannot reach: NaN sorts before every number but ``{"$gte": NaN}``
+matches no number, so NaN gets a page of its own, matched by equality. Binary
+values sort by length, then subtype, then bytes, and not every server filters
+them in that order (the local SecantusDB does not), so a page of binary
+``_id`` values also keeps to one length and subtype.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from bson import json_util
 from bson.binary import Binary
+from bson.code import Code
 from bson.datetime_ms import DatetimeMS
+from bson.dbref import DBRef
 from bson.decimal128 import Decimal128
 from bson.max_key import MaxKey
 from bson.min_key import MinKey
@@ -36,47 +41,74 @@ from pymongo.collection import Collection
 
 _EXTENDED_JSON = json_util.CANONICAL_JSON_OPTIONS
 _RELAXED_JSON = json_util.RELAXED_JSON_OPTIONS
-READ_BATCH_SIZE = 2000  # documents per batch: small enough for conversion and COPY to overlap
 
-# MongoDB's order of types when it sorts or compares values: one rank per
-# bracket, and values compare with each other only within their bracket.
+# MongoDB's documented comparison order of BSON types ("Comparison/Sort Order"
+# in the MongoDB manual), lowest first: values compare with each other only
+# within their bracket. The Python types are those pymongo decodes BSON into:
+# a symbol decodes as str and undefined as None (brackets 4 and 2 take them),
+# a DBRef is stored as an object.
 _TYPE_RANKS: dict[type, int] = {
     MinKey: 1,
-    type(None): 5,
-    int: 10,
-    float: 10,
-    Decimal128: 10,
-    str: 15,
-    dict: 20,
-    list: 25,
-    bytes: 30,
-    Binary: 30,
-    ObjectId: 35,
-    bool: 40,
-    dt.datetime: 45,
-    DatetimeMS: 45,
-    Timestamp: 47,
-    Regex: 50,
-    MaxKey: 127,
+    type(None): 2,
+    int: 3,  # int32, and int64 (bson.Int64 is an int); bool has its own rank below
+    float: 3,
+    Decimal128: 3,
+    str: 4,
+    dict: 5,  # SON and RawBSONDocument are dicts or mappings of it
+    DBRef: 5,
+    list: 6,
+    bytes: 7,
+    Binary: 7,
+    ObjectId: 8,
+    bool: 9,
+    dt.datetime: 10,
+    DatetimeMS: 10,
+    Timestamp: 11,
+    Regex: 12,
+    re.Pattern: 12,
+    Code: 13,  # JavaScript code; with a scope it ranks 14 (see type_rank)
+    MaxKey: 15,
 }
+_NUMBERS = _TYPE_RANKS[float]
+_BINARY = _TYPE_RANKS[bytes]
+_CODE_WITH_SCOPE = _TYPE_RANKS[Code] + 1
 # Brackets that hold a single value: a page of them is that value, not a range.
 _SINGLE_VALUE_RANKS = {_TYPE_RANKS[MinKey], _TYPE_RANKS[type(None)], _TYPE_RANKS[MaxKey]}
 
 
 def type_rank(value: Any) -> int:
     """The rank of ``value``'s type bracket in MongoDB's comparison order."""
-    for kind in type(value).__mro__:  # Int64 is an int, SON a dict, Code a str
+    for kind in type(value).__mro__:  # Code before the str it derives from, bool before int
         if kind in _TYPE_RANKS:
+            if kind is Code and value.scope is not None:
+                return _CODE_WITH_SCOPE
             return _TYPE_RANKS[kind]
     raise TypeError(f"an _id of type {type(value).__name__} has no known place in MongoDB's order")
 
 
+def _is_nan(value: Any) -> bool:
+    if type(value) is float:
+        return math.isnan(value)
+    return type(value) is Decimal128 and value.to_decimal().is_nan()
+
+
 def comparison_group(value: Any) -> tuple:
-    """Values that every server compares alike: a page never leaves its group."""
+    """Values that every server compares alike: a page never leaves its group.
+
+    NaN is a group of its own: it sorts before every number, but no range
+    that starts at NaN matches a number.
+    """
     rank = type_rank(value)
-    if rank == _TYPE_RANKS[bytes]:
+    if rank == _BINARY:
         return rank, len(value), getattr(value, "subtype", 0)
+    if rank == _NUMBERS and _is_nan(value):
+        return rank, "NaN"
     return (rank,)
+
+
+def _single_value(value: Any) -> bool:
+    """Whether the page holding ``value`` is matched by equality: its group holds one value only."""
+    return type_rank(value) in _SINGLE_VALUE_RANKS or _is_nan(value)
 
 
 @dataclass(frozen=True)
@@ -88,21 +120,17 @@ class Page:
     planned_documents: int
 
     def mongo_filter(self) -> dict:
-        if type_rank(self.lower) in _SINGLE_VALUE_RANKS:
+        if _single_value(self.lower):
             return {"_id": self.lower}
         upper_operator = "$lte" if self.upper_inclusive else "$lt"
         return {"_id": {"$gte": self.lower, upper_operator: self.upper}}
 
     def label(self) -> str:
         """The page as the UI shows it: its number and ``_id`` range."""
-        if type_rank(self.lower) in _SINGLE_VALUE_RANKS:
+        if _single_value(self.lower):
             return f"page {self.number}: _id {_short(self.lower)}"
         closing = "]" if self.upper_inclusive else ")"
         return f"page {self.number}: _id [{_short(self.lower)}, {_short(self.upper)}{closing}"
-
-    def read(self, collection: Collection) -> Iterator[bytes]:
-        """The page's documents as raw BSON batches: no decoding until they are converted."""
-        return collection.find_raw_batches(self.mongo_filter(), batch_size=READ_BATCH_SIZE)
 
     def to_xcom(self) -> dict:
         """A JSON-safe form: bounds as canonical Extended JSON, which keeps their BSON types."""

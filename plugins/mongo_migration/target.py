@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -21,8 +20,7 @@ from pathlib import Path
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection, errors, sql
 
-from mongo_migration.documents import COLUMNS, Reject, copy_rows
-from mongo_migration.pages import Page
+from mongo_migration.documents import COLUMNS
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 STAGING_SCHEMA = "mongo_migration_staging"
@@ -165,67 +163,11 @@ def publish(conn: Connection, table: str, schema: str, owner: Owner, note: str) 
         conn.execute(statement("publish", table, schema, note=sql.Literal(note)))
 
 
-@dataclass
-class PageStats:
-    """What a page did and where its time went."""
-
-    documents: int = 0  # read from the source: written + rejected
-    rejected: int = 0  # set aside in the rejects table, with their reasons
-    id_checksum: int = 0  # of the _id keys read, see documents.id_checksum()
-    read_seconds: float = 0.0  # waiting for the source's batches
-    convert_seconds: float = 0.0  # BSON to COPY text
-    copy_seconds: float = 0.0  # the delete, handing rows to COPY and waiting for PostgreSQL to finish
-
-    def as_dict(self) -> dict:
-        return {
-            name: round(value, 3) if type(value) is float else value for name, value in asdict(self).items()
-        }
-
-
-def replace_page(
-    conn: Connection, table: str, owner: Owner, page: Page, raw_batches: Iterable[bytes]
-) -> PageStats:
-    """Delete what the page wrote before and COPY its documents and rejects, in one transaction.
-
-    The transaction shares the table's load lock and first checks that this run
-    still owns the staging tables.
-
-    Each batch is converted and handed to COPY on its own, so PostgreSQL parses
-    one batch (on its own core) while the next is converted. A writer thread
-    would do the same on paper, but its fight for the GIL cost a third more
-    (benchmarks/write_path.py).
-    """
-    stats = PageStats()
-    clock = time.perf_counter()
-
-    def lap() -> float:
-        nonlocal clock
-        now = time.perf_counter()
-        elapsed, clock = now - clock, now
-        return elapsed
-
-    rejects: list[Reject] = []
-    with conn.transaction(), conn.cursor() as cursor:
-        _lock(conn, table, shared=True)
-        _check_owner(conn, table, owner)
-        cursor.execute(statement("delete_page", table), {"page": page.number})
-        with cursor.copy(statement("copy_page", table)) as copy:
-            stats.copy_seconds += lap()
-            for raw_batch in raw_batches:
-                stats.read_seconds += lap()
-                batch = copy_rows(raw_batch, page.number)
-                stats.documents += batch.documents
-                stats.id_checksum = (stats.id_checksum + batch.id_checksum) % 2**64
-                rejects += batch.rejects
-                stats.convert_seconds += lap()
-                copy.write(batch.rows)
-                stats.copy_seconds += lap()
-        with cursor.copy(statement("copy_rejects", table)) as copy:
-            for reject in rejects:
-                copy.write_row((reject.key, reject.reason, reject.raw, page.number))
-    stats.rejected = len(rejects)
-    stats.copy_seconds += lap()
-    return stats
+def start_page(conn: Connection, table: str, owner: Owner, page: int) -> None:
+    """In the page's transaction: share the load lock, check the owner, delete what the page wrote before."""
+    _lock(conn, table, shared=True)
+    _check_owner(conn, table, owner)
+    conn.execute(statement("delete_page", table), {"page": page})
 
 
 def count_rows(conn: Connection, table: str) -> tuple[int, int]:

@@ -3,7 +3,7 @@
 import pytest
 
 from mongo_migration.connections import UnreachableError, mongo_hook, postgres_connection
-from mongo_migration.operators import MongoToPostgresOperator, ResetTableOperator
+from mongo_migration.operators import MigratePageOperator, ResetTableOperator
 from mongo_migration.pages import Page
 
 NOTHING_LISTENS = "127.0.0.1:9"
@@ -36,7 +36,7 @@ def test_an_unreachable_source_fails_the_page_naming_the_connection_and_host(
         f"mongo://{NOTHING_LISTENS}/?directConnection=true&serverSelectionTimeoutMS=300",
     )
     page = Page(0, 1, 2, True, 2)
-    operator = MongoToPostgresOperator(
+    operator = MigratePageOperator(
         task_id="migrate_page",
         page=page.to_xcom(),
         mongo_conn_id="mongo_down",

@@ -8,7 +8,7 @@ from bson import json_util
 
 from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.operators import (
-    MongoToPostgresOperator,
+    MigratePageOperator,
     PlanPagesOperator,
     ResetTableOperator,
     VerifyMigrationOperator,
@@ -32,7 +32,7 @@ def table(target_table, context):
 
 
 def migrate(source, table, page, context):
-    operator = MongoToPostgresOperator(
+    operator = MigratePageOperator(
         task_id="migrate_page",
         page=page.to_xcom(),
         mongo_database=source.database.name,

@@ -22,8 +22,8 @@ from bson.timestamp import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mongo_migration import target
 from mongo_migration.documents import CODEC_OPTIONS, id_key
+from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
 from tests.bson_equality import canonical_bson
 from tests.staging import OUTSIDE_A_RUN, reset_staging, staged
@@ -81,7 +81,7 @@ def test_every_document_comes_back_as_the_same_bson_or_is_a_reject_with_its_byte
     reset_staging(pg_conn, target_table)
     page = Page(0, batch[0]["_id"], batch[-1]["_id"], True, len(batch))
 
-    stats = target.replace_page(pg_conn, target_table, OUTSIDE_A_RUN, page, [b"".join(raw_documents)])
+    stats = copy_page([b"".join(raw_documents)], pg_conn, target_table, OUTSIDE_A_RUN, page)
 
     rows = dict(pg_conn.execute(f"SELECT _id, document::text FROM {staged(target_table)}").fetchall())
     rejects = dict(pg_conn.execute(f"SELECT _id, document FROM {staged(target_table)}_rejects").fetchall())

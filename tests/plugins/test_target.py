@@ -8,6 +8,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mongo_migration import target
 from mongo_migration.documents import id_checksum, id_key
+from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
 from mongo_migration.target import STAGING_SCHEMA as STAGING
 from mongo_migration.target import Owner
@@ -25,12 +26,12 @@ def nobody_running(owner):
 
 def load(conn, table, owner=RUN, batches=(GOOD + WITH_NUL,)):
     target.reset_table(conn, table, "public", owner, nobody_running)
-    return target.replace_page(conn, table, owner, PAGE, batches)
+    return copy_page(batches, conn, table, owner, PAGE)
 
 
 def test_a_page_writes_rows_and_rejects_together_and_a_rerun_replaces_both(pg_conn, target_table):
     load(pg_conn, target_table)
-    stats = target.replace_page(pg_conn, target_table, RUN, PAGE, [GOOD + WITH_NUL])
+    stats = copy_page([GOOD + WITH_NUL], pg_conn, target_table, RUN, PAGE)
 
     assert (stats.documents, stats.rejected) == (2, 1)
     assert target.count_rows(pg_conn, target_table) == (1, 1)
@@ -104,7 +105,7 @@ def test_a_run_that_ended_is_taken_over_and_can_no_longer_write_or_publish(pg_co
 
     assert previous == RUN
     with pytest.raises(AirflowFailException, match=r"run 'manual__2' of DAG 'mongo_to_postgres_copy' owns"):
-        target.replace_page(pg_conn, target_table, RUN, PAGE, [GOOD])
+        copy_page([GOOD], pg_conn, target_table, RUN, PAGE)
     with pytest.raises(AirflowFailException, match=r"owns them now"):
         target.publish(pg_conn, target_table, "public", RUN, "never")
     assert target.count_rows(pg_conn, target_table) == (0, 0)
@@ -119,7 +120,7 @@ def test_a_session_holding_the_load_lock_keeps_every_run_off_the_table(pg_conn, 
 
         for attempt in (
             lambda: target.reset_table(pg_conn, target_table, "public", RUN, nobody_running),
-            lambda: target.replace_page(pg_conn, target_table, RUN, PAGE, [GOOD]),
+            lambda: copy_page([GOOD], pg_conn, target_table, RUN, PAGE),
             lambda: target.publish(pg_conn, target_table, "public", RUN, "never"),
         ):
             with pytest.raises(AirflowException, match=rf"load lock of table {target_table} .* is held"):

@@ -1,0 +1,95 @@
+"""One page, top-down: read its documents from MongoDB, convert them, COPY them into the staging table.
+
+Everything a page does happens in one PostgreSQL transaction: take the
+table's load lock (shared), check that this run still owns the staging
+tables, delete what an earlier try of the page wrote, then stream the page's
+documents into ``COPY ... FROM STDIN`` and its rejects into the rejects table.
+A retried page therefore replaces itself exactly; a killed one leaves nothing.
+
+The page arrives as raw BSON batches (no decoding until conversion); each
+batch is converted and handed to COPY on its own, so PostgreSQL parses one
+batch on its core while the next one is converted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+from psycopg import Connection
+from pymongo.collection import Collection
+
+from mongo_migration import target
+from mongo_migration.documents import Reject, copy_rows
+from mongo_migration.failpoint import failpoint
+from mongo_migration.pages import Page
+from mongo_migration.target import Owner
+
+READ_BATCH_SIZE = 2000  # documents per batch: small enough for conversion and COPY to overlap
+
+
+@dataclass
+class PageStats:
+    """What a page did and where its time went."""
+
+    documents: int = 0  # read from the source: written + rejected
+    rejected: int = 0  # set aside in the rejects table, with their reasons
+    id_checksum: int = 0  # of the _id keys read, see documents.id_checksum()
+    read_seconds: float = 0.0  # waiting for the source's batches
+    convert_seconds: float = 0.0  # BSON to COPY text
+    copy_seconds: float = 0.0  # the delete, handing rows to COPY and waiting for PostgreSQL to finish
+
+    def as_dict(self) -> dict:
+        return {
+            name: round(value, 3) if type(value) is float else value for name, value in asdict(self).items()
+        }
+
+
+class _Laps:
+    """Seconds since the previous lap."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+
+    def __call__(self) -> float:
+        now = time.perf_counter()
+        elapsed, self.last = now - self.last, now
+        return elapsed
+
+
+def read_page(source: Collection, page: Page) -> Iterator[bytes]:
+    """The page's documents as raw BSON batches, as the server sends them: decoded only by ``copy_page``."""
+    return source.find_raw_batches(page.mongo_filter(), batch_size=READ_BATCH_SIZE)
+
+
+def copy_page(
+    raw_batches: Iterable[bytes], conn: Connection, table: str, owner: Owner, page: Page
+) -> PageStats:
+    """Replace the page's rows and rejects in the staging tables of ``table`` with ``raw_batches``.
+
+    The batches are read lazily (``read_page``), inside the transaction.
+    """
+    stats = PageStats()
+    lap = _Laps()
+    rejects: list[Reject] = []
+    with conn.transaction(), conn.cursor() as cursor:
+        target.start_page(conn, table, owner, page.number)
+        with cursor.copy(target.statement("copy_page", table)) as copy:
+            stats.copy_seconds += lap()
+            for raw_batch in raw_batches:
+                stats.read_seconds += lap()
+                batch = copy_rows(raw_batch, page.number)
+                stats.documents += batch.documents
+                stats.id_checksum = (stats.id_checksum + batch.id_checksum) % 2**64
+                rejects += batch.rejects
+                stats.convert_seconds += lap()
+                copy.write(batch.rows)
+                stats.copy_seconds += lap()
+                failpoint("page_batch_copied", page=page.number, documents=stats.documents)
+        with cursor.copy(target.statement("copy_rejects", table)) as copy:
+            for reject in rejects:
+                copy.write_row((reject.key, reject.reason, reject.raw, page.number))
+    stats.rejected = len(rejects)
+    stats.copy_seconds += lap()
+    return stats
