@@ -1,6 +1,7 @@
 """Comparing documents the way BSON does: values and their types, not Python's looser equality."""
 
 import bson
+from bson.code import Code
 
 from mongo_migration.documents import CODEC_OPTIONS
 
@@ -17,6 +18,8 @@ def canonical_bson(document: dict) -> bytes:
             return {key: sort(value[key]) for key in sorted(value)}
         if isinstance(value, list):
             return [sort(item) for item in value]
+        if isinstance(value, Code) and value.scope is not None:
+            return Code(str(value), sort(value.scope))
         return value
 
     return bson.encode(sort(document), codec_options=CODEC_OPTIONS)

@@ -33,6 +33,7 @@ from typing import Any
 import bson
 import orjson
 from bson import json_util
+from bson.code import Code
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.datetime_ms import DatetimeMS
 from bson.decimal128 import Decimal128
@@ -210,6 +211,8 @@ def _needs_care(value: Any) -> bool:
         return any(_needs_care(item) for item in value)
     if kind is float:
         return _inexact_in_json(value)
+    if kind is Code:  # a scope is a document: its field names need the same care
+        return value.scope is not None and _needs_care(value.scope)
     return False
 
 
@@ -226,6 +229,8 @@ def _with_exact_doubles(value: Any) -> Any:
         return [_with_exact_doubles(item) for item in value]
     if kind is float and _inexact_in_json(value):
         return _ExactDouble(value)
+    if kind is Code:
+        _with_exact_doubles(value.scope)  # only to refuse its $ names: its doubles go out canonical
     return value
 
 
@@ -271,5 +276,6 @@ def _extended_json_value(value: Any) -> Any:
     if kind is _ExactDouble:
         return json.loads(json_util.dumps(value.value, json_options=json_util.CANONICAL_JSON_OPTIONS))
     # The rarer BSON types (binary, regex, code, timestamp, min/max key, DBRef)
-    # take pymongo's own relaxed Extended JSON.
-    return json.loads(json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS))
+    # take pymongo's own canonical Extended JSON, which keeps the type of every
+    # number inside them (a code's scope, a DBRef's $id) too.
+    return json.loads(json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS))
