@@ -7,6 +7,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
 from bson import json_util
+from bson.code import Code
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
@@ -90,6 +91,24 @@ def test_a_collection_mixing_every_id_type_migrates_each_document_exactly_once(
     rows = pg_conn.execute(f"SELECT _id, document::text FROM {target_table}").fetchall()
     assert sorted(json_util.loads(document)["n"] for _, document in rows) == list(range(len(mixed_ids)))
     assert {key for key, _ in rows} == {id_key(value) for value in mixed_ids}
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        pytest.param(["a", "b", Code("x"), Code("y")], id="strings and code"),
+        pytest.param([float("nan"), float("-inf"), 1, 2, 3], id="NaN and numbers"),
+    ],
+)
+def test_ids_that_one_range_cannot_cover_arrive_whole(dag, mongo_collection, pg_conn, target_table, ids):
+    mongo_collection.insert_many([{"_id": value, "n": n} for n, value in enumerate(ids)])
+
+    dag_run = run(dag, seed_users=0, mongo_collection=mongo_collection.name, target_table=target_table)
+
+    assert dag_run.state == "success", task_states(dag_run)
+    rows = pg_conn.execute(f"SELECT _id, document::text FROM {target_table}").fetchall()
+    assert sorted(json_util.loads(document)["n"] for _, document in rows) == list(range(len(ids)))
+    assert {key for key, _ in rows} == {id_key(value) for value in ids}
 
 
 def test_an_empty_collection_migrates_to_an_empty_table(dag, mongo_collection, pg_conn, target_table):

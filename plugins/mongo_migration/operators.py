@@ -369,7 +369,7 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
             target_keys = target.page_keys(conn, self.target_table, page.number)
             missing, unknown = sorted(source_keys - target_keys)[:10], sorted(target_keys - source_keys)[:10]
             problems.append(
-                f"page {page.number} read {documents_read} documents and wrote "
+                f"page {page.number} read {documents_read or 0} documents and wrote "
                 f"{written.get(page.number, (0,))[0]}; _id missing in the target: {missing}, "
                 f"_id not in the source: {unknown}"
             )

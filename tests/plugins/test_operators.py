@@ -1,10 +1,14 @@
 """The operators on the real PostgreSQL and MongoDB wire-protocol server."""
 
 import datetime as dt
+import os
 
 import pytest
+from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 from bson import json_util
+from bson.code import Code
+from bson.objectid import ObjectId
 
 from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.operators import (
@@ -13,7 +17,7 @@ from mongo_migration.operators import (
     ResetTableOperator,
     VerifyMigrationOperator,
 )
-from mongo_migration.pages import plan_pages
+from mongo_migration.pages import Page, plan_pages
 from mongo_migration.target import STAGING_SCHEMA as STAGING
 from mongo_migration.users import fake_users
 
@@ -97,19 +101,79 @@ def verifier(source, table, pages, page_results):
     )
 
 
-def test_verify_passes_when_source_target_and_pages_agree(source, table, context):
+def test_verify_passes_when_source_target_and_pages_agree_and_times_the_run_from_its_start(
+    source, table, context
+):
     pages = plan_pages(source, 100)
     results = [migrate(source, table, page, context) for page in pages]
 
+    called = dt.datetime.now(dt.UTC)
+    summary = verifier(source, table, pages, results).execute(context)
+    returned = dt.datetime.now(dt.UTC)
+
+    counts = (summary["source"], summary["target"], summary["documents"], summary["pages"])
+    assert counts == (250, 250, 250, 3)
+    assert summary["beyond_the_plan"] == 0
+    run_started = context["dag_run"].start_date
+    assert (called - run_started).total_seconds() - 0.1 <= summary["wall_seconds"]
+    assert summary["wall_seconds"] <= (returned - run_started).total_seconds() + 0.1
+
+
+def test_verify_reports_documents_written_beyond_the_plan_for_the_next_run(source, table, context):
+    pages = plan_pages(source, 100)
+    results = [migrate(source, table, page, context) for page in pages]
+    source.insert_many([{"_id": ObjectId()} for _ in range(3)])  # new ObjectIds: beyond the last page
+
     summary = verifier(source, table, pages, results).execute(context)
 
-    assert (summary["source"], summary["target"], summary["documents"], summary["pages"]) == (
-        250,
-        250,
-        250,
-        3,
+    assert (summary["source"], summary["target"], summary["beyond_the_plan"]) == (250, 250, 3)
+
+
+def test_verify_fails_naming_the_page_whose_filter_matches_less_than_the_plan_saw(
+    mongo_collection, table, context
+):
+    mongo_collection.insert_many([{"_id": value} for value in ("a", "b", Code("x"), Code("y"))])
+    # The plan an earlier version made: strings and code in one page, a range that matches nothing.
+    pages = [Page(0, "a", Code("y"), True, 4)]
+    results = [migrate(mongo_collection, table, page, context) for page in pages]
+
+    with pytest.raises(AirflowFailException) as failure:
+        verifier(mongo_collection, table, pages, results).execute(context)
+
+    message = str(failure.value)
+    assert 'page 0: _id ["a", {"$code": "y"}] was planned 4 documents and read 0' in message
+    assert "has 0 documents in the planned ranges where the plan saw 4" in message
+
+
+def test_planning_fails_naming_the_page_when_its_ranges_do_not_match_what_its_scan_saw(
+    mongo_collection, monkeypatch
+):
+    mongo_collection.insert_many([{"_id": value} for value in (float("nan"), float("-inf"), 1, 2, 3)])
+    monkeypatch.setattr(  # a plan whose range leaves NaN and -inf out, on purpose
+        "mongo_migration.operators.plan_pages", lambda collection, size: [Page(0, -1e308, 3, True, 5)]
     )
-    assert summary["wall_seconds"] >= 10
+
+    with pytest.raises(AirflowFailException) as failure:
+        planner(mongo_collection).execute({})
+
+    assert "its scan saw 5 documents but its _id ranges match 3" in str(failure.value)
+    assert "page 0: _id [-1e+308, 3] was planned 5 and matches 3" in str(failure.value)
+
+
+def test_planning_declares_the_source_collection_as_its_inlet_in_the_mongo_provider_form(mongo_collection):
+    mongo_collection.insert_one({"_id": 1})
+    operator = planner(mongo_collection)
+
+    operator.execute({})
+
+    port = os.environ["AIRFLOW_CONN_MONGO_DEFAULT"].split(":")[2].split("/")[0]
+    assert operator.inlets == [Asset(f"mongodb://127.0.0.1:{port}/tests/{mongo_collection.name}")]
+
+
+def planner(collection):
+    return PlanPagesOperator(
+        task_id="plan_pages", items_per_page=100, mongo_database="tests", mongo_collection=collection.name
+    )
 
 
 def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table, context):
@@ -118,7 +182,9 @@ def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table
 
     with pytest.raises(
         AirflowFailException,
-        match=r"has 250 documents.* read 200 .* holds 200 rows and 0 rejects \(target - source = -50\)",
+        match=r"has 250 documents in the planned ranges where the plan saw 250, the pages read 200 .* holds "
+        r"200 rows and 0 rejects \(target - source = -50\); "
+        r"page 2: .* was planned 50 documents and read nothing",
     ):
         verifier(source, table, pages, results).execute(context)
 
@@ -159,14 +225,7 @@ def test_verify_catches_a_row_written_under_another_page(source, pg_conn, table,
 
 
 def test_planning_a_collection_that_does_not_exist_fails_naming_it(mongo_collection):
-    operator = PlanPagesOperator(
-        task_id="plan_pages",
-        items_per_page=100,
-        mongo_database="tests",
-        mongo_collection=mongo_collection.name,
-    )
-
     with pytest.raises(
         AirflowFailException, match=f"Collection '{mongo_collection.name}' does not exist in MongoDB"
     ):
-        operator.execute({})
+        planner(mongo_collection).execute({})

@@ -1,6 +1,22 @@
 """Page planning against the real MongoDB wire-protocol server."""
 
+import datetime as dt
+import math
+import re
+
+import pytest
+from bson.binary import Binary
+from bson.code import Code
+from bson.datetime_ms import DatetimeMS
+from bson.dbref import DBRef
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
 from bson.objectid import ObjectId
+from bson.regex import Regex
+from bson.son import SON
+from bson.timestamp import Timestamp
 
 from mongo_migration.pages import Page, comparison_group, plan_pages, planned_range_filter, type_rank
 
@@ -62,10 +78,62 @@ def test_mixed_id_types_each_land_in_exactly_one_page_of_a_single_type(mongo_col
     assert collection.count_documents(planned_range_filter(pages)) == len(ids)
 
 
-def test_type_ranks_follow_mongodb_sort_order(mongo_collection, mixed_ids):
-    mongo_collection.insert_many([{"_id": value} for value in mixed_ids])
-    ranks = [type_rank(doc["_id"]) for doc in mongo_collection.find({}, sort=[("_id", 1)])]
-    assert ranks == sorted(ranks)
+# MongoDB's documented comparison order of BSON types, lowest first ("Comparison/Sort Order",
+# MongoDB 8.0 manual), with values of each as pymongo decodes them.
+DOCUMENTED_ORDER = [
+    ("MinKey", [MinKey()]),
+    ("Null (undefined decodes as None)", [None]),
+    ("Numbers", [1, Int64(2), 2.5, float("nan"), float("-inf"), Decimal128("3"), Decimal128("NaN")]),
+    ("Symbol, String (a symbol decodes as str)", ["a", ""]),
+    ("Object (a DBRef is stored as one)", [{"a": 1}, SON([("b", 2)]), DBRef("users", 1)]),
+    ("Array", [[1], []]),
+    ("BinData", [b"x", Binary(b"x", 4)]),
+    ("ObjectId", [ObjectId()]),
+    ("Boolean", [False, True]),
+    ("Date", [dt.datetime(2020, 1, 1), DatetimeMS(2**62)]),
+    ("Timestamp", [Timestamp(1, 1)]),
+    ("Regular Expression", [Regex("a", "i"), re.compile("a")]),
+    ("JavaScript Code", [Code("x")]),
+    ("JavaScript Code with Scope", [Code("x", {"y": 1})]),
+    ("MaxKey", [MaxKey()]),
+]
+
+
+def test_type_ranks_follow_mongodb_documented_comparison_order():
+    ranks = []
+    for bracket, examples in DOCUMENTED_ORDER:
+        bracket_ranks = {type_rank(value) for value in examples}
+        assert len(bracket_ranks) == 1, bracket
+        ranks.append(bracket_ranks.pop())
+    assert ranks == sorted(set(ranks))  # strictly rising, bracket by bracket
+
+
+def test_nan_is_a_group_of_its_own_matched_by_equality():
+    assert comparison_group(float("nan")) == comparison_group(Decimal128("NaN")) != comparison_group(1.0)
+    page = Page(0, float("nan"), float("nan"), True, 1)
+    assert math.isnan(page.mongo_filter()["_id"])  # the NaN itself, not a range
+    assert page.label() == 'page 0: _id {"$numberDouble": "NaN"}'
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        pytest.param(["a", "b", Code("x"), Code("y")], id="strings and code"),
+        pytest.param([float("nan"), float("-inf"), 1, 2, 3], id="NaN and numbers"),
+        pytest.param([Code("f", {"s": 1}), Code("g", {"s": 1}), Code("h"), {"a": 1}], id="code with scope"),
+    ],
+)
+def test_each_document_of_ids_a_range_cannot_mix_lands_in_exactly_one_page(mongo_collection, ids):
+    mongo_collection.insert_many([{"_id": value, "n": n} for n, value in enumerate(ids)])
+
+    pages = plan_pages(mongo_collection, items_per_page=8000)
+
+    seen = [doc["n"] for page in pages for doc in mongo_collection.find(page.mongo_filter())]
+    assert sorted(seen) == list(range(len(ids)))
+    assert [mongo_collection.count_documents(page.mongo_filter()) for page in pages] == [
+        page.planned_documents for page in pages
+    ]
+    assert mongo_collection.count_documents(planned_range_filter(pages)) == len(ids)
 
 
 def test_a_page_is_labelled_by_its_number_and_id_range():
