@@ -15,7 +15,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from psycopg import sql
 
+from benchmarks.machine import machine, measured_on
 from include import config
 from mongo_migration import target
 from mongo_migration.documents import copy_rows
@@ -140,15 +140,16 @@ def sequential_baseline(documents: int) -> Result:
     return Result("sequential baseline", "one process, one cursor, one COPY", seconds, _count(conn, table))
 
 
-def _skip_limit_page(job: tuple[int, int]) -> float:
+def _skip_limit_page(job: tuple[int, int, str, bool]) -> float:
     """One page of the seed's method, in a pool worker: ``skip()``/``limit()``, then COPY."""
-    number, items_per_page = job
+    number, items_per_page, table, sorted_by_id = job
     started = time.perf_counter()
-    cursor = source().find_raw_batches({}, skip=number * items_per_page, limit=items_per_page)
+    order = {"sort": [("_id", 1)]} if sorted_by_id else {}
+    cursor = source().find_raw_batches({}, skip=number * items_per_page, limit=items_per_page, **order)
     with (
         PostgresHook().get_conn() as conn,
         conn.cursor() as pg,
-        pg.copy(target.statement("copy_page", "benchmark_skip_limit")) as out,
+        pg.copy(target.statement("copy_page", table)) as out,
     ):
         for batch in cursor:
             out.write(copy_rows(batch, number).rows)
@@ -160,17 +161,24 @@ def _warm_up(_: int) -> None:
     source().database.command("ping")
 
 
-def skip_limit_pool(documents: int, items_per_page: int, workers: int) -> Result:
-    conn = fresh_table("benchmark_skip_limit")
-    jobs = [(number, items_per_page) for number in range(-(-documents // items_per_page))]
+def skip_limit_pool(documents: int, items_per_page: int, workers: int, sorted_by_id: bool) -> Result:
+    """The seed's method. Its own pages use no sort: the server's natural order, which nothing
+    keeps from one query to the next (a write between two pages can move a document into a page
+    already read, so it is read twice or never). Sorted by ``_id``, each page sees each document
+    once, and a real MongoDB walks the ``_id`` index to skip; the benchmark shows both."""
+    table = "benchmark_skip_limit_sorted" if sorted_by_id else "benchmark_skip_limit"
+    conn = fresh_table(table)
+    pages = -(-documents // items_per_page)
+    jobs = [(number, items_per_page, table, sorted_by_id) for number in range(pages)]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         pool.map(_warm_up, range(workers))
         seconds, page_seconds = timed(lambda: pool.map(_skip_limit_page, jobs, chunksize=1))
+    order = "sorted by _id" if sorted_by_id else "natural order, as the seed does"
     return Result(
-        "seed's method",
-        f"skip()/limit() pages over a pool of {workers} processes, COPY",
+        "seed's method" + (", sorted" if sorted_by_id else ""),
+        f"skip()/limit() pages ({order}) over a pool of {workers} processes, COPY",
         seconds,
-        _count(conn, "benchmark_skip_limit"),
+        _count(conn, table),
         page_seconds,
     )
 
@@ -245,7 +253,7 @@ def _count_published(table: str) -> int:
 
 def write_report(results: list[Result], documents: int, seed_seconds: float) -> str:
     lines = [
-        f"{documents:,} documents, pages of {config.ITEMS_PER_PAGE}, on {_machine()}",
+        f"{documents:,} documents, pages of {config.ITEMS_PER_PAGE}; measured {measured_on()} on {machine()}",
         "",
         "| method | what it does | seconds | documents/s | rows in target | page task peak MB |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -262,7 +270,8 @@ def write_report(results: list[Result], documents: int, seed_seconds: float) -> 
         json.dumps(
             {
                 "documents": documents,
-                "machine": _machine(),
+                "measured": measured_on(),
+                "machine": machine(),
                 "seed_seconds": round(seed_seconds, 1),
                 "results": [result.__dict__ for result in results],
             },
@@ -298,10 +307,6 @@ def _draw_chart(results: list[Result], documents: int) -> None:
     figure.savefig(RESULTS / "compare.png", dpi=100)
 
 
-def _machine() -> str:
-    return f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=100_000)
@@ -318,7 +323,8 @@ def main() -> None:
         lambda: sink_floor(documents),
         lambda: page_work(documents, items_per_page),
         lambda: sequential_baseline(documents),
-        lambda: skip_limit_pool(documents, items_per_page, args.workers),
+        lambda: skip_limit_pool(documents, items_per_page, args.workers, sorted_by_id=False),
+        lambda: skip_limit_pool(documents, items_per_page, args.workers, sorted_by_id=True),
     ]
     if not args.skip_airflow:
         methods += [
