@@ -351,17 +351,20 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
         self, pages: list[Page], page_results: list[dict], source: Collection, conn: Connection
     ) -> list[str]:
         """Each page that did not read what the plan saw, or did not write the ``_id`` keys it read."""
-        written = target.page_checksums(conn, self.target_table)
-        read = {result["page"]: (result["documents"], result["id_checksum"]) for result in page_results}
+        written_by_page = target.page_checksums(conn, self.target_table)  # {page: (documents, checksum)}
+        read_by_page = {
+            result["page"]: (result["documents"], result["id_checksum"]) for result in page_results
+        }
         problems = []
         for page in pages:
-            documents_read, _ = read.get(page.number, (None, None))
-            if documents_read != page.planned_documents:
+            read = read_by_page.get(page.number)
+            written = written_by_page.get(page.number, (0, 0))
+            if read is None or read[0] != page.planned_documents:
                 problems.append(
                     f"{page.label()} was planned {page.planned_documents} documents and read "
-                    f"{'nothing (no result)' if documents_read is None else documents_read}"
+                    f"{'nothing (no result)' if read is None else read[0]}"
                 )
-            if written.get(page.number, (0, 0)) == read.get(page.number):
+            if written == read:
                 continue
             source_keys = {
                 id_key(document["_id"]) for document in source.find(page.mongo_filter(), {"_id": 1})
@@ -369,13 +372,13 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
             target_keys = target.page_keys(conn, self.target_table, page.number)
             missing, unknown = sorted(source_keys - target_keys)[:10], sorted(target_keys - source_keys)[:10]
             problems.append(
-                f"page {page.number} read {documents_read or 0} documents and wrote "
-                f"{written.get(page.number, (0,))[0]}; _id missing in the target: {missing}, "
-                f"_id not in the source: {unknown}"
+                f"page {page.number} read {read[0] if read else 0} documents and wrote {written[0]}; "
+                f"_id missing in the target: {missing}, _id not in the source: {unknown}"
             )
-        for number in sorted(set(written) - {page.number for page in pages}):
+        for number in sorted(set(written_by_page) - {page.number for page in pages}):
             problems.append(
-                f"the target holds {written[number][0]} documents of page {number}, which was not planned"
+                f"the target holds {written_by_page[number][0]} documents of page {number}, "
+                "which was not planned"
             )
         return problems
 
