@@ -66,13 +66,25 @@ scalars = st.one_of(
     codes,
     st.builds(Code, text, st.dictionaries(keys, st.integers(-(2**31), 2**31 - 1) | text, max_size=2)),
     st.builds(Timestamp, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
-    st.builds(DBRef, cstring.filter(bool), st.integers(0, 9)),
     st.just(MinKey()),
     st.just(MaxKey()),
 )
+
+
+def _dbrefs(inner):
+    """DBRefs whose $id and extra fields are any values, $ names among them."""
+    extra_names = keys.filter(lambda key: key not in ("$ref", "$id", "$db"))
+    return st.builds(
+        lambda collection, id_, extra: DBRef(collection, id_, **extra),
+        cstring.filter(bool),
+        inner,
+        st.dictionaries(extra_names, inner, max_size=2),
+    )
+
+
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3) | _dbrefs(inner),
     max_leaves=10,
 )
 # Every type MongoDB allows as _id (an array is not allowed).
@@ -92,6 +104,9 @@ ids = st.one_of(
     st.just(MinKey()),
     st.just(MaxKey()),
     codes,
+    st.builds(Code, text, st.dictionaries(keys, st.integers(-(2**31), 2**31 - 1) | text, max_size=2)),
+    st.integers(-(2**62), 2**62).map(DatetimeMS),
+    _dbrefs(st.integers(-(2**31), 2**31 - 1) | text),
 )
 
 
@@ -111,7 +126,8 @@ def must_be_set_aside(value: Any) -> bool:
     if isinstance(value, list):
         return any(must_be_set_aside(item) for item in value)
     if isinstance(value, DBRef):
-        return must_be_set_aside(value.collection) or must_be_set_aside(value.id)
+        extra = {key: item for key, item in value.as_doc().items() if key not in ("$ref", "$id", "$db")}
+        return must_be_set_aside(value.collection) or must_be_set_aside([value.id, extra])
     return False
 
 

@@ -223,12 +223,12 @@ def test_a_second_run_aimed_at_a_table_being_loaded_fails_without_touching_it(ap
 
     dag = DagBag(dag_folder=Path(__file__).resolve().parents[1] / "dags").dags["mongo_to_postgres"]
     held = Held(api, page=0, documents=2000)
-    api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_held": True}).raise_for_status()
+    api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_paused": True}).raise_for_status()
     try:
         # A run the scheduler does not manage, like another DAG (or a developer) aiming at the same table.
         intruder = dag.test(run_conf={**CONF, "seed_users": 0})
     finally:
-        api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_held": False})
+        api.session.patch(f"{api.url}/api/v2/dags/mongo_to_postgres", json={"is_paused": False})
 
     states = {ti.task_id: ti.state for ti in intruder.get_task_instances()}
     assert (states["reset_table"], states["publish"]) == ("failed", "upstream_failed")

@@ -36,6 +36,7 @@ from bson import json_util
 from bson.code import Code
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.datetime_ms import DatetimeMS
+from bson.dbref import DBRef
 from bson.decimal128 import Decimal128
 from bson.errors import InvalidBSON
 from bson.int64 import Int64
@@ -211,8 +212,8 @@ def _needs_care(value: Any) -> bool:
         return any(_needs_care(item) for item in value)
     if kind is float:
         return _inexact_in_json(value)
-    if kind is Code:  # a scope is a document: its field names need the same care
-        return value.scope is not None and _needs_care(value.scope)
+    if kind is Code or kind is DBRef:
+        return _needs_care(_embedded(value))
     return False
 
 
@@ -220,18 +221,43 @@ def _with_exact_doubles(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
         for key in value:
-            if key[:1] == "$":
-                raise RejectedDocument(
-                    f"has the field name {key!r}: a name starting with $ reads back as an Extended JSON type"
-                )
+            _check_field_name(key)
         return {key: _with_exact_doubles(item) for key, item in value.items()}
     if kind is list:
         return [_with_exact_doubles(item) for item in value]
     if kind is float and _inexact_in_json(value):
         return _ExactDouble(value)
-    if kind is Code:
-        _with_exact_doubles(value.scope)  # only to refuse its $ names: its doubles go out canonical
+    if kind is Code or kind is DBRef:  # written in canonical Extended JSON, which keeps their numbers exact
+        _refuse_dollar_names(_embedded(value))
     return value
+
+
+def _embedded(value: Code | DBRef) -> Any:
+    """The values a code (its scope) or a DBRef (its ``$id`` and extra fields) carries inside it."""
+    if type(value) is Code:
+        return value.scope
+    extra = {key: item for key, item in value.as_doc().items() if key not in ("$ref", "$id", "$db")}
+    return [value.id, extra]
+
+
+def _refuse_dollar_names(value: Any) -> None:
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            _check_field_name(key)
+            _refuse_dollar_names(item)
+    elif kind is list:
+        for item in value:
+            _refuse_dollar_names(item)
+    elif kind is Code or kind is DBRef:
+        _refuse_dollar_names(_embedded(value))
+
+
+def _check_field_name(key: str) -> None:
+    if key[:1] == "$":
+        raise RejectedDocument(
+            f"has the field name {key!r}: a name starting with $ reads back as an Extended JSON type"
+        )
 
 
 def _inexact_in_json(value: float) -> bool:
