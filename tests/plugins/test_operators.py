@@ -5,7 +5,7 @@ import os
 
 import pytest
 from airflow.sdk import Asset
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from bson import json_util
 from bson.code import Code
 from bson.objectid import ObjectId
@@ -149,15 +149,25 @@ def test_planning_fails_naming_the_page_when_its_ranges_do_not_match_what_its_sc
     mongo_collection, monkeypatch
 ):
     mongo_collection.insert_many([{"_id": value} for value in (float("nan"), float("-inf"), 1, 2, 3)])
-    monkeypatch.setattr(  # a plan whose range leaves NaN and -inf out, on purpose
+    monkeypatch.setattr(  # a plan that saw 5 documents but whose range leaves NaN and -inf out, on purpose
         "mongo_migration.operators.plan_pages", lambda collection, size: [Page(0, -1e308, 3, True, 5)]
     )
 
-    with pytest.raises(AirflowFailException) as failure:
+    with pytest.raises(AirflowException) as failure:
         planner(mongo_collection).execute({})
 
-    assert "its scan saw 5 documents but its _id ranges match 3" in str(failure.value)
+    assert "its scan saw 5 documents and its _id ranges now match 3" in str(failure.value)
     assert "page 0: _id [-1e+308, 3] was planned 5 and matches 3" in str(failure.value)
+
+
+def test_planning_fails_when_a_quiet_collection_holds_more_than_the_scan_saw(mongo_collection, monkeypatch):
+    mongo_collection.insert_many([{"_id": value} for value in range(1, 6)])
+    monkeypatch.setattr(  # a scan that missed the document 5, on purpose
+        "mongo_migration.operators.plan_pages", lambda collection, size: [Page(0, 1, 4, True, 4)]
+    )
+
+    with pytest.raises(AirflowException, match="held 5 documents before and after the plan's scan, which"):
+        planner(mongo_collection).execute({})
 
 
 def test_planning_declares_the_source_collection_as_its_inlet_in_the_mongo_provider_form(mongo_collection):
