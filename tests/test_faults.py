@@ -203,7 +203,7 @@ def test_a_source_gone_mid_page_fails_the_try_naming_the_connection_and_the_retr
 
 def test_verify_stops_a_wrong_load_before_publish_and_the_live_table_stays(api, source_ids):
     before = sorted(live_ids())
-    held = Held(api, page=0, documents=0)
+    held = Held(api, page=0, documents=0)  # held after its first batch, the earliest failpoint
     with PostgresHook().get_conn() as conn:  # a stray row in the staging table, committed
         conn.execute(
             f"INSERT INTO {STAGING_SCHEMA}.{TABLE} (_id, document, page) VALUES ('stray', '{{}}', 99)"
@@ -238,7 +238,7 @@ def test_a_second_run_aimed_at_a_table_being_loaded_fails_without_touching_it(ap
 
 
 def test_documents_inserted_beyond_the_plan_during_a_run_wait_for_the_next_run(api, source_ids):
-    held = Held(api, page=2, documents=0)
+    held = Held(api, page=2, documents=0)  # held after its first batch, the earliest failpoint
     with MongoHook() as hook:
         collection = hook.get_collection(CONF["mongo_collection"], CONF["mongo_database"])
         late = collection.insert_many([{"_id": ObjectId(), "username": f"late {n}"} for n in range(5)])

@@ -31,6 +31,8 @@ def _take(armed: Path, name: str, page: int, documents: int) -> bool:
         armed_name, armed_page, armed_documents = armed.read_text().split()
     except FileNotFoundError:
         return False
+    except ValueError:
+        raise ValueError(f"failpoint file {armed} does not hold '<name> <page> <documents>'") from None
     if (armed_name, int(armed_page)) != (name, page) or documents < int(armed_documents):
         return False
     try:

@@ -6,11 +6,11 @@ read, convert, COPY), ``documents`` (the row of a document) and ``target`` (the
 SQL, the staging tables and publishing).
 
 Lineage: the source collection (the Mongo provider's
-``mongodb://host:port/database/collection``) is each task's inlet and the
-table (``postgres://host:port/database/schema/table``) the outlet of the tasks
-that write it. Both name hosts from the connections, which the DAG file must
-not read at import, so the operators declare them when they run; ``publish``
-also emits the table through the asset alias ``ASSET_ALIAS``.
+``mongodb://host:port/database/collection``) is the inlet of each task that
+reads it, declared when the task runs, since its host comes from the
+connection, which the DAG file must not read at import. The table
+(``postgres://host:port/database/schema/table``) is what ``publish`` emits
+through its outlet, the asset alias ``ASSET_ALIAS``.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class _TargetOperator(BaseOperator):
         return postgres_asset(
             host=connection.host or "localhost",
             port=connection.port or 5432,
-            database=connection.schema,
+            database=connection.schema or connection.login,  # libpq's default database is the user's name
             schema=self.target_schema,
             table=self.target_table,
         )

@@ -10,12 +10,12 @@ cost grows with the offset.
 MongoDB compares values of different types only by their type's rank ("type
 bracketing"): ``{"$gte": 5, "$lt": "a"}`` matches nothing at all. So a page
 never spans two types: a collection whose ``_id`` values mix numbers, strings
-and ObjectIds gets separate pages for each. Two brackets hold values that a
-range cannot reach: NaN sorts before every number but ``{"$gte": NaN}``
-matches no number, so NaN gets a page of its own, matched by equality. Binary
-values sort by length, then subtype, then bytes, and not every server filters
-them in that order (the local SecantusDB does not), so a page of binary
-``_id`` values also keeps to one length and subtype.
+and ObjectIds gets separate pages for each. NaN is a bracket of its own here:
+it sorts before every number, but ``{"$gte": NaN}`` matches no number, so NaN
+gets a page of its own, matched by equality. Binary values sort by length,
+then subtype, then bytes, and not every server filters them in that order
+(the local SecantusDB does not), so a page of binary ``_id`` values also
+keeps to one length and subtype.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ _TYPE_RANKS: dict[type, int] = {
     float: 3,
     Decimal128: 3,
     str: 4,
-    dict: 5,  # SON and RawBSONDocument are dicts or mappings of it
-    DBRef: 5,
+    dict: 5,  # SON is a dict
+    DBRef: 5,  # pymongo also reads the deprecated DBPointer as a DBRef, which MongoDB ranks after regex
     list: 6,
     bytes: 7,
     Binary: 7,
