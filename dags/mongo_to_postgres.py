@@ -8,15 +8,18 @@ replaces the live table. Readers never see a half-loaded table.
 1. **reset_table** recreates this run's staging tables (schema `mongo_migration_staging`);
    the live table is not touched. A run of another DAG still loading the same table
    keeps it: this run then fails without touching anything.
-2. **seed_users** tops the source collection up to *seed_users* fake users (0: leave it alone).
+2. **seed_users** ensures fake users 0 to *seed_users* - 1 in the source collection, only where
+   the deployment allows seeding and never in a scheduled run (0: leave it alone).
 3. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents.
 4. **migrate_page** (one per page) deletes its range in the staging table and COPYs its
    documents, in one transaction: a retried page is replaced, never duplicated.
 5. **verify** fails the run unless the source count, the staging count and the
    sum of the pages' counts agree, page by page; it logs and returns a Markdown report.
-6. **publish** swaps the verified staging tables in for the live ones in one
-   transaction, keeping the live tables' grants; then writes the run's summary in
-   its note and emits the table as an Asset (alias `mongo_to_postgres_target`).
+6. **publish** makes the live table equal to the verified staging table in one
+   transaction, changing its rows in place so that its views, keys, policies,
+   triggers, publications, owner, grants and comments stay; it refuses an
+   unverified, empty or shrunken copy unless a Param of the *Publish* section
+   allows it, and emits the table as an Asset (alias `mongo_to_postgres_target`).
 
 Connections: `mongo_default` (source) and `postgres_default` (target).
 """
@@ -56,7 +59,7 @@ TARGET = {
     catchup=False,
     max_active_runs=1,
     max_active_tasks=config.CLUSTER_SIZE,
-    render_template_as_native_obj=True,
+    dagrun_timeout=config.RUN_TIMEOUT,
     doc_md=__doc__,
     default_args={
         "owner": "data-platform",
@@ -70,7 +73,7 @@ TARGET = {
         "mongo_database": Param(
             config.MONGO_DATABASE,
             type="string",
-            pattern=r"^[A-Za-z0-9_-]{1,63}$",
+            pattern=r"^[A-Za-z0-9_\[\]-]{1,63}$",
             title="MongoDB database",
             description="The database that holds the source collection.",
             section="Source",
@@ -78,19 +81,24 @@ TARGET = {
         "mongo_collection": Param(
             config.MONGO_COLLECTION,
             type="string",
-            pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,119}$",
+            pattern=r"^(?!system\.)[A-Za-z0-9_.\[\]-]{1,120}$",
             title="MongoDB collection",
             description="The collection to copy. It must exist: a missing one fails the run by name.",
             section="Source",
         ),
         "seed_users": Param(
-            config.SEED_USERS,
+            config.SEED_USERS if config.seeding_allowed() else 0,
             type="integer",
             minimum=0,
             maximum=100_000_000,
             title="Users to seed",
-            description="Fake users the collection should hold before copying (existing documents count); "
-            "0 copies the collection as it is.",
+            description="Fake users 0 to N-1 to ensure in the collection before copying; 0 copies it as "
+            "it is. Writes into the source: "
+            + (
+                "allowed in this deployment, never in scheduled runs."
+                if config.seeding_allowed()
+                else f"refused in this deployment ({config.ALLOW_SEEDING_VARIABLE} is not true)."
+            ),
             section="Source",
         ),
         "items_per_page": Param(
@@ -120,18 +128,63 @@ TARGET = {
             "lowercase letters, digits and _, at most 55.",
             section="Target",
         ),
+        "max_shrink_percent": Param(
+            config.MAX_SHRINK_PERCENT,
+            type="integer",
+            minimum=0,
+            maximum=100,
+            title="Largest shrink allowed",
+            description="publish refuses a copy with this many percent fewer rows than the live table "
+            "(100: any).",
+            section="Publish",
+        ),
+        "publish_empty": Param(
+            False,
+            type="boolean",
+            title="Publish an empty copy",
+            description="Let publish empty a live table that holds rows (refused otherwise).",
+            section="Publish",
+        ),
+        "publish_unverified": Param(
+            False,
+            type="boolean",
+            title="Publish without verify's proof",
+            description="Let publish go on when verify returned no proof (marked successful by hand).",
+            section="Publish",
+        ),
+        "publish_wait_seconds": Param(
+            config.PUBLISH_WAIT_SECONDS,
+            type="integer",
+            minimum=0,
+            maximum=3000,
+            title="Wait for a busy table",
+            description="How long publish keeps trying, in short attempts, while other sessions lock "
+            "the live table.",
+            section="Publish",
+        ),
     },
 )
 def mongo_to_postgres():
-    reset_table = ResetTableOperator(task_id="reset_table", **TARGET)
+    timeout = config.TASK_TIMEOUTS
+    reset_table = ResetTableOperator(
+        task_id="reset_table", execution_timeout=timeout["reset_table"], **TARGET
+    )
     seed_users = SeedUsersOperator(
-        task_id="seed_users", users="{{ params.seed_users }}", faker_seed=config.FAKER_SEED, **SOURCE
+        task_id="seed_users",
+        users="{{ params.seed_users }}",
+        faker_seed=config.FAKER_SEED,
+        execution_timeout=timeout["seed_users"],
+        **SOURCE,
     )
     plan_pages = PlanPagesOperator(
-        task_id="plan_pages", items_per_page="{{ params.items_per_page }}", **SOURCE
+        task_id="plan_pages",
+        items_per_page="{{ params.items_per_page }}",
+        execution_timeout=timeout["plan_pages"],
+        **SOURCE,
     )
     migrate_page = MigratePageOperator.partial(
         task_id="migrate_page",
+        execution_timeout=timeout["migrate_page"],
         max_active_tis_per_dag=config.CLUSTER_SIZE,
         pool=config.PAGE_POOL,
         map_index_template="{{ page_label }}",
@@ -143,10 +196,21 @@ def mongo_to_postgres():
         pages=plan_pages.output,
         page_results=migrate_page.output,
         trigger_rule="none_failed",  # an empty collection has no pages to wait for
+        execution_timeout=timeout["verify"],
         **SOURCE,
         **TARGET,
     )
-    publish = PublishOperator(task_id="publish", verified=verify.output, **SOURCE, **TARGET)
+    publish = PublishOperator(
+        task_id="publish",
+        verified=verify.output,
+        publish_unverified="{{ params.publish_unverified }}",
+        publish_empty="{{ params.publish_empty }}",
+        max_shrink_percent="{{ params.max_shrink_percent }}",
+        wait_seconds="{{ params.publish_wait_seconds }}",
+        execution_timeout=timeout["publish"],
+        **SOURCE,
+        **TARGET,
+    )
     reset_table >> seed_users >> plan_pages >> migrate_page >> verify >> publish
 
 

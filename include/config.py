@@ -4,7 +4,21 @@ The DAG turns each of these into a Param, so the trigger form shows them and a
 run can override them.
 """
 
-SEED_USERS = 1_000_000  # users to ensure in the source collection; 0 skips seeding
+import datetime as dt
+import os
+
+SEED_USERS = 1_000_000  # fake users to ensure in the source collection, where seeding is allowed
+# Seeding writes fake users into the source, so a deployment allows it only by
+# setting this variable to "true" (the local stack and the tests do); elsewhere the
+# form's default is 0 and a run asking for users fails before writing anything.
+# Scheduled runs never seed.
+ALLOW_SEEDING_VARIABLE = "MONGO_MIGRATION_ALLOW_SEEDING"
+
+
+def seeding_allowed() -> bool:
+    return os.environ.get(ALLOW_SEEDING_VARIABLE, "").strip().lower() == "true"
+
+
 ITEMS_PER_PAGE = 8000  # documents per migrate_page task
 CLUSTER_SIZE = 90  # page tasks allowed to run at once
 PAGE_POOL = "migration_pages"  # the page tasks' pool, of CLUSTER_SIZE slots (see docker-compose.yaml)
@@ -15,6 +29,19 @@ MONGO_DATABASE = "app"
 MONGO_COLLECTION = "users"
 TARGET_SCHEMA = "public"
 TARGET_TABLE = "users"
+MAX_SHRINK_PERCENT = 10  # publish refuses a copy this much smaller than the live table
+PUBLISH_WAIT_SECONDS = 300  # how long publish keeps trying while other sessions lock the live table
 
 SCHEDULE = "0 2 * * *"  # nightly at 02:00 UTC
+# A hung run must not block the next night (max_active_runs is 1): the whole run
+# ends by 14:00 UTC, and each task has a bound fitted to its work.
+RUN_TIMEOUT = dt.timedelta(hours=12)
+TASK_TIMEOUTS = {
+    "reset_table": dt.timedelta(minutes=15),  # waits for the table's load lock a minute per try
+    "seed_users": dt.timedelta(hours=2),  # only where seeding is allowed; a million users take minutes
+    "plan_pages": dt.timedelta(hours=1),  # one ordered _id scan and three counts
+    "migrate_page": dt.timedelta(minutes=30),  # one page of at most 100,000 documents
+    "verify": dt.timedelta(hours=1),  # counts and one checksum query over the staging table
+    "publish": dt.timedelta(hours=1),  # applies the difference to the live table, waits for its readers
+}
 FAKER_SEED = 1234  # the same seed always produces the same users

@@ -38,12 +38,10 @@ airflow_env() {
   local passwords_file=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
   mkdir -p "$AIRFLOW_HOME"
   [ -s "$secret_file" ] || python3 -c "import secrets; print(secrets.token_urlsafe(32))" >"$secret_file"
-  # The admin's password, written before the API server would invent one: the run's
-  # note is set through the API with it (connection airflow_api).
+  # The admin's password, written before the API server would invent one, so the
+  # start can print it (the simple auth manager is for local development only).
   [ -s "$passwords_file" ] ||
     python3 -c "import json, secrets; print(json.dumps({'admin': secrets.token_urlsafe(12)}))" >"$passwords_file"
-  local password
-  password=$(admin_password)
   stack_env
   cat <<EOF2
 export AIRFLOW__CORE__EXECUTOR=$AIRFLOW_EXECUTOR
@@ -52,7 +50,6 @@ export AIRFLOW__API__BASE_URL='http://127.0.0.1:$AIRFLOW_PORT'
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL='http://127.0.0.1:$AIRFLOW_PORT/execution/'
 export AIRFLOW__API_AUTH__JWT_SECRET='$(cat "$secret_file")'
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
-export AIRFLOW_CONN_AIRFLOW_API='http://admin:$password@127.0.0.1:$AIRFLOW_PORT'
 export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 10705))
 export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 10706))
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30

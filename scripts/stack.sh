@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The local services, as in production: a PostgreSQL for Airflow's metadata, the
-# target PostgreSQL and a MongoDB wire-protocol server (SecantusDB), on
-# non-default ports, with all their files under $STACK_DIR inside the project
-# (git-ignored).
+# target PostgreSQL with a PgBouncer in front of it (transaction pooling) and a
+# MongoDB wire-protocol server (SecantusDB), on non-default ports, with all
+# their files under $STACK_DIR inside the project (git-ignored).
 #
 #   scripts/stack.sh start            start what is not running (installs what is missing)
-#   scripts/stack.sh stop             stop all three
+#   scripts/stack.sh stop             stop them all
 #   scripts/stack.sh stop-mongo       stop the MongoDB server alone (the fault tests use these two)
 #   scripts/stack.sh restart-target   restart the target PostgreSQL
 #   scripts/stack.sh env              print the environment that points Airflow at them
 #
-# STACK_DIR, PG_PORT, TARGET_PG_PORT and MONGO_PORT choose another instance (the tests use one).
+# STACK_DIR, PG_PORT, TARGET_PG_PORT, BOUNCER_PORT and MONGO_PORT choose another instance (the tests use one).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +19,7 @@ PG_PORT=${PG_PORT:-55432}
 TARGET_PG_PORT=${TARGET_PG_PORT:-55442}
 # 90 page tasks at once, one connection each, plus verify/publish and people reading.
 TARGET_MAX_CONNECTIONS=120
+BOUNCER_PORT=${BOUNCER_PORT:-55452}
 MONGO_PORT=${MONGO_PORT:-57017}
 PG_PASSWORD=${PG_PASSWORD:-migrator-local}
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -94,6 +95,54 @@ stop_postgres() {
   fi
 }
 
+install_pgbouncer() {
+  [ -x /usr/sbin/pgbouncer ] && return
+  [ "$(id -u)" = 0 ] || { log "PgBouncer is missing: sudo apt-get install pgbouncer"; exit 1; }
+  log "installing PgBouncer from the OS packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
+}
+
+# PgBouncer in front of the target, in transaction pooling mode, as many
+# production deployments run it: the DAG must work through it.
+start_pgbouncer() {
+  local dir=$STACK_DIR/pgbouncer
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  if [ -f "$dir/pgbouncer.pid" ] && kill -0 "$(cat "$dir/pgbouncer.pid")" 2>/dev/null; then
+    log "PgBouncer already running on port $BOUNCER_PORT"
+    return
+  fi
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+target = host=127.0.0.1 port=$TARGET_PG_PORT dbname=target
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir = $dir
+auth_type = scram-sha-256
+auth_file = $dir/userlist.txt
+admin_users = postgres
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 100
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  echo "\"postgres\" \"$PG_PASSWORD\"" >"$dir/userlist.txt"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir/pgbouncer.ini" "$dir/userlist.txt"
+  as_postgres /usr/sbin/pgbouncer -d "$dir/pgbouncer.ini"
+  log "PgBouncer started on port $BOUNCER_PORT (transaction pooling)"
+}
+
+stop_pgbouncer() {
+  local pidfile=$STACK_DIR/pgbouncer/pgbouncer.pid
+  if [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null; then
+    log "PgBouncer stopped"
+  fi
+}
+
 start_mongo() {
   local pidfile=$STACK_DIR/mongo/secantusd.pid
   mkdir -p "$STACK_DIR/mongo"
@@ -137,8 +186,10 @@ stop_mongo() {
 start_all() {
   install_postgres
   install_secantus
+  install_pgbouncer
   start_postgres pg "$PG_PORT" airflow 100
   start_postgres pg-target "$TARGET_PG_PORT" target "$TARGET_MAX_CONNECTIONS"
+  start_pgbouncer
   start_mongo
 }
 
@@ -150,14 +201,16 @@ export AIRFLOW__CORE__PLUGINS_FOLDER='$ROOT/plugins'
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='postgresql+psycopg://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/airflow'
 export AIRFLOW_CONN_POSTGRES_DEFAULT='postgresql://postgres:$PG_PASSWORD@127.0.0.1:$TARGET_PG_PORT/target'
+export AIRFLOW_CONN_POSTGRES_PGBOUNCER='postgresql://postgres:$PG_PASSWORD@127.0.0.1:$BOUNCER_PORT/target'
 export AIRFLOW_CONN_MONGO_DEFAULT='mongo://127.0.0.1:$MONGO_PORT/?directConnection=true'
 export PYTHONPATH='$ROOT:$ROOT/plugins'
+export MONGO_MIGRATION_ALLOW_SEEDING=true
 EOF
 }
 
 case "${1:-}" in
   start) start_all; print_env ;;
-  stop) stop_mongo; stop_postgres pg-target; stop_postgres pg ;;
+  stop) stop_mongo; stop_pgbouncer; stop_postgres pg-target; stop_postgres pg ;;
   stop-mongo) stop_mongo ;;
   restart-target) stop_postgres pg-target; start_postgres pg-target "$TARGET_PG_PORT" target "$TARGET_MAX_CONNECTIONS" ;;
   env) print_env ;;

@@ -36,6 +36,7 @@ STACK_ENV = {
     "STACK_DIR": str(ROOT / ".stack-test"),
     "PG_PORT": "55433",
     "TARGET_PG_PORT": "55443",
+    "BOUNCER_PORT": "55453",
     "MONGO_PORT": "57018",
 }
 AIRFLOW_LOCAL = ROOT / "scripts" / "airflow-local.sh"
@@ -143,6 +144,7 @@ def context():
     run = SimpleNamespace(
         dag_id="tests",
         run_id=f"manual__{uuid.uuid4().hex[:8]}",
+        run_type="manual",
         start_date=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=10),
     )
     return {"dag_run": run, "ti": SimpleNamespace(try_number=1, get_dr_count=lambda **_: 0)}

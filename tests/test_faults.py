@@ -82,15 +82,14 @@ def assert_exactly_once(source_ids: set[str]) -> None:
     assert query(f"SELECT count(*) FROM {TABLE}_rejects") == [(0,)]
 
 
-def test_a_finished_run_shows_its_report_its_note_its_page_labels_and_its_asset(api, first_run):
+def test_a_finished_run_shows_its_report_its_page_labels_and_its_asset_with_source_and_summary(
+    api, first_run
+):
     verified = api.result(first_run, "verify")
     asset = f"postgres://127.0.0.1:{STACK_ENV['TARGET_PG_PORT']}/target/public/{TABLE}"
 
     assert "| Documents read | 12,000 |" in verified["report"]
     assert "| Rows written | 12,000 |" in verified["report"]
-    assert api.get(f"dags/mongo_to_postgres/dagRuns/{first_run}")["note"] == (
-        f"Published {asset}: {verified['summary']}"
-    )
     labels = sorted(
         ti["rendered_map_index"] for ti in api.task_instances(first_run) if ti["task_id"] == "migrate_page"
     )
@@ -98,6 +97,9 @@ def test_a_finished_run_shows_its_report_its_note_its_page_labels_and_its_asset(
     assert all(": _id [" in label for label in labels)
     events = api.get("assets/events", source_dag_id="mongo_to_postgres", source_run_id=first_run)
     assert [event["uri"] for event in events["asset_events"]] == [asset]
+    extra = events["asset_events"][0]["extra"]
+    source = f"mongodb://127.0.0.1:{STACK_ENV['MONGO_PORT']}/tests/fault_users"
+    assert (extra["source"], extra["summary"], extra["rows"]) == (source, verified["summary"], 12_000)
 
 
 class Held:
@@ -264,7 +266,7 @@ def test_every_connection_is_closed_after_the_runs(api):
 def test_no_password_reaches_a_task_log_a_result_or_a_rendered_field(api):
     home = Path(os.environ["AIRFLOW_HOME"])
     admin = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-    passwords = (PASSWORD, admin)  # the target's, and the API's that publish uses for the run note
+    passwords = (PASSWORD, admin)  # the target's, and the API's
     texts = [
         path.read_text(errors="replace")
         for path in (home / "logs" / "dag_id=mongo_to_postgres").rglob("*.log")

@@ -8,6 +8,18 @@
 -- migration page that wrote the row: a retried page replaces exactly its rows.
 CREATE SCHEMA IF NOT EXISTS {staging_schema};
 
+-- Which run published each live table, and what: publish writes it in the
+-- transaction that publishes, so a retry of a publish that committed knows.
+CREATE TABLE IF NOT EXISTS {staging_schema}.published (
+    target_schema text NOT NULL,
+    target_table  text NOT NULL,
+    dag_id        text NOT NULL,
+    run_id        text NOT NULL,
+    published_at  timestamptz NOT NULL,
+    result        jsonb NOT NULL,
+    PRIMARY KEY (target_schema, target_table)
+);
+
 DROP TABLE IF EXISTS {staging}, {staging_rejects};
 
 CREATE TABLE {staging} (

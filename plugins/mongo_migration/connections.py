@@ -49,22 +49,47 @@ def mongo_hook(conn_id: str) -> Iterator[MongoHook]:
 
 @contextmanager
 def postgres_connection(conn_id: str, application_name: str) -> Iterator[psycopg.Connection]:
-    """The target's connection, with connect, statement and lock timeouts; committed and closed on exit.
+    """The target's connection, with a connect timeout; committed and closed on exit.
 
-    ``application_name`` shows in ``pg_stat_activity``, naming the task that holds a connection.
+    Works through PgBouncer in transaction pooling mode: no startup options (it
+    refuses them), no prepared statements (it cannot keep them), and the
+    statement and lock timeouts are set inside each ``transaction``.
+    ``application_name`` shows in ``pg_stat_activity``, naming the task that
+    holds a connection.
     """
-    # libpq reads this when the connection's extras set no connect_timeout of their own.
+    # libpq reads these when the connection's extras set no connect_timeout or
+    # application_name of their own; PgBouncer passes the application name on.
     os.environ.setdefault("PGCONNECT_TIMEOUT", POSTGRES_CONNECT_TIMEOUT_SECONDS)
-    hook = PostgresHook(
-        postgres_conn_id=conn_id,
-        options=f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS} "
-        f"-c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS} -c application_name={application_name}",
-    )
+    os.environ["PGAPPNAME"] = application_name
+    hook = PostgresHook(postgres_conn_id=conn_id)
     try:
         with hook.get_conn() as conn:
+            conn.prepare_threshold = None
             yield conn
     except psycopg.OperationalError as error:
+        if not _lost_connection(error):
+            raise  # a lock or statement timeout, a deadlock, a full disk: its own message is the truth
         where = f"{hook.connection.host}:{hook.connection.port or 5432}"
         raise UnreachableError(
             f"PostgreSQL connection {conn_id!r} ({where}) failed: {str(error).splitlines()[0][:300]}"
         ) from None
+
+
+@contextmanager
+def transaction(conn: psycopg.Connection) -> Iterator[None]:
+    """A transaction bounded by the statement and lock timeouts, set inside it (``SET LOCAL``).
+
+    Set per transaction, not per session: behind PgBouncer's transaction
+    pooling each transaction may run on another server connection.
+    """
+    with conn.transaction():
+        conn.execute(
+            f"SET LOCAL statement_timeout = {POSTGRES_STATEMENT_TIMEOUT_MS}; "
+            f"SET LOCAL lock_timeout = {POSTGRES_LOCK_TIMEOUT_MS}"
+        )
+        yield
+
+
+def _lost_connection(error: psycopg.OperationalError) -> bool:
+    """Whether the server could not be reached or the connection broke (SQLSTATE class 08, or none)."""
+    return error.sqlstate is None or error.sqlstate.startswith("08")

@@ -1,6 +1,7 @@
 """Failpoints: named places in the production path where a fault test can hold a task.
 
-The production code reaches one in a single line, ``failpoint(name, page=..., documents=...)``,
+The production code reaches one in a single line, ``failpoint(name, page=..., documents=...)``
+(the page and the count are 0 where they mean nothing),
 which does nothing unless the environment variable ``MONGO_MIGRATION_FAILPOINT``
 names a file that exists. The file holds ``<name> <page> <documents>``: the
 first task that reaches failpoint ``<name>`` on page ``<page>`` with at least
@@ -19,7 +20,7 @@ FAILPOINT_VARIABLE = "MONGO_MIGRATION_FAILPOINT"
 MAX_HOLD_SECONDS = 600
 
 
-def failpoint(name: str, *, page: int, documents: int) -> None:
+def failpoint(name: str, *, page: int = 0, documents: int = 0) -> None:
     """Hold here if a test armed failpoint ``name`` for this page and this many documents."""
     setting = os.environ.get(FAILPOINT_VARIABLE)
     if setting and _take(Path(setting), name, page, documents):

@@ -30,13 +30,13 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection
 from pymongo.collection import Collection
 
+from include import config
 from mongo_migration import target
-from mongo_migration.connections import mongo_hook, postgres_connection
+from mongo_migration.connections import mongo_hook, postgres_connection, transaction
 from mongo_migration.documents import CODEC_OPTIONS, id_key
 from mongo_migration.page_copy import copy_page, read_page
 from mongo_migration.pages import Page, plan_pages, planned_range_filter
 from mongo_migration.report import markdown_report, summarize, summary_line
-from mongo_migration.run_note import set_run_note
 from mongo_migration.target import Owner
 from mongo_migration.users import seed_users
 
@@ -146,7 +146,11 @@ class ResetTableOperator(_TargetOperator):
 
 
 class SeedUsersOperator(_SourceOperator):
-    """Ensure the source collection holds ``users`` fake users (0 leaves it alone)."""
+    """Ensure the source collection holds fake users 0 to ``users - 1`` (0 leaves it alone).
+
+    It writes into the source, so it does so only where the deployment allows
+    it (``config.seeding_allowed``) and never in a scheduled run.
+    """
 
     template_fields: Sequence[str] = ("users", *_SOURCE_FIELDS)
 
@@ -156,18 +160,28 @@ class SeedUsersOperator(_SourceOperator):
         self.faker_seed = faker_seed
 
     def execute(self, context: Any) -> int:
-        if self.users == 0:
-            self.log.info("Seeding is off (seed_users = 0)")
+        users = int(self.users)  # a Param rendered into a template is text
+        if users == 0:
+            self.log.info("Seeding is off (seed_users = 0): %s is left as it is", self.source_name())
             return 0
+        if context["dag_run"].run_type == "scheduled":
+            self.log.info("A scheduled run never writes to the source: %s is as it was", self.source_name())
+            return 0
+        if not config.seeding_allowed():
+            raise AirflowFailException(
+                f"seed_users is {users}, but this deployment does not allow writing fake users into the "
+                f"source {self.source_name()}: nothing was written. Set seed_users to 0, or set "
+                f"{config.ALLOW_SEEDING_VARIABLE}=true where the source is a test database."
+            )
         started = time.monotonic()
         with mongo_hook(self.mongo_conn_id) as hook:
-            inserted = seed_users(self.source(hook), self.users, self.faker_seed)
+            inserted = seed_users(self.source(hook), users, self.faker_seed)
         self.log.info(
-            "Inserted %s users into %s in %.1f s; it now holds at least %s",
+            "Inserted %s users into %s in %.1f s: users 0 to %s are all there now",
             inserted,
             self.source_name(),
             time.monotonic() - started,
-            self.users,
+            users - 1,
         )
         return inserted
 
@@ -197,7 +211,7 @@ class PlanPagesOperator(_SourceOperator):
                     f"{self.mongo_database!r} (connection {self.mongo_conn_id!r})"
                 )
             before = count_all(source)
-            pages = plan_pages(source, self.items_per_page)
+            pages = plan_pages(source, int(self.items_per_page))  # a Param rendered into a template is text
             planned = sum(page.planned_documents for page in pages)
             in_ranges = source.count_documents(planned_range_filter(pages))
             after = count_all(source)
@@ -311,23 +325,25 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
             source = self.source(hook)
             in_ranges = source.count_documents(planned_range_filter(pages))
             counted = count_all(source)
-            rows, rejected = target.count_rows(conn, self.target_table)
-            self.log.info(
-                "Source %s: %s documents in all, %s in the planned ranges, where the plan saw %s; "
-                "%s pages read %s; target %s: %s rows and %s rejects",
-                self.source_name(),
-                counted,
-                in_ranges,
-                planned,
-                len(pages),
-                documents_read,
-                self.target_table,
-                rows,
-                rejected,
-            )
-            for reason, count in target.reject_reasons(conn, self.target_table) if rejected else []:
-                self.log.warning("%s documents set aside in %s_rejects: %s", count, self.target_table, reason)
-            problems = self.page_differences(pages, page_results, source, conn)
+            with transaction(conn):
+                rows, rejected = target.count_rows(conn, self.target_table)
+                reasons = target.reject_reasons(conn, self.target_table) if rejected else []
+                problems = self.page_differences(pages, page_results, source, conn)
+        self.log.info(
+            "Source %s: %s documents in all, %s in the planned ranges, where the plan saw %s; "
+            "%s pages read %s; target %s: %s rows and %s rejects",
+            self.source_name(),
+            counted,
+            in_ranges,
+            planned,
+            len(pages),
+            documents_read,
+            self.target_table,
+            rows,
+            rejected,
+        )
+        for reason, count in reasons:
+            self.log.warning("%s documents set aside in %s_rejects: %s", count, self.target_table, reason)
         if not in_ranges == planned == documents_read == rows + rejected:
             problems.insert(
                 0,
@@ -401,33 +417,74 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
 
 
 class PublishOperator(_SourceToTargetOperator):
-    """Replace the live target table with this run's verified staging table, in one transaction.
+    """Make the live table equal to this run's verified staging table in one transaction (target.publish).
 
-    Then it records the event for people and for other DAGs: the run's note
-    carries verify's summary, and an event of the asset alias ``ASSET_ALIAS``
-    names the table as an Asset (``postgres://host:port/database/schema/table``),
-    with the source collection's Asset in its extra.
+    It refuses an unverified, empty or shrunken copy unless a Param allows it
+    for the run. Then an event of the asset alias ``ASSET_ALIAS`` names the
+    table as an Asset (``postgres://host:port/database/schema/table``), with the
+    source collection, the run summary and what changed in its extra.
     """
 
-    template_fields: Sequence[str] = ("verified", *_TARGET_FIELDS, *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = (
+        "verified",
+        "publish_unverified",
+        "publish_empty",
+        "max_shrink_percent",
+        "wait_seconds",
+        *_TARGET_FIELDS,
+        *_SOURCE_FIELDS,
+    )
 
-    def __init__(self, *, verified: dict | None, **kwargs):
+    def __init__(
+        self,
+        *,
+        verified: dict | None,
+        publish_unverified: bool | str = False,
+        publish_empty: bool | str = False,
+        max_shrink_percent: int | str = 10,
+        wait_seconds: int | str = 300,
+        **kwargs,
+    ):
         super().__init__(outlets=[AssetAlias(ASSET_ALIAS)], **kwargs)
         self.verified = verified
+        self.publish_unverified = publish_unverified
+        self.publish_empty = publish_empty
+        self.max_shrink_percent = max_shrink_percent
+        self.wait_seconds = wait_seconds
 
-    def execute(self, context: Any) -> None:
+    def execute(self, context: Any) -> dict:
         owner = _owner(context)
         source = self.declare_source_inlet()
-        note = (
-            f"Copied from MongoDB {self.source_name()} by {owner}, "
-            f"published {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        table = self.target_asset()
+        guards = target.Guards(
+            verified=(self.verified["target"], self.verified["rejected"]) if self.verified else None,
+            publish_unverified=_flag(self.publish_unverified),
+            publish_empty=_flag(self.publish_empty),
+            max_shrink_percent=int(self.max_shrink_percent),
         )
         with self.target_connection() as conn:
-            target.publish(conn, self.target_table, self.target_schema, owner, note)
-        self.log.info("Published %s.%s: %s", self.target_schema, self.target_table, note)
-        table = self.target_asset()
-        context["outlet_events"][AssetAlias(ASSET_ALIAS)].add(
-            table, extra={"run_id": owner.run_id, "source": source.uri}
+            result = target.publish(
+                conn, self.target_table, self.target_schema, owner, guards, float(self.wait_seconds)
+            )
+        if result.get("already_published"):
+            self.log.warning("%s was already published by %s (this is a retry)", table.name, owner)
+        self.log.info(
+            "Published %s, %s: %s rows and %s rejects (%s inserted, %s updated, %s deleted)",
+            table.name,
+            result["method"],
+            result["rows"],
+            result["rejects"],
+            result["inserted"],
+            result["updated"],
+            result["deleted"],
         )
         summary = (self.verified or {}).get("summary", "")
-        set_run_note(owner.dag_id, owner.run_id, f"Published {table.name}: {summary}", self.log)
+        context["outlet_events"][AssetAlias(ASSET_ALIAS)].add(
+            table, extra={"run_id": owner.run_id, "source": source.uri, "summary": summary, **result}
+        )
+        return result
+
+
+def _flag(value: bool | str) -> bool:
+    """A boolean Param, which reaches a templated field as the text of a bool."""
+    return value if isinstance(value, bool) else str(value).strip().lower() == "true"

@@ -21,6 +21,7 @@ from psycopg import Connection
 from pymongo.collection import Collection
 
 from mongo_migration import target
+from mongo_migration.connections import transaction
 from mongo_migration.documents import Reject, copy_rows
 from mongo_migration.failpoint import failpoint
 from mongo_migration.pages import Page
@@ -73,7 +74,7 @@ def copy_page(
     stats = PageStats()
     lap = _Laps()
     rejects: list[Reject] = []
-    with conn.transaction(), conn.cursor() as cursor:
+    with transaction(conn), conn.cursor() as cursor:
         target.start_page(conn, table, owner, page.number)
         with cursor.copy(target.statement("copy_page", table)) as copy:
             stats.copy_seconds += lap()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -20,14 +21,17 @@ from pathlib import Path
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection, errors, sql
 
+from mongo_migration.connections import transaction
 from mongo_migration.documents import COLUMNS
+from mongo_migration.failpoint import failpoint
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 STAGING_SCHEMA = "mongo_migration_staging"
-# 63 characters at most for PostgreSQL, less the "_rejects" of the rejects table.
-TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,54}")
-SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"}
+# 63 characters at most for PostgreSQL, less the "_rejects" of the rejects table; a name
+# ending in "_rejects" would be the rejects table of another target.
+TABLE_NAME = re.compile(r"(?!.*_rejects$)[a-z_][a-z0-9_]{0,54}")
+# Any plain name but the staging schema's own.
+SCHEMA_NAME = re.compile(rf"(?!{STAGING_SCHEMA}$)[a-z_][a-z0-9_]{{0,62}}")
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,13 @@ def statement(name: str, table: str, schema: str = "public", **values: sql.Compo
     if not TABLE_NAME.fullmatch(table):
         raise ValueError(
             f"target table {table!r} is not a plain lowercase PostgreSQL name "
-            f"(letters, digits and _, at most 55, not starting with a digit)"
+            f"(letters, digits and _, at most 55, not starting with a digit, not ending in _rejects, "
+            f"which names the rejects table of another target)"
         )
     if not SCHEMA_NAME.fullmatch(schema):
         raise ValueError(
             f"target schema {schema!r} is not a plain lowercase PostgreSQL name "
-            f"(letters, digits and _, at most 63, not starting with a digit)"
+            f"(letters, digits and _, at most 63, not starting with a digit) other than {STAGING_SCHEMA}"
         )
     return sql.SQL(_sql_text(name)).format(
         staging=sql.Identifier(STAGING_SCHEMA, table),
@@ -131,7 +136,7 @@ def reset_table(
             )
         return previous
 
-    with conn.transaction():
+    with transaction(conn):
         refuse_if_loading()
         _lock(conn, table, shared=False)
         if not conn.execute(statement("schema_exists", table), {"schema": schema}).fetchone()[0]:
@@ -142,25 +147,128 @@ def reset_table(
     return previous if previous != owner else None
 
 
-def publish(conn: Connection, table: str, schema: str, owner: Owner, note: str) -> None:
-    """Replace the live tables with the owner's staging tables, keeping the live tables' grants."""
-    with conn.transaction():
+@dataclass(frozen=True)
+class Guards:
+    """What ``publish`` refuses unless a person allows it, each by its Param, for one run."""
+
+    verified: tuple[int, int] | None  # the rows and rejects verify proved; None: it returned nothing
+    publish_unverified: bool = False
+    publish_empty: bool = False
+    max_shrink_percent: int = 10
+
+
+def publish(
+    conn: Connection, table: str, schema: str, owner: Owner, guards: Guards, wait_seconds: float
+) -> dict:
+    """Make the live table equal to the owner's verified staging table, in one transaction.
+
+    Where the live table exists, its rows are changed in place (rows gone,
+    changed, new), so everything that is not its rows stays; its first
+    publish moves the staging table in. Readers see the old rows until the
+    commit. Lock waits are short attempts, repeated for ``wait_seconds``; a
+    retry after a publish that committed returns what that publish did.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return _publish_once(conn, table, schema, owner, guards)
+        except (errors.LockNotAvailable, errors.DeadlockDetected) as error:
+            if time.monotonic() >= deadline:
+                names = _live_names(table, schema)
+                holders = conn.execute(statement("lock_holders", table), names).fetchall()
+                raise AirflowException(
+                    f"table {schema}.{table} is busy: publish gave up after {wait_seconds:.0f} s of "
+                    f"{PUBLISH_LOCK_TIMEOUT} attempts ({str(error).splitlines()[0]}); sessions holding "
+                    f"locks on it: {'; '.join(_session(row) for row in holders) or 'none any more'}"
+                ) from None
+            time.sleep(PUBLISH_RETRY_PAUSE_SECONDS)
+
+
+PUBLISH_LOCK_TIMEOUT = "5s"  # a longer wait would stall every reader queued behind publish
+PUBLISH_RETRY_PAUSE_SECONDS = 2
+
+
+def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guards: Guards) -> dict:
+    with transaction(conn):
+        conn.execute(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT}'")
         _lock(conn, table, shared=False)
+        last = conn.execute(statement("published_by", table), {"schema": schema, "table": table}).fetchone()
+        if last and Owner(last[0], last[1]) == owner and staging_owner(conn, table) != owner:
+            return {**last[2], "already_published": True}  # a retry of a publish that committed
         _check_owner(conn, table, owner)
-        grants = conn.execute(statement("live_grants", table), {"schema": schema, "table": table})
-        for relation, grantee, privilege, grantable in grants.fetchall():
-            if privilege not in PRIVILEGES:
-                raise ValueError(f"unexpected privilege {privilege!r} on {schema}.{relation}")
-            grant = statement(
-                "grant_on_staging",
-                table,
-                privilege=sql.SQL(privilege),
-                relation=sql.Identifier(STAGING_SCHEMA, relation),
-                grantee=sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
-                grant_option=sql.SQL(" WITH GRANT OPTION" if grantable else ""),
-            )
-            conn.execute(grant)
-        conn.execute(statement("publish", table, schema, note=sql.Literal(note)))
+        rows, rejects = count_rows(conn, table)
+        live_exists, live_rejects_exist = conn.execute(
+            statement("live_exists", table), _live_names(table, schema)
+        ).fetchone()
+        live_rows = _count_live(conn, table, schema) if live_exists else None
+        _check_guards(guards, rows, rejects, live_rows, f"{schema}.{table}")
+        result = {"rows": rows, "rejects": rejects, "live_rows_before": live_rows}
+        if live_exists:
+            result |= {
+                "method": "applied in place",
+                "deleted": conn.execute(statement("delete_gone", table, schema)).rowcount,
+                "updated": conn.execute(statement("update_changed", table, schema)).rowcount,
+                "inserted": conn.execute(statement("insert_new", table, schema)).rowcount,
+            }
+            now = _count_live(conn, table, schema)
+            if now != rows:
+                raise AirflowFailException(
+                    f"{schema}.{table} holds {now} rows after publishing {rows}; nothing was published. "
+                    f"Does a row-level security policy hide rows from this connection's role?"
+                )
+        else:
+            conn.execute(statement("move_in", table, schema))
+            result |= {"method": "moved in (first publish)", "deleted": 0, "updated": 0, "inserted": rows}
+        conn.execute(statement("replace_rejects" if live_rejects_exist else "move_in_rejects", table, schema))
+        conn.execute(statement("finish_publish", table, schema))
+        conn.execute(
+            statement("record_published", table),
+            {**asdict(owner), "schema": schema, "table": table, "result": json.dumps(result)},
+        )
+        failpoint("publish_before_commit")
+        return result
+
+
+def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None, live: str) -> None:
+    """Refuse to publish an unproven, empty or shrunken copy, naming the Param that allows it."""
+    if guards.verified != (rows, rejects) and not guards.publish_unverified:
+        proved = (
+            "returned no result (was it marked successful by hand?)"
+            if guards.verified is None
+            else f"proved {guards.verified[0]} rows and {guards.verified[1]} rejects"
+        )
+        raise AirflowFailException(
+            f"verify of this run {proved}, and the staging table of {live} holds {rows} rows and "
+            f"{rejects} rejects: nothing was published. Set the Param publish_unverified in a new run "
+            f"to publish an unverified copy."
+        )
+    if live_rows and rows + rejects == 0:
+        if guards.publish_empty:
+            return
+        raise AirflowFailException(
+            f"the copy is empty while {live} holds {live_rows} rows: nothing was published. "
+            f"Set the Param publish_empty in a new run to empty the table."
+        )
+    smallest = live_rows * (100 - guards.max_shrink_percent) / 100 if live_rows else 0
+    if rows < smallest:
+        raise AirflowFailException(
+            f"the copy holds {rows} rows, {100 - 100 * rows / live_rows:.1f}% fewer than the "
+            f"{live_rows} of {live}, more than the Param max_shrink_percent ({guards.max_shrink_percent}) "
+            f"allows: nothing was published. Raise max_shrink_percent in a new run to publish it."
+        )
+
+
+def _count_live(conn: Connection, table: str, schema: str) -> int:
+    return conn.execute(statement("count_live", table, schema)).fetchone()[0]
+
+
+def _live_names(table: str, schema: str) -> dict:
+    return {"live": f"{schema}.{table}", "live_rejects": f"{schema}.{table}_rejects"}
+
+
+def _session(row: tuple) -> str:
+    pid, user, application, mode, state, query = row
+    return f"pid {pid} ({user}, {application or 'no application name'}, {state}) holds {mode}: {query}"
 
 
 def start_page(conn: Connection, table: str, owner: Owner, page: int) -> None:

@@ -4,11 +4,16 @@ User number ``n`` always has the same ``_id`` and fields: its ObjectId is the
 number itself and each batch of users draws from Faker seeded with its batch
 number. So a seed that is retried or repeated only inserts the users that are
 missing, and a duplicate ``_id`` is the proof that a user is already there.
+
+Seeding writes into the source: the operator runs it only where the
+deployment allows it (``include/config.py``) and never in a scheduled run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Iterator
 
 from bson.objectid import ObjectId
 from faker import Faker
@@ -16,7 +21,6 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 BATCH_SIZE = 10_000
-MAX_USERS = 1_000_000_000
 _DUPLICATE_KEY = 11000
 # The seeded users' ObjectIds start at this time, one second apart.
 _FIRST_ID_TIME = int(dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp())
@@ -63,22 +67,32 @@ def fake_users(first: int, count: int, faker_seed: int) -> list[dict]:
 
 
 def seed_users(collection: Collection, wanted: int, faker_seed: int) -> int:
-    """Top the collection up to ``wanted`` documents; return how many were inserted.
+    """Ensure users 0 to ``wanted - 1`` are in the collection; return how many were inserted.
 
-    Other documents in the collection count towards ``wanted``. Batches go in
-    order, so after a crash only the last batch can be partial: it is inserted
-    again, and those of its users already there are skipped.
+    One ordered scan of the seeded ``_id`` range finds the users that are
+    missing, never seeded or deleted since, wherever they are; only the batches
+    that hold them are generated again, and only the missing users inserted.
+    Other documents in the collection are left alone and do not count.
     """
-    present = collection.count_documents({})
-    if present >= wanted:
-        return 0
-    seeded = collection.count_documents({"_id": {"$gte": user_id(0), "$lt": user_id(MAX_USERS)}})
-    last = wanted - (present - seeded)  # one past the last user number to ensure
     inserted = 0
-    for first in range(seeded // BATCH_SIZE * BATCH_SIZE, last, BATCH_SIZE):
-        users = fake_users(first, min(BATCH_SIZE, last - first), faker_seed)
+    missing = _missing_users(collection, wanted)
+    for first, numbers in itertools.groupby(missing, key=lambda number: number // BATCH_SIZE * BATCH_SIZE):
+        wanted_here = set(numbers)
+        batch = fake_users(first, max(wanted_here) - first + 1, faker_seed)
+        users = [user for number, user in enumerate(batch, first) if number in wanted_here]
         inserted += _insert_missing(collection, users)
     return inserted
+
+
+def _missing_users(collection: Collection, wanted: int) -> Iterator[int]:
+    """The user numbers below ``wanted`` whose ``_id`` is not in the collection, in order."""
+    expected = 0
+    seeded = {"_id": {"$gte": user_id(0), "$lt": user_id(wanted)}}
+    for document in collection.find(seeded, {"_id": 1}, sort=[("_id", 1)]):
+        number = int.from_bytes(document["_id"].binary, "big")
+        yield from range(expected, number)
+        expected = number + 1
+    yield from range(expected, wanted)
 
 
 def _insert_missing(collection: Collection, users: list[dict]) -> int:

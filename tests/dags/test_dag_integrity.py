@@ -33,11 +33,13 @@ with warnings.catch_warnings(record=True) as caught:
 print(json.dumps({
     "import_errors": {str(k): v for k, v in bag.import_errors.items()},
     "dag_ids": sorted(bag.dag_ids),
+    "seed_users": bag.dags["mongo_to_postgres"].params["seed_users"],
     "warnings": [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if sys.argv[2] in w.filename],
 }))
 """
 
 
+# A deployment that has not allowed seeding (production): MONGO_MIGRATION_ALLOW_SEEDING unset.
 CLOSED_PORT = {
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg://nobody:nothing@127.0.0.1:9/airflow",
     "AIRFLOW_CONN_POSTGRES_DEFAULT": "postgresql://nobody:nothing@127.0.0.1:9/target",
@@ -49,7 +51,7 @@ CLOSED_PORT = {
 def parsed():
     result = subprocess.run(
         [sys.executable, "-c", PARSE_WITHOUT_NETWORK, str(ROOT / "dags"), str(ROOT)],
-        env={**os.environ, **CLOSED_PORT},
+        env={**{k: v for k, v in os.environ.items() if k != config.ALLOW_SEEDING_VARIABLE}, **CLOSED_PORT},
         capture_output=True,
         text=True,
         check=True,
@@ -67,6 +69,10 @@ def dag():
 def test_dag_folder_imports_without_errors_or_network_calls(parsed):
     assert parsed["import_errors"] == {}
     assert parsed["dag_ids"] == ["mongo_to_postgres"]
+
+
+def test_a_deployment_that_does_not_allow_seeding_offers_no_seeding_by_default(parsed):
+    assert parsed["seed_users"] == 0
 
 
 def test_project_code_raises_no_deprecation_or_other_warnings_at_import(parsed):
@@ -113,6 +119,10 @@ def test_params_default_to_the_configuration_module(dag):
         "mongo_collection": config.MONGO_COLLECTION,
         "target_schema": config.TARGET_SCHEMA,
         "target_table": config.TARGET_TABLE,
+        "max_shrink_percent": config.MAX_SHRINK_PERCENT,
+        "publish_empty": False,
+        "publish_unverified": False,
+        "publish_wait_seconds": config.PUBLISH_WAIT_SECONDS,
     }
 
 
@@ -120,9 +130,10 @@ def test_the_trigger_form_groups_every_param_with_a_title_a_description_and_boun
     schemas = {name: param.schema for name, param in dag.params.items()}
     for name, schema in schemas.items():
         assert schema["title"] and dag.params.get_param(name).description, name
-        assert "pattern" in schema or {"minimum", "maximum"} <= schema.keys(), name
+        bounds = {"pattern"} <= schema.keys() or {"minimum", "maximum"} <= schema.keys()
+        assert schema["type"] == "boolean" or bounds, name
     sections = [schema["section"] for schema in schemas.values()]
-    assert sections == sorted(sections, key=["Source", "Pages", "Target"].index)  # grouped, in this order
+    assert sections == sorted(sections, key=["Source", "Pages", "Target", "Publish"].index)  # in this order
 
 
 def test_mapped_pages_are_labelled_by_page_number_and_id_range(dag):

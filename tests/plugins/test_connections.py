@@ -1,8 +1,9 @@
 """Timeouts on every connection, and errors that name the connection when a server is unreachable."""
 
+import psycopg
 import pytest
 
-from mongo_migration.connections import UnreachableError, mongo_hook, postgres_connection
+from mongo_migration.connections import UnreachableError, mongo_hook, postgres_connection, transaction
 from mongo_migration.operators import MigratePageOperator, ResetTableOperator
 from mongo_migration.pages import Page
 
@@ -20,11 +21,13 @@ def test_source_client_has_timeouts_unless_the_connection_sets_its_own(services,
         assert hook.get_conn().options.server_selection_timeout == 0.5
 
 
-def test_target_connection_has_statement_and_lock_timeouts_and_names_its_task(services):
+def test_target_transactions_have_statement_and_lock_timeouts_and_name_their_task(services):
     with postgres_connection("postgres_default", application_name="mongo_migration:verify") as conn:
-        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1h"
-        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "1min"
-        assert conn.execute("SHOW application_name").fetchone()[0] == "mongo_migration:verify"
+        with transaction(conn):
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1h"
+            assert conn.execute("SHOW lock_timeout").fetchone()[0] == "1min"
+            assert conn.execute("SHOW application_name").fetchone()[0] == "mongo_migration:verify"
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"  # set in the transaction alone
 
 
 def test_an_unreachable_source_fails_the_page_naming_the_connection_and_host(
@@ -66,3 +69,17 @@ def test_an_unreachable_target_fails_naming_the_connection_and_host_but_not_the_
 
     assert f"PostgreSQL connection 'postgres_down' ({NOTHING_LISTENS}) failed" in str(failure.value)
     assert "s3cret-pw" not in str(failure.value)
+
+
+def test_a_lock_timeout_keeps_its_own_message_and_is_not_called_unreachable(pg_conn, target_table):
+    pg_conn.execute(f"CREATE TABLE {target_table} (x int)")
+    with postgres_connection("postgres_default", application_name="tests") as holder:
+        holder.execute(f"LOCK TABLE {target_table} IN ACCESS EXCLUSIVE MODE")  # held until the end
+
+        with (
+            pytest.raises(psycopg.errors.LockNotAvailable, match="lock timeout"),
+            postgres_connection("postgres_default", application_name="tests") as conn,
+            transaction(conn),
+        ):
+            conn.execute("SET LOCAL lock_timeout = '100ms'")
+            conn.execute(f"SELECT * FROM {target_table}")

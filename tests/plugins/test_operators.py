@@ -14,7 +14,9 @@ from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.operators import (
     MigratePageOperator,
     PlanPagesOperator,
+    PublishOperator,
     ResetTableOperator,
+    SeedUsersOperator,
     VerifyMigrationOperator,
 )
 from mongo_migration.pages import Page, plan_pages
@@ -239,3 +241,50 @@ def test_planning_a_collection_that_does_not_exist_fails_naming_it(mongo_collect
         AirflowFailException, match=f"Collection '{mongo_collection.name}' does not exist in MongoDB"
     ):
         planner(mongo_collection).execute({})
+
+
+def seeder(collection, users: int) -> SeedUsersOperator:
+    return SeedUsersOperator(
+        task_id="seed_users",
+        users=str(users),  # as a Param reaches it, rendered into a template
+        faker_seed=1234,
+        mongo_database="tests",
+        mongo_collection=collection.name,
+    )
+
+
+def test_a_scheduled_run_never_writes_to_the_source(mongo_collection, context):
+    context["dag_run"].run_type = "scheduled"
+
+    assert seeder(mongo_collection, 100).execute(context) == 0
+
+    assert mongo_collection.count_documents({}) == 0
+
+
+def test_seeding_is_refused_where_the_deployment_does_not_allow_it(mongo_collection, context, monkeypatch):
+    monkeypatch.delenv("MONGO_MIGRATION_ALLOW_SEEDING")
+
+    with pytest.raises(
+        AirflowFailException, match=r"does not allow writing fake users .* nothing was written"
+    ):
+        seeder(mongo_collection, 100).execute(context)
+
+    assert mongo_collection.count_documents({}) == 0
+
+
+def test_publish_refuses_when_verify_returned_no_proof_naming_the_param(source, pg_conn, table, context):
+    pages = plan_pages(source, 100)
+    for page in pages:
+        migrate(source, table, page, context)
+    operator = PublishOperator(
+        task_id="publish",
+        verified=None,  # what verify's result is when a person marked it successful by hand
+        mongo_database=source.database.name,
+        mongo_collection=source.name,
+        target_table=table,
+    )
+
+    with pytest.raises(AirflowFailException, match=r"returned no result .* Set the Param publish_unverified"):
+        operator.execute({**context, "outlet_events": {}})
+
+    assert pg_conn.execute("SELECT to_regclass(%s)", [table]).fetchone() == (None,)

@@ -43,7 +43,13 @@ def test_a_seed_cut_off_in_the_middle_of_a_batch_is_completed_exactly(mongo_coll
     ]
 
 
-def test_other_documents_count_towards_the_wanted_number(mongo_collection):
-    mongo_collection.insert_many([{"name": f"existing {n}"} for n in range(10)])
-    assert seed_users(mongo_collection, 50, SEED) == 40
-    assert mongo_collection.count_documents({}) == 50
+def test_seeding_fills_a_hole_anywhere_and_leaves_other_documents_alone(mongo_collection):
+    seed_users(mongo_collection, 20_000, SEED)
+    mongo_collection.delete_one({"_id": user_id(5)})
+    mongo_collection.insert_one({"name": "not a seeded user"})
+
+    assert seed_users(mongo_collection, 20_000, SEED) == 1
+
+    assert mongo_collection.find_one({"_id": user_id(5)})["email"] == fake_users(0, 6, SEED)[5]["email"]
+    assert mongo_collection.count_documents({"_id": {"$lt": user_id(20_000)}}) == 20_000
+    assert mongo_collection.count_documents({}) == 20_001

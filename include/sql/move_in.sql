@@ -1,0 +1,3 @@
+-- First publish of a table (no live table yet): the staging table moves in
+-- whole, with its indexes and constraints; nothing else can depend on it yet.
+ALTER TABLE {staging} SET SCHEMA {schema};

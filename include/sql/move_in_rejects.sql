@@ -1,0 +1,1 @@
+ALTER TABLE {staging_rejects} SET SCHEMA {schema};

@@ -1,0 +1,275 @@
+"""Publishing into a live table that people and other objects depend on, on the real PostgreSQL.
+
+The live table is first published by one load, then changed by people and
+tools (a view, a foreign key, a policy, ...), then published again from a load
+in which one user is gone, one changed and one new. Everything that is not its
+rows must survive; its rows must equal the second load's.
+"""
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import bson
+import pytest
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from mongo_migration import target
+from mongo_migration.documents import id_key
+from mongo_migration.failpoint import FAILPOINT_VARIABLE
+from mongo_migration.page_copy import copy_page
+from mongo_migration.pages import Page
+from mongo_migration.target import Owner
+
+FIRST, SECOND = Owner("mongo_to_postgres", "scheduled__1"), Owner("mongo_to_postgres", "scheduled__2")
+PAGE = Page(number=0, lower=1, upper=4, upper_inclusive=True, planned_documents=3)
+
+
+def load(conn, table: str, owner: Owner, users: dict[int, str]) -> None:
+    target.reset_table(conn, table, "public", owner, lambda other: False)
+    batch = b"".join(bson.encode({"_id": number, "username": name}) for number, name in users.items())
+    copy_page([batch], conn, table, owner, PAGE)
+
+
+def publish(conn, table: str, owner: Owner, wait_seconds: float = 0, **allowed) -> dict:
+    """Publish as a run whose verify proved the staging table as it is."""
+    guards = target.Guards(verified=target.count_rows(conn, table), **allowed)
+    return target.publish(conn, table, "public", owner, guards, wait_seconds)
+
+
+def usernames(conn, table: str) -> dict:
+    return dict(conn.execute(f"SELECT _id, username FROM {table}").fetchall())
+
+
+@pytest.fixture
+def live(pg_conn, target_table):
+    """A published live table of users 1, 2 and 3, and the second run's load: 1 gone, 2 changed, 4 new."""
+    load(pg_conn, target_table, FIRST, {1: "ann", 2: "bob", 3: "cy"})
+    publish(pg_conn, target_table, FIRST)
+    load(pg_conn, target_table, SECOND, {2: "bobby", 3: "cy", 4: "di"})
+    return target_table
+
+
+# Each case: (what a person does to the live table, a query whose answer must be the same after
+# the second publish; run by the table's owner). {t} is the table, {role} a fresh role.
+DEPENDANTS = {
+    "a plain view": (
+        "CREATE VIEW {t}_names AS SELECT username FROM {t}",
+        "SELECT pg_get_viewdef('{t}_names'::regclass)",
+    ),
+    "a materialized view": (
+        "CREATE MATERIALIZED VIEW {t}_counted AS SELECT count(*) AS users FROM {t}",
+        "SELECT count(*) FROM pg_matviews WHERE matviewname = '{t}_counted'",
+    ),
+    "a foreign key from another table": (
+        "CREATE TABLE {t}_orders (user_id text REFERENCES {t} (_id)); "
+        "INSERT INTO {t}_orders VALUES ('{kept}')",
+        "SELECT conname, confrelid::regclass::text FROM pg_constraint "
+        "WHERE conrelid = '{t}_orders'::regclass",
+    ),
+    "a row-level security policy": (
+        "ALTER TABLE {t} ENABLE ROW LEVEL SECURITY; CREATE POLICY {t}_mine ON {t} USING (true)",
+        "SELECT relrowsecurity, (SELECT count(*) FROM pg_policy WHERE polrelid = '{t}'::regclass) "
+        "FROM pg_class WHERE oid = '{t}'::regclass",
+    ),
+    "a trigger": (
+        "CREATE TABLE {t}_audit (_id text); "
+        "CREATE FUNCTION {t}_audit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO {t}_audit VALUES (NEW._id); RETURN NEW; END $$; "
+        "CREATE TRIGGER {t}_audited AFTER INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {t}_audit()",
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = '{t}'::regclass AND NOT tgisinternal",
+    ),
+    "a logical-replication publication": (
+        "CREATE PUBLICATION {t}_feed FOR TABLE {t}",
+        "SELECT pubname FROM pg_publication_tables WHERE tablename = '{t}'",
+    ),
+    "another owner": (
+        "ALTER TABLE {t} OWNER TO {role}",
+        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = '{t}'::regclass",
+    ),
+    "column comments and the table's comment": (
+        "COMMENT ON COLUMN {t}.email IS 'work address'; COMMENT ON TABLE {t} IS 'our users'",
+        "SELECT col_description('{t}'::regclass, 3), obj_description('{t}'::regclass)",
+    ),
+    "grants": (
+        "GRANT SELECT, INSERT ON {t} TO {role}; GRANT SELECT ON {t}_rejects TO {role}",
+        "SELECT table_name, grantee, privilege_type FROM information_schema.role_table_grants "
+        "WHERE table_name LIKE '{t}%%' AND grantee NOT IN (current_user, 'postgres') ORDER BY 1, 2, 3",
+    ),
+}
+
+
+@pytest.fixture
+def a_role(pg_conn):
+    name = f"role_{uuid.uuid4().hex[:8]}"
+    pg_conn.execute(f"CREATE ROLE {name}")
+    yield name
+    pg_conn.execute(f"DROP OWNED BY {name}; DROP ROLE {name}")
+
+
+@pytest.fixture
+def dependants_dropped(pg_conn, live):
+    """Whatever a case made that would keep the live table from being dropped afterwards."""
+    yield
+    pg_conn.execute(
+        f"DROP VIEW IF EXISTS {live}_names; DROP MATERIALIZED VIEW IF EXISTS {live}_counted; "
+        f"DROP TABLE IF EXISTS {live}_orders, {live}_audit; DROP PUBLICATION IF EXISTS {live}_feed; "
+        f"DROP TABLE IF EXISTS {live}, {live}_rejects; DROP FUNCTION IF EXISTS {live}_audit"
+    )
+
+
+@pytest.mark.parametrize("case", DEPENDANTS)
+def test_what_depends_on_the_live_table_survives_a_publish_and_sees_the_new_rows(
+    pg_conn, live, a_role, dependants_dropped, case
+):
+    change, check = (text.format(t=live, role=a_role, kept=id_key(3)) for text in DEPENDANTS[case])
+    pg_conn.execute(change)
+    before = pg_conn.execute(check).fetchall()
+    oid = pg_conn.execute("SELECT %s::regclass::oid", [live]).fetchone()[0]
+
+    result = publish(pg_conn, live, SECOND)
+
+    assert pg_conn.execute(check).fetchall() == before, case
+    assert pg_conn.execute("SELECT %s::regclass::oid", [live]).fetchone()[0] == oid
+    assert usernames(pg_conn, live) == {id_key(2): "bobby", id_key(3): "cy", id_key(4): "di"}
+    assert (result["deleted"], result["updated"], result["inserted"]) == (1, 1, 1)
+
+
+def test_the_rows_that_changed_are_all_that_publish_writes_and_statistics_are_fresh(
+    pg_conn, live, dependants_dropped
+):
+    pg_conn.execute(
+        f"CREATE TABLE {live}_audit (_id text, operation text); "
+        f"CREATE FUNCTION {live}_audit() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN INSERT INTO {live}_audit VALUES (coalesce(NEW._id, OLD._id), TG_OP); RETURN NULL; END $$; "
+        f"CREATE TRIGGER {live}_audited AFTER INSERT OR UPDATE OR DELETE ON {live} "
+        f"FOR EACH ROW EXECUTE FUNCTION {live}_audit()"
+    )
+
+    publish(pg_conn, live, SECOND)
+
+    written = sorted(pg_conn.execute(f"SELECT _id, operation FROM {live}_audit").fetchall())
+    assert written == [(id_key(1), "DELETE"), (id_key(2), "UPDATE"), (id_key(4), "INSERT")]
+    statistics = pg_conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [live]).fetchone()
+    assert statistics == (3,)
+
+
+def test_a_retry_after_a_publish_that_committed_succeeds_without_publishing_again(pg_conn, live):
+    guards = target.Guards(verified=target.count_rows(pg_conn, live))
+    first = target.publish(pg_conn, live, "public", SECOND, guards, 0)
+    pg_conn.execute(f"UPDATE {live} SET username = 'changed since' WHERE _id = %s", [id_key(4)])
+
+    again = target.publish(pg_conn, live, "public", SECOND, guards, 0)
+
+    assert again == {**first, "already_published": True}
+    assert usernames(pg_conn, live)[id_key(4)] == "changed since"
+
+
+def test_publish_refuses_a_copy_verify_did_not_prove_unless_allowed(pg_conn, live):
+    for verified in (None, (2, 0)):
+        guards = target.Guards(verified=verified)
+        with pytest.raises(
+            AirflowFailException, match=r"nothing was published\. Set the Param publish_unverified"
+        ):
+            target.publish(pg_conn, live, "public", SECOND, guards, 0)
+    assert usernames(pg_conn, live)[id_key(1)] == "ann"
+
+    guards = target.Guards(verified=None, publish_unverified=True)
+    target.publish(pg_conn, live, "public", SECOND, guards, 0)
+    assert id_key(1) not in usernames(pg_conn, live)
+
+
+def test_publish_refuses_an_empty_copy_over_a_table_that_holds_rows_unless_allowed(pg_conn, live):
+    target.reset_table(pg_conn, live, "public", SECOND, lambda other: False)  # nothing loaded
+
+    with pytest.raises(AirflowFailException, match=r"empty while public.* holds 3 rows.*Param publish_empty"):
+        publish(pg_conn, live, SECOND)
+    assert len(usernames(pg_conn, live)) == 3
+
+    publish(pg_conn, live, SECOND, publish_empty=True)
+    assert usernames(pg_conn, live) == {}
+
+
+def test_publish_refuses_a_copy_that_shrank_more_than_allowed_naming_the_param(pg_conn, live):
+    load(pg_conn, live, SECOND, {2: "bob"})  # 1 row where the live table holds 3
+
+    with pytest.raises(
+        AirflowFailException, match=r"1 rows, 66.7% fewer than the 3 .*max_shrink_percent \(10\)"
+    ):
+        publish(pg_conn, live, SECOND)
+    assert len(usernames(pg_conn, live)) == 3
+
+    publish(pg_conn, live, SECOND, max_shrink_percent=70)
+    assert usernames(pg_conn, live) == {id_key(2): "bob"}
+
+
+def test_readers_see_the_old_rows_until_publish_commits_and_the_new_ones_after(pg_conn, live, monkeypatch):
+    armed = Path(f"/tmp/failpoint-{uuid.uuid4().hex}")
+    armed.write_text("publish_before_commit 0 0")
+    monkeypatch.setenv(FAILPOINT_VARIABLE, str(armed))
+    publishing = threading.Thread(target=lambda: publish_in_own_connection(live))
+    publishing.start()
+    try:
+        wait_for(Path(f"{armed}.held").exists)
+        with PostgresHook().get_conn() as reader:
+            assert usernames(reader, live)[id_key(1)] == "ann"  # mid-publish: the old table, whole
+    finally:
+        Path(f"{armed}.resume").touch()
+        publishing.join(timeout=60)
+    assert usernames(pg_conn, live) == {id_key(2): "bobby", id_key(3): "cy", id_key(4): "di"}
+
+
+def publish_in_own_connection(table: str) -> None:
+    with PostgresHook().get_conn() as conn:
+        publish(conn, table, SECOND)
+
+
+def test_a_busy_table_is_waited_for_in_short_attempts_then_named_with_who_holds_it(
+    pg_conn, live, monkeypatch
+):
+    monkeypatch.setattr("mongo_migration.target.PUBLISH_LOCK_TIMEOUT", "200ms")
+    monkeypatch.setattr("mongo_migration.target.PUBLISH_RETRY_PAUSE_SECONDS", 0.1)
+    with PostgresHook().get_conn() as person:
+        person.execute("SET application_name = 'a long report'")
+        person.execute(f"LOCK TABLE {live} IN SHARE MODE")  # until this transaction ends
+
+        with pytest.raises(AirflowException) as failure:
+            publish(pg_conn, live, SECOND, wait_seconds=1)
+
+    message = str(failure.value)
+    assert f"table public.{live} is busy: publish gave up after 1 s" in message
+    assert "a long report" in message and "ShareLock" in message
+    assert usernames(pg_conn, live)[id_key(1)] == "ann"
+
+
+def test_publish_waits_for_a_lock_released_while_it_tries(pg_conn, live, monkeypatch):
+    monkeypatch.setattr("mongo_migration.target.PUBLISH_LOCK_TIMEOUT", "200ms")
+    monkeypatch.setattr("mongo_migration.target.PUBLISH_RETRY_PAUSE_SECONDS", 0.1)
+    person = PostgresHook().get_conn()
+    person.execute(f"LOCK TABLE {live} IN SHARE MODE")
+    publishing = threading.Thread(target=lambda: publish(pg_conn, live, SECOND, wait_seconds=60))
+    publishing.start()
+    wait_for(lambda: waiting_for_a_lock(live))  # publish has tried and is waiting again
+    person.close()  # the person's transaction ends
+    publishing.join(timeout=60)
+
+    assert usernames(pg_conn, live) == {id_key(2): "bobby", id_key(3): "cy", id_key(4): "di"}
+
+
+def waiting_for_a_lock(table: str) -> bool:
+    with PostgresHook().get_conn() as conn:
+        return (
+            conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass", [table]
+            ).fetchone()[0]
+            > 0
+        )
+
+
+def wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.05)
