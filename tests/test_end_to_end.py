@@ -1,8 +1,10 @@
 """The whole DAG, run with ``dag.test()`` against the real services."""
 
 import datetime as dt
+import os
 from pathlib import Path
 
+import psycopg
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
@@ -141,6 +143,9 @@ INJECTION = "users; DROP TABLE users; --"
         ("target_table", INJECTION),
         ("target_table", 'users" (x int); DROP TABLE "users'),
         ("target_table", "Users"),
+        ("target_table", "users_rejects"),  # the rejects table of target "users"
+        ("target_schema", "mongo_migration_staging"),  # where the staging tables live
+        ("max_shrink_percent", 101),
     ],
 )
 def test_bad_params_are_refused_naming_the_param_before_any_data_is_touched(
@@ -214,3 +219,52 @@ def test_a_collection_that_does_not_exist_fails_the_run_naming_it(dag, mongo_col
 
     assert dag_run.state == "failed"
     assert task_states(dag_run)[("plan_pages", -1)] == "failed"
+
+
+@pytest.mark.parametrize("name", ["2024", "None", "True", "[1]"])
+def test_a_database_and_collection_named_like_another_type_stay_text(dag, pg_conn, target_table, name):
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    with MongoHook() as hook:
+        collection = hook.get_collection(name, name)
+        collection.insert_many([{"_id": n} for n in range(3)])
+        try:
+            dag_run = dag.test(
+                run_conf={"mongo_database": name, "mongo_collection": name, "target_table": target_table}
+                | {"seed_users": 0}
+            )
+            assert dag_run.state == "success", task_states(dag_run)
+        finally:
+            hook.get_conn().drop_database(name)
+    assert pg_conn.execute(f"SELECT count(*) FROM {target_table}").fetchone() == (3,)
+
+
+def test_a_whole_run_works_through_pgbouncer_in_transaction_pooling_mode(
+    dag, mongo_collection, pg_conn, target_table, monkeypatch
+):
+    bouncer = os.environ["AIRFLOW_CONN_POSTGRES_PGBOUNCER"]
+    with psycopg.connect(bouncer.replace("/target", "/pgbouncer"), autocommit=True) as admin:
+        settings = {row[0]: row[1] for row in psycopg.ClientCursor(admin).execute("SHOW CONFIG")}
+    assert settings["pool_mode"] == "transaction"
+    monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", bouncer)
+
+    dag_run = run(
+        dag,
+        seed_users=3000,
+        items_per_page=1000,
+        mongo_collection=mongo_collection.name,
+        target_table=target_table,
+    )
+    assert dag_run.state == "success", task_states(dag_run)
+    # A second run publishes in place, through the bouncer too.
+    mongo_collection.delete_one({})
+    again = run(
+        dag,
+        seed_users=0,
+        items_per_page=1000,
+        mongo_collection=mongo_collection.name,
+        target_table=target_table,
+    )
+    assert again.state == "success", task_states(again)
+
+    assert pg_conn.execute(f"SELECT count(*) FROM {target_table}").fetchone() == (2999,)
