@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
-from psycopg import Connection
+from psycopg import Connection, Cursor
 from pymongo.collection import Collection
 
 from mongo_migration import target
@@ -69,28 +69,49 @@ def copy_page(
 ) -> PageStats:
     """Replace the page's rows and rejects in the staging tables of ``table`` with ``raw_batches``.
 
-    The batches are read lazily (``read_page``), inside the transaction.
+    The batches are read lazily (``read_page``), inside the transaction. The
+    documents set aside wait in memory until the rows' COPY ends, or until
+    they reach ``REJECTS_IN_MEMORY_BYTES``: then that COPY ends, they are
+    written, and another COPY goes on with the page's next batches.
     """
     stats = PageStats()
     lap = _Laps()
-    rejects: list[Reject] = []
+    batches = iter(raw_batches)
     with transaction(conn), conn.cursor() as cursor:
         target.start_page(conn, table, owner, page.number)
-        with cursor.copy(target.statement("copy_page", table)) as copy:
+        more = True
+        while more:
+            rejects, more = _copy_rows(cursor, table, page, batches, stats, lap)
+            with cursor.copy(target.statement("copy_rejects", table)) as copy:
+                for reject in rejects:
+                    copy.write_row((reject.key, reject.reason, reject.raw, page.number))
             stats.copy_seconds += lap()
-            for raw_batch in raw_batches:
-                stats.read_seconds += lap()
-                batch = copy_rows(raw_batch, page.number)
-                stats.documents += batch.documents
-                stats.id_checksum = (stats.id_checksum + batch.id_checksum) % 2**64
-                rejects += batch.rejects
-                stats.convert_seconds += lap()
-                copy.write(batch.rows)
-                stats.copy_seconds += lap()
-                failpoint("page_batch_copied", page=page.number, documents=stats.documents)
-        with cursor.copy(target.statement("copy_rejects", table)) as copy:
-            for reject in rejects:
-                copy.write_row((reject.key, reject.reason, reject.raw, page.number))
-    stats.rejected = len(rejects)
-    stats.copy_seconds += lap()
     return stats
+
+
+REJECTS_IN_MEMORY_BYTES = 32 * 2**20  # keeps a page of large rejected documents within its memory
+
+
+def _copy_rows(
+    cursor: Cursor, table: str, page: Page, batches: Iterator[bytes], stats: PageStats, lap: _Laps
+) -> tuple[list[Reject], bool]:
+    """COPY the rows of the next batches; the documents set aside, and whether batches are left."""
+    rejects: list[Reject] = []
+    held = 0
+    with cursor.copy(target.statement("copy_page", table)) as copy:
+        stats.copy_seconds += lap()
+        for raw_batch in batches:
+            stats.read_seconds += lap()
+            batch = copy_rows(raw_batch, page.number)
+            stats.documents += batch.documents
+            stats.rejected += len(batch.rejects)
+            stats.id_checksum = (stats.id_checksum + batch.id_checksum) % 2**64
+            rejects += batch.rejects
+            held += sum(len(reject.raw) for reject in batch.rejects)
+            stats.convert_seconds += lap()
+            copy.write(batch.rows)
+            stats.copy_seconds += lap()
+            failpoint("page_batch_copied", page=page.number, documents=stats.documents)
+            if held >= REJECTS_IN_MEMORY_BYTES:
+                return rejects, True
+    return rejects, False
