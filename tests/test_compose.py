@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -106,3 +107,20 @@ def test_the_project_is_mounted_and_workers_reach_the_api_with_the_shared_secret
         assert environment["AIRFLOW__API_AUTH__JWT_SECRET"] == "${AIRFLOW_JWT_SECRET:?set it in .env}"
         assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert environment["PYTHONPATH"] == "/opt/airflow"  # so `from include import config` works
+
+
+def test_production_uses_the_fab_auth_manager_and_no_task_holds_an_admin_password(compose, services):
+    environment = compose["x-airflow-common"]["environment"]
+    manager = environment["AIRFLOW__CORE__AUTH_MANAGER"]
+    assert manager == "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+    module, _, name = manager.rpartition(".")
+    assert getattr(importlib.import_module(module), name)  # the pinned provider has it
+    assert re.search(r"^apache-airflow-providers-fab==", (ROOT / "requirements.txt").read_text(), re.M)
+    assert not [
+        key for key in environment if "SIMPLE_AUTH_MANAGER" in key or key.startswith("AIRFLOW_CONN_AIRFLOW")
+    ]
+    assert "airflow users create --role Admin" in "\n".join(services["airflow-init"]["command"])
+
+
+def test_a_deployment_does_not_allow_seeding_the_source(compose):
+    assert "MONGO_MIGRATION_ALLOW_SEEDING" not in compose["x-airflow-common"]["environment"]
