@@ -156,7 +156,7 @@ TARGET = {
             config.PUBLISH_WAIT_SECONDS,
             type="integer",
             minimum=0,
-            maximum=3000,
+            maximum=1800,  # leaves publish's execution_timeout (1 h) half its time to work
             title="Wait for a busy table",
             description="How long publish keeps trying, in short attempts, while other sessions lock "
             "the live table.",

@@ -10,7 +10,7 @@ CREATE SCHEMA IF NOT EXISTS {staging_schema};
 
 -- Which run published each live table, and what: publish writes it in the
 -- transaction that publishes, so a retry of a publish that committed knows.
-CREATE TABLE IF NOT EXISTS {staging_schema}.published (
+CREATE TABLE IF NOT EXISTS {published} (
     target_schema text NOT NULL,
     target_table  text NOT NULL,
     dag_id        text NOT NULL,

@@ -60,10 +60,11 @@ def postgres_connection(conn_id: str, application_name: str) -> Iterator[psycopg
     # libpq reads these when the connection's extras set no connect_timeout or
     # application_name of their own; PgBouncer passes the application name on.
     os.environ.setdefault("PGCONNECT_TIMEOUT", POSTGRES_CONNECT_TIMEOUT_SECONDS)
-    os.environ["PGAPPNAME"] = application_name
     hook = PostgresHook(postgres_conn_id=conn_id)
     try:
-        with hook.get_conn() as conn:
+        with _application_name(application_name):
+            conn = hook.get_conn()
+        with conn:
             conn.prepare_threshold = None
             yield conn
     except psycopg.OperationalError as error:
@@ -73,6 +74,20 @@ def postgres_connection(conn_id: str, application_name: str) -> Iterator[psycopg
         raise UnreachableError(
             f"PostgreSQL connection {conn_id!r} ({where}) failed: {str(error).splitlines()[0][:300]}"
         ) from None
+
+
+@contextmanager
+def _application_name(name: str) -> Iterator[None]:
+    """``PGAPPNAME`` while the connection is made (the hook takes no such argument), then as it was."""
+    before = os.environ.get("PGAPPNAME")
+    os.environ["PGAPPNAME"] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PGAPPNAME", None)
+        else:
+            os.environ["PGAPPNAME"] = before
 
 
 @contextmanager
@@ -91,5 +106,9 @@ def transaction(conn: psycopg.Connection) -> Iterator[None]:
 
 
 def _lost_connection(error: psycopg.OperationalError) -> bool:
-    """Whether the server could not be reached or the connection broke (SQLSTATE class 08, or none)."""
-    return error.sqlstate is None or error.sqlstate.startswith("08")
+    """Whether the server could not be reached or the connection broke: no SQLSTATE, class 08,
+    or the server shutting down or starting (57P01-57P03)."""
+    return error.sqlstate is None or error.sqlstate[:2] == "08" or error.sqlstate in _SERVER_GOING_AWAY
+
+
+_SERVER_GOING_AWAY = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now

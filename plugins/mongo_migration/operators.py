@@ -149,7 +149,8 @@ class SeedUsersOperator(_SourceOperator):
     """Ensure the source collection holds fake users 0 to ``users - 1`` (0 leaves it alone).
 
     It writes into the source, so it does so only where the deployment allows
-    it (``config.seeding_allowed``) and never in a scheduled run.
+    it (``config.seeding_allowed``) and only in a run a person triggered,
+    never a scheduled one.
     """
 
     template_fields: Sequence[str] = ("users", *_SOURCE_FIELDS)
@@ -164,8 +165,10 @@ class SeedUsersOperator(_SourceOperator):
         if users == 0:
             self.log.info("Seeding is off (seed_users = 0): %s is left as it is", self.source_name())
             return 0
-        if context["dag_run"].run_type == "scheduled":
-            self.log.info("A scheduled run never writes to the source: %s is as it was", self.source_name())
+        if context["dag_run"].run_type != "manual":  # scheduled, backfilled, triggered by an asset
+            self.log.info(
+                "Only a run a person triggers writes to the source: %s is unchanged", self.source_name()
+            )
             return 0
         if not config.seeding_allowed():
             raise AirflowFailException(

@@ -27,6 +27,9 @@ from mongo_migration.failpoint import failpoint
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 STAGING_SCHEMA = "mongo_migration_staging"
+# Which run published each live table: in the staging schema, under a name no
+# target table can have (target names are lowercase).
+PUBLISHED_TABLE = "Published"
 # 63 characters at most for PostgreSQL, less the "_rejects" of the rejects table; a name
 # ending in "_rejects" would be the rejects table of another target.
 TABLE_NAME = re.compile(r"(?!.*_rejects$)[a-z_][a-z0-9_]{0,54}")
@@ -69,6 +72,7 @@ def statement(name: str, table: str, schema: str = "public", **values: sql.Compo
         live_rejects=sql.Identifier(schema, f"{table}_rejects"),
         schema=sql.Identifier(schema),
         staging_schema=sql.Identifier(STAGING_SCHEMA),
+        published=sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
         columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
         **values,
     )
@@ -80,6 +84,10 @@ def _sql_text(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text()
 
 
+class LoadLockBusy(AirflowException):
+    """Another run or a person holds the table's load lock; a later try may get it."""
+
+
 def _lock(conn: Connection, table: str, *, shared: bool) -> None:
     """Take the table's load lock until the transaction ends; see include/sql/lock_staging.sql."""
     function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
@@ -89,7 +97,7 @@ def _lock(conn: Connection, table: str, *, shared: bool) -> None:
             {"lock_key": lock_key(table)},
         )
     except errors.LockNotAvailable:
-        raise AirflowException(
+        raise LoadLockBusy(
             f"the load lock of table {table} (advisory lock on hashtextextended('{lock_key(table)}', 0)) "
             f"is held by another run or session; gave up waiting after lock_timeout"
         ) from None
@@ -172,16 +180,25 @@ def publish(
     while True:
         try:
             return _publish_once(conn, table, schema, owner, guards)
+        except LoadLockBusy:
+            if time.monotonic() >= deadline:
+                raise
         except (errors.LockNotAvailable, errors.DeadlockDetected) as error:
             if time.monotonic() >= deadline:
-                names = _live_names(table, schema)
-                holders = conn.execute(statement("lock_holders", table), names).fetchall()
+                with transaction(conn):
+                    holders = conn.execute(statement("lock_holders", table), _live_names(table, schema))
+                    sessions = "; ".join(_session(row) for row in holders) or "none any more"
                 raise AirflowException(
                     f"table {schema}.{table} is busy: publish gave up after {wait_seconds:.0f} s of "
-                    f"{PUBLISH_LOCK_TIMEOUT} attempts ({str(error).splitlines()[0]}); sessions holding "
-                    f"locks on it: {'; '.join(_session(row) for row in holders) or 'none any more'}"
+                    f"{PUBLISH_LOCK_TIMEOUT} attempts ({str(error).splitlines()[0]}); sessions that "
+                    f"hold locks on it other than readers': {sessions}"
                 ) from None
-            time.sleep(PUBLISH_RETRY_PAUSE_SECONDS)
+        except errors.IntegrityError as error:  # a retry would meet the same rows
+            raise AirflowFailException(
+                f"publishing {schema}.{table} breaks a constraint, so nothing was published: "
+                f"{str(error).splitlines()[0]}"
+            ) from error
+        time.sleep(PUBLISH_RETRY_PAUSE_SECONDS)
 
 
 PUBLISH_LOCK_TIMEOUT = "5s"  # a longer wait would stall every reader queued behind publish
@@ -196,10 +213,18 @@ def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guard
         if last and Owner(last[0], last[1]) == owner and staging_owner(conn, table) != owner:
             return {**last[2], "already_published": True}  # a retry of a publish that committed
         _check_owner(conn, table, owner)
+        names = _live_names(table, schema)
+        live_exists, live_rejects_exist = conn.execute(statement("live_exists", table), names).fetchone()
+        if live_exists:
+            if not conn.execute(statement("live_owned", table), names).fetchone()[0]:
+                user = conn.execute("SELECT current_user").fetchone()[0]
+                raise AirflowFailException(
+                    f"role {user} does not own {schema}.{table} (nor its rejects table), so it cannot "
+                    f"ANALYZE it after changing its rows: nothing was published. Make it a member of "
+                    f"the owning role."
+                )
+            conn.execute(statement("lock_live", table, schema))
         rows, rejects = count_rows(conn, table)
-        live_exists, live_rejects_exist = conn.execute(
-            statement("live_exists", table), _live_names(table, schema)
-        ).fetchone()
         live_rows = _count_live(conn, table, schema) if live_exists else None
         _check_guards(guards, rows, rejects, live_rows, f"{schema}.{table}")
         result = {"rows": rows, "rejects": rejects, "live_rows_before": live_rows}

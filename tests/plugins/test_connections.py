@@ -1,5 +1,7 @@
 """Timeouts on every connection, and errors that name the connection when a server is unreachable."""
 
+import os
+
 import psycopg
 import pytest
 
@@ -83,3 +85,14 @@ def test_a_lock_timeout_keeps_its_own_message_and_is_not_called_unreachable(pg_c
         ):
             conn.execute("SET LOCAL lock_timeout = '100ms'")
             conn.execute(f"SELECT * FROM {target_table}")
+
+
+def test_through_pgbouncer_each_transaction_has_its_timeouts_and_the_connection_its_task(services):
+    with (
+        postgres_connection("postgres_pgbouncer", application_name="mongo_migration:publish") as conn,
+        transaction(conn),
+    ):
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1h"
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "1min"
+        assert conn.execute("SHOW application_name").fetchone()[0] == "mongo_migration:publish"
+    assert "PGAPPNAME" not in os.environ  # set for the connect alone

@@ -6,6 +6,7 @@ import os
 import pytest
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.utils.types import DagRunType
 from bson import json_util
 from bson.code import Code
 from bson.objectid import ObjectId
@@ -253,8 +254,11 @@ def seeder(collection, users: int) -> SeedUsersOperator:
     )
 
 
-def test_a_scheduled_run_never_writes_to_the_source(mongo_collection, context):
-    context["dag_run"].run_type = "scheduled"
+@pytest.mark.parametrize(
+    "run_type", [DagRunType.SCHEDULED, DagRunType.BACKFILL_JOB, DagRunType.ASSET_TRIGGERED]
+)
+def test_only_a_run_a_person_triggered_writes_to_the_source(mongo_collection, context, run_type):
+    context["dag_run"].run_type = run_type
 
     assert seeder(mongo_collection, 100).execute(context) == 0
 

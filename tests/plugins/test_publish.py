@@ -15,6 +15,7 @@ import bson
 import pytest
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from bson import json_util
 
 from mongo_migration import target
 from mongo_migration.documents import id_key
@@ -231,7 +232,9 @@ def test_a_busy_table_is_waited_for_in_short_attempts_then_named_with_who_holds_
 ):
     monkeypatch.setattr("mongo_migration.target.PUBLISH_LOCK_TIMEOUT", "200ms")
     monkeypatch.setattr("mongo_migration.target.PUBLISH_RETRY_PAUSE_SECONDS", 0.1)
-    with PostgresHook().get_conn() as person:
+    with PostgresHook().get_conn() as person, PostgresHook().get_conn() as reader:
+        reader.execute("SET application_name = 'a reader'")
+        reader.execute(f"SELECT count(*) FROM {live}")  # ACCESS SHARE, until its transaction ends
         person.execute("SET application_name = 'a long report'")
         person.execute(f"LOCK TABLE {live} IN SHARE MODE")  # until this transaction ends
 
@@ -241,6 +244,7 @@ def test_a_busy_table_is_waited_for_in_short_attempts_then_named_with_who_holds_
     message = str(failure.value)
     assert f"table public.{live} is busy: publish gave up after 1 s" in message
     assert "a long report" in message and "ShareLock" in message
+    assert "a reader" not in message  # readers never hold publish up
     assert usernames(pg_conn, live)[id_key(1)] == "ann"
 
 
@@ -273,3 +277,55 @@ def wait_for(condition, timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition never held"
         time.sleep(0.05)
+
+
+def test_a_value_whose_type_changed_is_published_even_when_it_compares_equal(pg_conn, target_table):
+    target.reset_table(pg_conn, target_table, "public", FIRST, lambda other: False)
+    copy_page([bson.encode({"_id": 1, "n": 42})], pg_conn, target_table, FIRST, PAGE)
+    publish(pg_conn, target_table, FIRST)
+    target.reset_table(pg_conn, target_table, "public", SECOND, lambda other: False)
+    copy_page([bson.encode({"_id": 1, "n": 42.0})], pg_conn, target_table, SECOND, PAGE)
+
+    result = publish(pg_conn, target_table, SECOND)
+
+    assert result["updated"] == 1
+    [(document,)] = pg_conn.execute(f"SELECT document::text FROM {target_table}").fetchall()
+    assert type(json_util.loads(document)["n"]) is float
+
+
+def test_publish_refuses_a_role_that_does_not_own_the_live_table_since_analyze_would_skip_it(
+    pg_conn, live, a_role
+):
+    pg_conn.execute(f"GRANT USAGE ON SCHEMA {target.STAGING_SCHEMA} TO {a_role}")
+    pg_conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {target.STAGING_SCHEMA} TO {a_role}")
+    pg_conn.execute(f"SET ROLE {a_role}")
+    try:
+        with pytest.raises(AirflowFailException, match=f"role {a_role} does not own public.{live}"):
+            publish(pg_conn, live, SECOND)
+    finally:
+        pg_conn.execute("RESET ROLE")
+    assert usernames(pg_conn, live)[id_key(1)] == "ann"
+
+
+def test_publish_that_would_break_a_foreign_key_fails_for_good_with_postgresqls_words(
+    pg_conn, live, dependants_dropped
+):
+    pg_conn.execute(f"CREATE TABLE {live}_orders (user_id text REFERENCES {live} (_id))")
+    pg_conn.execute(f"INSERT INTO {live}_orders VALUES (%s)", [id_key(1)])  # user 1 is gone in the copy
+
+    with pytest.raises(AirflowFailException, match=f"breaks a constraint.*{live}_orders"):
+        publish(pg_conn, live, SECOND, wait_seconds=60)
+
+    assert usernames(pg_conn, live)[id_key(1)] == "ann"
+
+
+def test_a_target_table_named_like_the_publish_record_keeps_both(pg_conn, live):
+    other = "published"
+    try:
+        load(pg_conn, other, FIRST, {7: "gus"})
+        publish(pg_conn, other, FIRST)
+
+        assert publish(pg_conn, live, SECOND)["updated"] == 1
+        assert usernames(pg_conn, other) == {id_key(7): "gus"}
+    finally:
+        pg_conn.execute("DROP TABLE IF EXISTS public.published, public.published_rejects")
