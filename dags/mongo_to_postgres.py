@@ -41,6 +41,12 @@ from mongo_migration.operators import (
 )
 from mongo_migration.target import SCHEMA_NAME, TABLE_NAME  # the same names the SQL side accepts
 
+
+def whole(pattern: str) -> str:
+    """A Param pattern for the whole value: ``$`` alone lets a final newline through."""
+    return rf"^(?![\s\S]*\n){pattern}$"
+
+
 SOURCE = {
     "mongo_conn_id": config.MONGO_CONN_ID,
     "mongo_database": "{{ params.mongo_database }}",
@@ -73,7 +79,7 @@ TARGET = {
         "mongo_database": Param(
             config.MONGO_DATABASE,
             type="string",
-            pattern=r"^[A-Za-z0-9_\[\]-]{1,63}$",
+            pattern=whole(r"[A-Za-z0-9_\[\]-]{1,63}"),
             title="MongoDB database",
             description="The database that holds the source collection.",
             section="Source",
@@ -81,7 +87,7 @@ TARGET = {
         "mongo_collection": Param(
             config.MONGO_COLLECTION,
             type="string",
-            pattern=r"^(?!system\.)[A-Za-z0-9_.\[\]-]{1,120}$",
+            pattern=whole(r"(?!system\.)[A-Za-z0-9_.\[\]-]{1,120}"),
             title="MongoDB collection",
             description="The collection to copy. It must exist: a missing one fails the run by name.",
             section="Source",
@@ -114,7 +120,7 @@ TARGET = {
         "target_schema": Param(
             config.TARGET_SCHEMA,
             type="string",
-            pattern=f"^{SCHEMA_NAME.pattern}$",
+            pattern=whole(SCHEMA_NAME.pattern),
             title="PostgreSQL schema",
             description="An existing schema of the target database: lowercase letters, digits and _.",
             section="Target",
@@ -122,7 +128,7 @@ TARGET = {
         "target_table": Param(
             config.TARGET_TABLE,
             type="string",
-            pattern=f"^{TABLE_NAME.pattern}$",
+            pattern=whole(TABLE_NAME.pattern),
             title="PostgreSQL table",
             description="Replaced as a whole, with its <table>_rejects, when the run has verified its copy: "
             "lowercase letters, digits and _, at most 55.",

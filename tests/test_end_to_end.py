@@ -144,6 +144,8 @@ INJECTION = "users; DROP TABLE users; --"
         ("target_table", 'users" (x int); DROP TABLE "users'),
         ("target_table", "Users"),
         ("target_table", "users_rejects"),  # the rejects table of target "users"
+        ("target_table", "users\n"),
+        ("mongo_database", "app\n"),
         ("target_schema", "mongo_migration_staging"),  # where the staging tables live
         ("max_shrink_percent", 101),
     ],
