@@ -104,6 +104,15 @@ def test_dag_has_tags_retries_a_nightly_schedule_and_docs(dag):
     assert "migrate_page" in dag.doc_md
 
 
+def test_a_hung_run_cannot_block_the_next_night(dag):
+    assert dag.dagrun_timeout == config.RUN_TIMEOUT <= dt.timedelta(hours=12)
+    for task in dag.tasks:
+        assert task.execution_timeout == config.TASK_TIMEOUTS[task.task_id], task.task_id
+        assert task.execution_timeout < dag.dagrun_timeout
+    publish_wait = dt.timedelta(seconds=dag.params.get_param("publish_wait_seconds").schema["maximum"])
+    assert publish_wait <= dag.get_task("publish").execution_timeout / 2  # time left to publish
+
+
 def test_page_parallelism_is_the_cluster_size(dag):
     assert dag.max_active_tasks == config.CLUSTER_SIZE
     assert dag.get_task("migrate_page").max_active_tis_per_dag == config.CLUSTER_SIZE
