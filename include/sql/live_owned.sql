@@ -1,5 +1,5 @@
--- Whether this connection's role owns the live tables (or is a member of their owner):
--- ANALYZE by anyone else does nothing but warn.
-SELECT bool_and(pg_has_role(relowner, 'MEMBER'))
+-- Whether this connection's role has the owner's privileges on the live tables (it
+-- owns them or inherits from their owner): ANALYZE by anyone else does nothing but warn.
+SELECT coalesce(bool_and(pg_has_role(relowner, 'USAGE')), false)
 FROM pg_class
 WHERE oid IN (to_regclass(%(live)s), to_regclass(%(live_rejects)s));

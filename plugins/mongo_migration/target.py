@@ -180,9 +180,9 @@ def publish(
     while True:
         try:
             return _publish_once(conn, table, schema, owner, guards)
-        except LoadLockBusy:
+        except LoadLockBusy as busy:
             if time.monotonic() >= deadline:
-                raise
+                raise LoadLockBusy(f"{busy}; publish tried for {wait_seconds:.0f} s") from None
         except (errors.LockNotAvailable, errors.DeadlockDetected) as error:
             if time.monotonic() >= deadline:
                 with transaction(conn):
@@ -193,7 +193,7 @@ def publish(
                     f"{PUBLISH_LOCK_TIMEOUT} attempts ({str(error).splitlines()[0]}); sessions that "
                     f"hold locks on it other than readers': {sessions}"
                 ) from None
-        except errors.IntegrityError as error:  # a retry would meet the same rows
+        except _BROKEN_BY_THE_COPY as error:  # a retry would meet the same rows
             raise AirflowFailException(
                 f"publishing {schema}.{table} breaks a constraint, so nothing was published: "
                 f"{str(error).splitlines()[0]}"
@@ -201,6 +201,15 @@ def publish(
         time.sleep(PUBLISH_RETRY_PAUSE_SECONDS)
 
 
+# What the copy's rows themselves break; a unique violation is left to the task's retries
+# (a writer inserting the same _id meanwhile).
+_BROKEN_BY_THE_COPY = (
+    errors.ForeignKeyViolation,
+    errors.CheckViolation,
+    errors.NotNullViolation,
+    errors.ExclusionViolation,
+    errors.RestrictViolation,
+)
 PUBLISH_LOCK_TIMEOUT = "5s"  # a longer wait would stall every reader queued behind publish
 PUBLISH_RETRY_PAUSE_SECONDS = 2
 
@@ -215,15 +224,22 @@ def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guard
         _check_owner(conn, table, owner)
         names = _live_names(table, schema)
         live_exists, live_rejects_exist = conn.execute(statement("live_exists", table), names).fetchone()
-        if live_exists:
-            if not conn.execute(statement("live_owned", table), names).fetchone()[0]:
-                user = conn.execute("SELECT current_user").fetchone()[0]
-                raise AirflowFailException(
-                    f"role {user} does not own {schema}.{table} (nor its rejects table), so it cannot "
-                    f"ANALYZE it after changing its rows: nothing was published. Make it a member of "
-                    f"the owning role."
-                )
-            conn.execute(statement("lock_live", table, schema))
+        existing = [
+            name
+            for name, exists in ((table, live_exists), (f"{table}_rejects", live_rejects_exist))
+            if exists
+        ]
+        if existing and not conn.execute(statement("live_owned", table), names).fetchone()[0]:
+            user = conn.execute("SELECT current_user").fetchone()[0]
+            raise AirflowFailException(
+                f"role {user} does not own {schema}.{table} (or its rejects table), so its ANALYZE "
+                f"after changing the rows would do nothing: nothing was published. Give it the "
+                f"owner's privileges (own the tables, or inherit from their owner)."
+            )
+        conn.execute(statement("lock_own_staging", table))
+        if existing:
+            tables = sql.SQL(", ").join(sql.Identifier(schema, name) for name in existing)
+            conn.execute(statement("lock_live", table, schema, tables=tables))
         rows, rejects = count_rows(conn, table)
         live_rows = _count_live(conn, table, schema) if live_exists else None
         _check_guards(guards, rows, rejects, live_rows, f"{schema}.{table}")

@@ -248,28 +248,30 @@ def test_a_busy_table_is_waited_for_in_short_attempts_then_named_with_who_holds_
     assert usernames(pg_conn, live)[id_key(1)] == "ann"
 
 
-def test_publish_waits_for_a_lock_released_while_it_tries(pg_conn, live, monkeypatch):
+@pytest.mark.parametrize(
+    "hold",
+    [
+        pytest.param("LOCK TABLE {live} IN SHARE MODE", id="a table lock"),
+        pytest.param("SELECT pg_advisory_xact_lock(hashtextextended('{key}', 0))", id="the load lock"),
+    ],
+)
+def test_publish_waits_for_a_lock_released_while_it_tries(pg_conn, live, monkeypatch, hold):
     monkeypatch.setattr("mongo_migration.target.PUBLISH_LOCK_TIMEOUT", "200ms")
     monkeypatch.setattr("mongo_migration.target.PUBLISH_RETRY_PAUSE_SECONDS", 0.1)
     person = PostgresHook().get_conn()
-    person.execute(f"LOCK TABLE {live} IN SHARE MODE")
+    person.execute(hold.format(live=live, key=target.lock_key(live)))  # until the person's transaction ends
     publishing = threading.Thread(target=lambda: publish(pg_conn, live, SECOND, wait_seconds=60))
     publishing.start()
-    wait_for(lambda: waiting_for_a_lock(live))  # publish has tried and is waiting again
-    person.close()  # the person's transaction ends
+    wait_for(waiting_for_a_lock)  # publish has tried and is waiting again
+    person.close()
     publishing.join(timeout=60)
 
     assert usernames(pg_conn, live) == {id_key(2): "bobby", id_key(3): "cy", id_key(4): "di"}
 
 
-def waiting_for_a_lock(table: str) -> bool:
+def waiting_for_a_lock() -> bool:
     with PostgresHook().get_conn() as conn:
-        return (
-            conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass", [table]
-            ).fetchone()[0]
-            > 0
-        )
+        return conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0] > 0
 
 
 def wait_for(condition, timeout: float = 60) -> None:
