@@ -101,7 +101,7 @@ TARGET = {
             description="Fake users 0 to N-1 to ensure in the collection before copying; 0 copies it as "
             "it is. Writes into the source: "
             + (
-                "allowed in this deployment, never in scheduled runs."
+                "allowed in this deployment, in manually triggered runs only."
                 if config.seeding_allowed()
                 else f"refused in this deployment ({config.ALLOW_SEEDING_VARIABLE} is not true)."
             ),

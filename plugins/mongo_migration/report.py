@@ -23,7 +23,7 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
 
 
 def summary_line(summary: dict) -> str:
-    """The whole run in one line: the run's note in the UI, and the log."""
+    """The whole run in one line: the log, and the extra of the table's asset event."""
     slowest = summary["slowest_pages"][:1]
     return (
         f"{summary['documents']} documents ({summary['rejected']} rejected) in {summary['pages']} pages, "
