@@ -10,12 +10,17 @@ replaces the live table. Readers never see a half-loaded table.
    keeps it: this run then fails without touching anything.
 2. **seed_users** ensures fake users 0 to *seed_users* - 1 in the source collection, only where
    the deployment allows seeding and never in a scheduled run (0: leave it alone).
-3. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents.
-4. **migrate_page** (one per page) deletes its range in the staging table and COPYs its
+3. **open_change_stream** records where the collection's change stream starts, before
+   anything of the run reads it.
+4. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents.
+5. **migrate_page** (one per page) deletes its range in the staging table and COPYs its
    documents, in one transaction: a retried page is replaced, never duplicated.
-5. **verify** fails the run unless the source count, the staging count and the
-   sum of the pages' counts agree, page by page; it logs and returns a Markdown report.
-6. **publish** makes the live table equal to the verified staging table in one
+6. **catch_up** applies every change made since the stream's start, batch by batch, each
+   with the position it reaches: the staging table then equals the source as of that point.
+7. **verify** reads every `_id` of the source again and fails the run unless the staging
+   tables hold exactly those, catching up again for the ones changed meanwhile; it logs and
+   returns a Markdown report.
+8. **publish** makes the live table equal to the verified staging table in one
    transaction, changing its rows in place so that its views, keys, policies,
    triggers, publications, owner, grants and comments stay; it refuses an
    unverified, empty or shrunken copy unless a Param of the *Publish* section
@@ -32,7 +37,9 @@ from airflow.sdk import Param, dag
 
 from include import config
 from mongo_migration.operators import (
+    CatchUpOperator,
     MigratePageOperator,
+    OpenChangeStreamOperator,
     PlanPagesOperator,
     PublishOperator,
     ResetTableOperator,
@@ -182,9 +189,16 @@ def mongo_to_postgres():
         execution_timeout=timeout["seed_users"],
         **SOURCE,
     )
+    open_change_stream = OpenChangeStreamOperator(
+        task_id="open_change_stream",
+        execution_timeout=timeout["open_change_stream"],
+        **SOURCE,
+        **TARGET,
+    )
     plan_pages = PlanPagesOperator(
         task_id="plan_pages",
         items_per_page="{{ params.items_per_page }}",
+        start=open_change_stream.output,
         execution_timeout=timeout["plan_pages"],
         **SOURCE,
     )
@@ -197,11 +211,17 @@ def mongo_to_postgres():
         **SOURCE,
         **TARGET,
     ).expand(page=plan_pages.output)
+    catch_up = CatchUpOperator(
+        task_id="catch_up",
+        trigger_rule="none_failed",  # an empty collection has no pages to wait for
+        execution_timeout=timeout["catch_up"],
+        **SOURCE,
+        **TARGET,
+    )
     verify = VerifyMigrationOperator(
         task_id="verify",
-        pages=plan_pages.output,
         page_results=migrate_page.output,
-        trigger_rule="none_failed",  # an empty collection has no pages to wait for
+        trigger_rule="none_failed",  # likewise
         execution_timeout=timeout["verify"],
         **SOURCE,
         **TARGET,
@@ -217,7 +237,8 @@ def mongo_to_postgres():
         **SOURCE,
         **TARGET,
     )
-    reset_table >> seed_users >> plan_pages >> migrate_page >> verify >> publish
+    reset_table >> seed_users >> open_change_stream >> plan_pages >> migrate_page >> catch_up >> verify
+    verify >> publish
 
 
 mongo_to_postgres()

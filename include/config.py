@@ -39,9 +39,11 @@ RUN_TIMEOUT = dt.timedelta(hours=12)
 TASK_TIMEOUTS = {
     "reset_table": dt.timedelta(minutes=15),  # waits for the table's load lock a minute per try
     "seed_users": dt.timedelta(hours=2),  # only where seeding is allowed; a million users take minutes
+    "open_change_stream": dt.timedelta(minutes=15),  # opens the stream, writes where it starts
     "plan_pages": dt.timedelta(hours=1),  # one ordered _id scan and three counts
     "migrate_page": dt.timedelta(minutes=30),  # one page of at most 100,000 documents
-    "verify": dt.timedelta(hours=1),  # counts and one checksum query over the staging table
+    "catch_up": dt.timedelta(hours=2),  # the changes made while the pages ran, a batch per transaction
+    "verify": dt.timedelta(hours=1),  # every _id of the source read again, and a catch-up per round
     "publish": dt.timedelta(hours=1),  # applies the difference to the live table, waits for its readers
 }
 FAKER_SEED = 1234  # the same seed always produces the same users

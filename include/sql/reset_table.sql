@@ -5,7 +5,8 @@
 -- The target table: one row per MongoDB document. Typed columns hold the user
 -- fields; "document" holds the whole original document as MongoDB Extended
 -- JSON, so fields without a column of their own are never lost. "page" is the
--- migration page that wrote the row: a retried page replaces exactly its rows.
+-- migration page that wrote the row (-1: the catch-up): a retried page replaces
+-- exactly its rows.
 CREATE SCHEMA IF NOT EXISTS {staging_schema};
 
 -- Which run published each live table, and what: publish writes it in the
@@ -19,6 +20,19 @@ CREATE TABLE IF NOT EXISTS {published} (
     result        jsonb NOT NULL,
     PRIMARY KEY (target_schema, target_table)
 );
+
+-- Where each staging table stands in the source's change stream (see
+-- plugins/mongo_migration/changes.py): open_change_stream writes where the
+-- run starts, the catch-up advances it in the transaction that applies the
+-- changes up to it. A null position: the source has no change stream.
+CREATE TABLE IF NOT EXISTS {positions} (
+    target_table text PRIMARY KEY,
+    position     jsonb
+);
+
+ALTER TABLE {published} ADD COLUMN IF NOT EXISTS position jsonb;
+
+DELETE FROM {positions} WHERE target_table = {table_name};
 
 DROP TABLE IF EXISTS {staging}, {staging_rejects};
 
@@ -44,6 +58,8 @@ CREATE TABLE {staging_rejects} (
 );
 
 CREATE INDEX ON {staging_rejects} (page);
+
+CREATE INDEX ON {staging_rejects} (_id);
 
 -- The run that owns the staging tables: only its tasks may write them.
 COMMENT ON TABLE {staging} IS {owner};

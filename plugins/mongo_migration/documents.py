@@ -22,11 +22,9 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import gc
-import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,22 +71,6 @@ class Batch:
     rows: bytes  # COPY text, one line per written document
     documents: int  # documents read: written + rejected
     rejects: list[Reject]
-    id_checksum: int  # of every document's _id key, see id_checksum()
-
-
-def id_checksum(keys: Iterable[str | None]) -> int:
-    """A sum of the keys' MD5 hashes (their first 64 bits, signed) modulo 2**64.
-
-    Order-free and cheap, and PostgreSQL computes the same over a table
-    (include/sql/page_checksums.sql), so a page can be checked for a missing,
-    extra or swapped ``_id``, not only for its count. A missing key counts as "".
-    """
-    return (
-        sum(
-            int.from_bytes(hashlib.md5((key or "").encode()).digest()[:8], "big", signed=True) for key in keys
-        )
-        % 2**64
-    )
 
 
 def copy_rows(raw_batch: bytes, page: int) -> Batch:
@@ -114,7 +96,7 @@ def _copy_rows(raw_batch: bytes, end_of_row: str) -> Batch:
     except InvalidBSON:  # one or more documents do not decode: take them one by one
         raw_documents = split_documents(raw_batch)
         decoded = [_decode_or_error(raw) for raw in raw_documents]
-    lines, rejects, keys = [], [], []
+    lines, rejects = [], []
     for number, document in enumerate(decoded):
         try:
             if isinstance(document, InvalidBSON):
@@ -125,8 +107,7 @@ def _copy_rows(raw_batch: bytes, end_of_row: str) -> Batch:
         except RejectedDocument as error:
             raw_documents = raw_documents or split_documents(raw_batch)
             rejects.append(Reject(key, str(error), raw_documents[number]))
-        keys.append(key)
-    return Batch("".join(lines).encode(), len(decoded), rejects, id_checksum(keys))
+    return Batch("".join(lines).encode(), len(decoded), rejects)
 
 
 def _decode_or_error(raw: bytes) -> dict | InvalidBSON:
@@ -189,6 +170,27 @@ def id_key(value: Any) -> str:
     if type(value) is ObjectId:
         return str(value)
     return json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS)
+
+
+def id_value(key: str) -> Any:
+    """The ``_id`` an ``id_key`` was made from."""
+    if _OBJECT_ID_KEY.fullmatch(key):  # canonical JSON is never 24 hex digits
+        return ObjectId(key)
+    return json_util.loads(key, json_options=_ID_JSON_OPTIONS)
+
+
+_OBJECT_ID_KEY = re.compile("[0-9a-f]{24}")
+_ID_JSON_OPTIONS = json_util.CANONICAL_JSON_OPTIONS.with_options(
+    datetime_conversion=DatetimeConversion.DATETIME_AUTO
+)
+
+
+def id_keys(raw_batch: bytes) -> list[str]:
+    """The ``id_key`` of each document of a raw batch (an ``_id`` that does not decode is read leniently)."""
+    try:
+        return [id_key(document["_id"]) for document in bson.decode_all(raw_batch, CODEC_OPTIONS)]
+    except InvalidBSON:
+        return [_readable_id_key(raw) or "" for raw in split_documents(raw_batch)]
 
 
 def to_extended_json(document: dict) -> str:

@@ -32,13 +32,23 @@ from pymongo.collection import Collection
 
 from include import config
 from mongo_migration import target
+from mongo_migration.changes import (
+    CATCH_UP_GRACE_SECONDS,
+    ChangeHistoryLost,
+    Position,
+    StreamInvalidated,
+    catch_up,
+    changed_since,
+    open_position,
+)
 from mongo_migration.connections import mongo_hook, postgres_connection, transaction
-from mongo_migration.documents import CODEC_OPTIONS, id_key
+from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.page_copy import copy_page, read_page
 from mongo_migration.pages import Page, plan_pages, planned_range_filter
 from mongo_migration.report import markdown_report, summarize, summary_line
 from mongo_migration.target import Owner
 from mongo_migration.users import seed_users
+from mongo_migration.verification import compare_keys, settle
 
 ASSET_ALIAS = "mongo_to_postgres_target"  # publish names the table it replaced in an event of this alias
 _SOURCE_FIELDS = ("mongo_database", "mongo_collection")
@@ -189,19 +199,56 @@ class SeedUsersOperator(_SourceOperator):
         return inserted
 
 
+class OpenChangeStreamOperator(_SourceToTargetOperator):
+    """Record where the source's change stream starts, before anything of this run reads the collection.
+
+    ``catch_up`` applies every change made from this point on. A source without
+    change streams (a standalone ``mongod``) has no such point: the run goes on,
+    warning that its copy is consistent only if nothing writes to the source meanwhile.
+    """
+
+    template_fields: Sequence[str] = (*_TARGET_FIELDS, *_SOURCE_FIELDS)
+
+    def execute(self, context: Any) -> dict | None:
+        self.declare_source_inlet()
+        with mongo_hook(self.mongo_conn_id) as hook:
+            position = open_position(self.source(hook))
+        start = position.to_json() if position else None
+        with self.target_connection() as conn:
+            target.record_start(conn, self.target_table, _owner(context), start)
+        if position is None:
+            self.log.warning(NO_CHANGE_STREAM, self.source_name())
+        else:
+            self.log.info("The change stream of %s starts at %s", self.source_name(), position)
+        return start
+
+
+STILL_CHANGING = (
+    "%s kept changing for %s s after the catch-up had applied every change made before it started: "
+    "it stopped there, and the documents changed again since may show a version newer than its point"
+)
+NO_CHANGE_STREAM = (
+    "%s has no change stream (a standalone mongod?): this copy is consistent only if nothing "
+    "writes to the collection while the run copies it"
+)
+
+
 class PlanPagesOperator(_SourceOperator):
     """Cut the source collection into ``_id`` ranges of ``items_per_page`` documents.
 
     The plan is checked against the source before any page runs: what its
     ranges match must be what its scan saw, and a collection that did not
-    change while it was scanned must hold no more than the scan saw.
+    change while it was scanned must hold no more than the scan saw. A
+    collection that changed since the change stream's ``start`` may differ:
+    the catch-up applies those changes.
     """
 
-    template_fields: Sequence[str] = ("items_per_page", *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = ("items_per_page", "start", *_SOURCE_FIELDS)
 
-    def __init__(self, *, items_per_page: int, **kwargs):
+    def __init__(self, *, items_per_page: int, start: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.items_per_page = items_per_page
+        self.start = start
 
     def execute(self, context: Any) -> list[dict]:
         self.declare_source_inlet()
@@ -218,26 +265,25 @@ class PlanPagesOperator(_SourceOperator):
             planned = sum(page.planned_documents for page in pages)
             in_ranges = source.count_documents(planned_range_filter(pages))
             after = count_all(source)
-            if in_ranges != planned:
-                raise AirflowException(  # retried: a write inside the ranges while planning goes away
-                    f"The plan of {self.source_name()} does not match the source: its scan saw {planned} "
-                    f"documents and its _id ranges now match {in_ranges}; "
-                    + "; ".join(_pages_matching_otherwise(source, pages) or ["no page differs any more"])
-                    + ". Either the collection was written to inside these ranges while it was planned "
-                    "(a retry plans again), or a range cannot express what the scan saw"
+            counts = (
+                f"{before} documents before the plan's scan and {after} after it, which saw {planned}; "
+                f"its _id ranges now match {in_ranges}"
+            )
+            if self.start and changed_since(source, Position.from_json(self.start)):
+                self.log.info(
+                    "%s changed while it was planned (%s): the catch-up applies those changes",
+                    self.source_name(),
+                    counts,
                 )
-        if before == after != planned:
-            raise AirflowException(
-                f"{self.source_name()} held {after} documents before and after the plan's scan, which saw "
-                f"{planned}: the scan missed documents, or writes that cancel out happened meanwhile"
-            )
-        if after > planned:
-            self.log.warning(
-                "%s documents were written to %s beyond the planned ranges while it was planned: "
-                "the next run copies them",
-                after - planned,
-                self.source_name(),
-            )
+            elif in_ranges != planned or before == after != planned:
+                raise AirflowException(  # retried: a write while planning (with no change stream) goes away
+                    f"The plan of {self.source_name()} does not match the source"
+                    + (", which did not change meanwhile" if self.start else "")
+                    + f": {counts}; "
+                    + "; ".join(_pages_matching_otherwise(source, pages) or ["no page differs"])
+                    + ". The scan missed documents, a range cannot express what it saw"
+                    + ("" if self.start else ", or the source was written to (a retry plans again)")
+                )
         self.log.info("Planned %s pages for %s documents of %s", len(pages), planned, self.source_name())
         return [page.to_xcom() for page in pages]
 
@@ -300,123 +346,141 @@ class MigratePageOperator(_SourceToTargetOperator):
         }
 
 
-class VerifyMigrationOperator(_SourceToTargetOperator):
-    """Fail unless the plan, the source, the pages' own counts and the staging tables all agree.
+class CatchUpOperator(_SourceToTargetOperator):
+    """Apply to the staging tables every change since this run's start in the source's stream (``changes``).
 
-    Page by page: each page read what the plan's scan saw in its range, and
-    wrote exactly the ``_id`` keys it read (count and checksum). In total: the
-    source's documents in the planned ranges, counted again now, equal what
-    the plan saw and what the staging tables hold. Documents outside the
-    planned ranges (written since planning) are reported for the next run.
+    Batch by batch, each with the position it reaches, so a retry resumes from
+    the last batch committed. Read to its end, the stream leaves the staging
+    tables equal to the source as of the last change applied.
     """
 
-    template_fields: Sequence[str] = ("pages", "page_results", *_TARGET_FIELDS, *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = (*_TARGET_FIELDS, *_SOURCE_FIELDS)
 
-    def __init__(self, *, pages: list[dict], page_results: list[dict], **kwargs):
+    def execute(self, context: Any) -> dict:
+        self.declare_source_inlet()
+        started = time.monotonic()
+        with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
+            result = self.catch_up(self.source(hook), conn, _owner(context))
+        if result.position is None:
+            self.log.warning(NO_CHANGE_STREAM, self.source_name())
+        else:
+            self.log.info(
+                "Applied %s changes of %s (%s documents, %s of them set aside) in %s batches, %.1f s: "
+                "the staging tables of %s equal the source as of %s",
+                result.changes,
+                self.source_name(),
+                result.documents,
+                result.rejected,
+                result.batches,
+                time.monotonic() - started,
+                self.target_table,
+                Position.from_json(result.position),
+            )
+        if not result.quiet:
+            self.log.warning(STILL_CHANGING, self.source_name(), CATCH_UP_GRACE_SECONDS)
+        return {
+            "changes": result.changes,
+            "documents": result.documents,
+            "position": result.position,
+            "quiet": result.quiet,
+        }
+
+    def catch_up(self, source: Collection, conn: Connection, owner: Owner, watched: set[str] = frozenset()):
+        """``changes.catch_up``, its lost history or invalidated stream failing the run by name."""
+        try:
+            return catch_up(source, conn, self.target_table, owner, watched)
+        except (ChangeHistoryLost, StreamInvalidated) as error:
+            raise AirflowFailException(
+                f"{self.source_name()} cannot be caught up: {error}. Nothing was published; a new run "
+                "copies the collection again"
+            ) from None
+
+
+class VerifyMigrationOperator(CatchUpOperator):
+    """Fail unless the staging tables hold exactly the ``_id`` values the source holds (``verification``).
+
+    Every ``_id`` of the source is read again and compared with the staging
+    tables. A difference that a change since the catch-up explains is caught
+    up and read again; one that no change explains fails the run, naming the
+    ``_id`` values, and so does an ``_id`` held twice.
+    """
+
+    template_fields: Sequence[str] = ("page_results", *_TARGET_FIELDS, *_SOURCE_FIELDS)
+
+    def __init__(self, *, page_results: list[dict], **kwargs):
         super().__init__(**kwargs)
-        self.pages = pages
         self.page_results = page_results
 
     def execute(self, context: Any) -> dict:
-        pages = [Page.from_xcom(page) for page in self.pages or []]
         # A slice fetches every page's result in one request, not one request per page.
         page_results = list((self.page_results or [])[:])
         self.declare_source_inlet()
-        planned = sum(page.planned_documents for page in pages)
-        documents_read = sum(result["documents"] for result in page_results)
+        owner = _owner(context)
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
-            in_ranges = source.count_documents(planned_range_filter(pages))
-            counted = count_all(source)
+            with transaction(conn):
+                streaming = target.staging_position(conn, self.target_table) is not None
+
+            def catch_up_again(keys: set[str]) -> set[str]:
+                return self.catch_up(source, conn, owner, keys).touched
+
+            check = compare_keys(source, conn, self.target_table)
+            check = settle(check, source, conn, self.target_table, catch_up_again if streaming else None)
             with transaction(conn):
                 rows, rejected = target.count_rows(conn, self.target_table)
                 reasons = target.reject_reasons(conn, self.target_table) if rejected else []
-                problems = self.page_differences(pages, page_results, source, conn)
+                position = target.staging_position(conn, self.target_table)
         self.log.info(
-            "Source %s: %s documents in all, %s in the planned ranges, where the plan saw %s; "
-            "%s pages read %s; target %s: %s rows and %s rejects",
+            "Source %s: %s _id values read again; target %s: %s rows and %s rejects; %s catch-up rounds",
             self.source_name(),
-            counted,
-            in_ranges,
-            planned,
-            len(pages),
-            documents_read,
+            check.source,
             self.target_table,
             rows,
             rejected,
+            check.rounds,
         )
         for reason, count in reasons:
             self.log.warning("%s documents set aside in %s_rejects: %s", count, self.target_table, reason)
-        if not in_ranges == planned == documents_read == rows + rejected:
-            problems.insert(
-                0,
-                f"source {self.source_name()} has {in_ranges} documents in the planned ranges where the "
-                f"plan saw {planned}, the pages read {documents_read} (pages - source = "
-                f"{documents_read - in_ranges:+d}), and target table {self.target_table} holds {rows} rows "
-                f"and {rejected} rejects (target - source = {rows + rejected - in_ranges:+d})",
+        if check.differences or check.duplicates:
+            raise AirflowFailException(
+                f"Source {self.source_name()} and target {self.target_table} differ: "
+                + _differences(check.differences)
+                + f": {check.why}"
+                + (f"; _id held more than once by the target: {check.duplicates}" if check.duplicates else "")
             )
-        if problems:
-            raise AirflowFailException("Source and target differ: " + "; ".join(problems))
-        self.log.info("Verified: all %s documents arrived, %s of them as rejects", planned, rejected)
-        if counted > in_ranges:
-            self.log.info(
-                "%s documents of %s lie beyond the planned ranges (written since planning): "
-                "the next run copies them",
-                counted - in_ranges,
-                self.source_name(),
-            )
+        if position is None:
+            self.log.warning(NO_CHANGE_STREAM, self.source_name())
+        point = f"as of {Position.from_json(position)}" if position else "with no change stream"
+        self.log.info("Verified: the target holds every _id of the source %s, %s as rejects", point, rejected)
         run_started = context["dag_run"].start_date
         summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
         line = summary_line(summary)
         report = markdown_report(
-            summary, self.source_name(), f"{self.target_schema}.{self.target_table}", rows
+            summary, self.source_name(), f"{self.target_schema}.{self.target_table}", rows, point
         )
         self.log.info("Run summary: %s", line)
         self.log.info("Run report:\n%s", report)
         return {
-            "source": in_ranges,
+            "source": check.source,
             "target": rows,
             "rejected": rejected,
-            "beyond_the_plan": counted - in_ranges,
+            "position": position,
+            "catch_up_rounds": check.rounds,
             **summary,
             "summary": line,
             "report": report,
         }
 
-    def page_differences(
-        self, pages: list[Page], page_results: list[dict], source: Collection, conn: Connection
-    ) -> list[str]:
-        """Each page that did not read what the plan saw, or did not write the ``_id`` keys it read."""
-        written_by_page = target.page_checksums(conn, self.target_table)  # {page: (documents, checksum)}
-        read_by_page = {
-            result["page"]: (result["documents"], result["id_checksum"]) for result in page_results
-        }
-        problems = []
-        for page in pages:
-            read = read_by_page.get(page.number)
-            written = written_by_page.get(page.number, (0, 0))
-            if read is None or read[0] != page.planned_documents:
-                problems.append(
-                    f"{page.label()} was planned {page.planned_documents} documents and read "
-                    f"{'nothing (no result)' if read is None else read[0]}"
-                )
-            if written == read:
-                continue
-            source_keys = {
-                id_key(document["_id"]) for document in source.find(page.mongo_filter(), {"_id": 1})
-            }
-            target_keys = target.page_keys(conn, self.target_table, page.number)
-            missing, unknown = sorted(source_keys - target_keys)[:10], sorted(target_keys - source_keys)[:10]
-            problems.append(
-                f"page {page.number} read {read[0] if read else 0} documents and wrote {written[0]}; "
-                f"_id missing in the target: {missing}, _id not in the source: {unknown}"
-            )
-        for number in sorted(set(written_by_page) - {page.number for page in pages}):
-            problems.append(
-                f"the target holds {written_by_page[number][0]} documents of page {number}, "
-                "which was not planned"
-            )
-        return problems
+
+def _differences(differences: dict[str, str]) -> str:
+    """The differing ``_id`` values, by kind, ten of each at most."""
+    missing = sorted(key for key, kind in differences.items() if kind == "missing")
+    unknown = sorted(key for key, kind in differences.items() if kind == "unknown")
+    return "; ".join(
+        f"{len(keys)} _id {what}: {keys[:10]}"
+        for keys, what in ((missing, "missing in the target"), (unknown, "not in the source"))
+        if keys
+    )
 
 
 class PublishOperator(_SourceToTargetOperator):

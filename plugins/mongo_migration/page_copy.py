@@ -36,7 +36,6 @@ class PageStats:
 
     documents: int = 0  # read from the source: written + rejected
     rejected: int = 0  # set aside in the rejects table, with their reasons
-    id_checksum: int = 0  # of the _id keys read, see documents.id_checksum()
     read_seconds: float = 0.0  # waiting for the source's batches
     convert_seconds: float = 0.0  # BSON to COPY text
     copy_seconds: float = 0.0  # the delete, handing rows to COPY and waiting for PostgreSQL to finish
@@ -105,7 +104,6 @@ def _copy_rows(
             batch = copy_rows(raw_batch, page.number)
             stats.documents += batch.documents
             stats.rejected += len(batch.rejects)
-            stats.id_checksum = (stats.id_checksum + batch.id_checksum) % 2**64
             rejects += batch.rejects
             held += sum(len(reject.raw) for reject in batch.rejects)
             stats.convert_seconds += lap()

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection, errors, sql
+from psycopg.types.json import Jsonb
 
 from mongo_migration.connections import transaction
-from mongo_migration.documents import COLUMNS
+from mongo_migration.documents import COLUMNS, Reject
 from mongo_migration.failpoint import failpoint
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
@@ -30,6 +31,9 @@ STAGING_SCHEMA = "mongo_migration_staging"
 # Which run published each live table: in the staging schema, under a name no
 # target table can have (target names are lowercase).
 PUBLISHED_TABLE = "Published"
+# Where each staging table stands in the source's change stream (changes.py).
+POSITIONS_TABLE = "Positions"
+CAUGHT_UP_PAGE = -1  # the page of the rows the catch-up wrote
 # 63 characters at most for PostgreSQL, less the "_rejects" of the rejects table; a name
 # ending in "_rejects" would be the rejects table of another target.
 TABLE_NAME = re.compile(r"(?!.*_rejects$)[a-z_][a-z0-9_]{0,54}")
@@ -73,6 +77,8 @@ def statement(name: str, table: str, schema: str = "public", **values: sql.Compo
         schema=sql.Identifier(schema),
         staging_schema=sql.Identifier(STAGING_SCHEMA),
         published=sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
+        positions=sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
+        table_name=sql.Literal(table),
         columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
         **values,
     )
@@ -261,13 +267,43 @@ def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guard
             conn.execute(statement("move_in", table, schema))
             result |= {"method": "moved in (first publish)", "deleted": 0, "updated": 0, "inserted": rows}
         conn.execute(statement("replace_rejects" if live_rejects_exist else "move_in_rejects", table, schema))
+        position = staging_position(conn, table)
+        result["position"] = position
+        _set_comment(conn, table, schema, owner, position)
         conn.execute(statement("finish_publish", table, schema))
         conn.execute(
             statement("record_published", table),
-            {**asdict(owner), "schema": schema, "table": table, "result": json.dumps(result)},
+            {
+                **asdict(owner),
+                "schema": schema,
+                "table": table,
+                "result": Jsonb(result),
+                "position": Jsonb(position),
+            },
         )
         failpoint("publish_before_commit")
         return result
+
+
+COMMENT_MARK = "mongo_migration:"  # the first words of the line publish writes in the table's comment
+
+
+def _set_comment(conn: Connection, table: str, schema: str, owner: Owner, position: dict | None) -> None:
+    """End the live table's comment with a line naming the run and the source point it is consistent with.
+
+    The comment's other lines (a person's) stay as they are.
+    """
+    (comment,) = conn.execute(statement("table_comment", table), {"live": f"{schema}.{table}"}).fetchone()
+    kept = [line for line in (comment or "").splitlines() if not line.startswith(COMMENT_MARK)]
+    point = (
+        f"consistent with the source at {position['wall_time']} (cluster time "
+        f"{position['cluster_time']['t']}.{position['cluster_time']['i']}, resume token "
+        f"{position['resume_token']['_data']})"
+        if position
+        else "copied without a change stream: no consistent point is known"
+    )
+    line = f"{COMMENT_MARK} published by {owner}; {point}"
+    conn.execute(statement("set_table_comment", table, schema, comment=sql.Literal("\n".join([*kept, line]))))
 
 
 def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None, live: str) -> None:
@@ -329,14 +365,57 @@ def reject_reasons(conn: Connection, table: str) -> list[tuple[str, int]]:
     return conn.execute(statement("reject_reasons", table)).fetchall()
 
 
-def page_checksums(conn: Connection, table: str) -> dict[int, tuple[int, int]]:
-    """For each page: the documents it wrote (rows and rejects) and the checksum of their ``_id`` keys."""
-    return {
-        page: (count, int(checksum))
-        for page, count, checksum in conn.execute(statement("page_checksums", table))
-    }
+def record_start(conn: Connection, table: str, owner: Owner, position: dict | None) -> None:
+    """Record where the owner's change stream starts (None: the source has none), under the load lock."""
+    with transaction(conn):
+        _lock(conn, table, shared=True)
+        _check_owner(conn, table, owner)
+        save_position(conn, table, position)
 
 
-def page_keys(conn: Connection, table: str, page: int) -> set[str]:
-    """The ``_id`` keys a page wrote, rows and rejects."""
-    return {key for (key,) in conn.execute(statement("page_keys", table), {"page": page})}
+def save_position(conn: Connection, table: str, position: dict | None) -> None:
+    """Store where the staging tables stand in the source's change stream (None: it has none)."""
+    conn.execute(statement("save_position", table), {"table": table, "position": Jsonb(position)})
+
+
+def staging_position(conn: Connection, table: str) -> dict | None:
+    """Where the staging tables stand in the source's change stream; None when it has none."""
+    row = conn.execute(statement("staging_position", table), {"table": table}).fetchone()
+    if row is None:
+        raise AirflowFailException(
+            f"the staging tables of {table} have no change stream position: open_change_stream of this "
+            "run must run (again) first"
+        )
+    return row[0]
+
+
+def apply_changes(
+    conn: Connection,
+    table: str,
+    owner: Owner,
+    keys: list[str],
+    rows: bytes,
+    rejects: list[Reject],
+    position: dict,
+) -> None:
+    """Replace the rows and rejects of ``keys`` with ``rows`` and ``rejects``, and store ``position``.
+
+    One transaction, sharing the load lock like a page: the rows and the
+    position they reach commit together or not at all.
+    """
+    with transaction(conn), conn.cursor() as cursor:
+        _lock(conn, table, shared=True)
+        _check_owner(conn, table, owner)
+        conn.execute(statement("delete_changed", table), {"keys": keys})
+        with cursor.copy(statement("copy_page", table)) as copy:
+            copy.write(rows)
+        with cursor.copy(statement("copy_rejects", table)) as copy:
+            for reject in rejects:
+                copy.write_row((reject.key, reject.reason, reject.raw, CAUGHT_UP_PAGE))
+        save_position(conn, table, position)
+        failpoint("catch_up_batch_applied", documents=len(keys))
+
+
+def keys_held(conn: Connection, table: str, keys: list[str]) -> set[str]:
+    """Those of ``keys`` the staging tables hold, as rows or rejects."""
+    return {key for (key,) in conn.execute(statement("keys_held", table), {"keys": keys})}

@@ -1,0 +1,1 @@
+COPY source_keys (_id) FROM STDIN;

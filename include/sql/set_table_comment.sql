@@ -1,0 +1,1 @@
+COMMENT ON TABLE {live} IS {comment};

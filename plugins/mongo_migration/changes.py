@@ -1,0 +1,265 @@
+"""The source's change stream: where a run's copy starts, and catching the staging tables up to it.
+
+A copy of a collection that keeps changing is made consistent this way (the
+README's "What a run guarantees"):
+
+1. ``open_position`` opens the collection's change stream *before* the plan
+   reads any ``_id``: what changes after that point is in the stream, what
+   came before it is in what the pages read.
+2. After the pages, ``catch_up`` applies every change since then to the
+   staging tables, by ``_id``, as the document is when the change is read
+   (``fullDocument: "updateLookup"``; inserts and replaces carry theirs): the
+   last change of each ``_id`` wins, so replaying any part of the stream again
+   leaves the same rows, and a page that read a newer version is never made
+   older once the stream is read to its end.
+3. Each batch of changes is applied in one transaction that also stores the
+   position of its last change, so a killed catch-up resumes exactly where
+   its last commit left the rows.
+
+Read to its end (no change left), the stream leaves the staging tables equal
+to the source as of the last change applied: that is the recorded point.
+A server without change streams (a standalone ``mongod``) has no position:
+the copy then cannot be consistent under writes, and the run says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import bson
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from bson.timestamp import Timestamp
+from psycopg import Connection
+from pymongo.change_stream import CollectionChangeStream
+from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
+
+from mongo_migration import target
+from mongo_migration.connections import transaction
+from mongo_migration.documents import CODEC_OPTIONS, copy_rows, id_key
+from mongo_migration.target import Owner
+
+CHANGES_PER_BATCH = 1000  # changes applied in one transaction
+# How long the catch-up keeps reading a stream that never falls quiet, once it has
+# applied every change made before it started.
+CATCH_UP_GRACE_SECONDS = 60
+_NO_CHANGE_STREAMS = 40573  # "The $changeStream stage is only supported on replica sets"
+_HISTORY_LOST = 286  # ChangeStreamHistoryLost: the position has left the oplog
+_RAW = CodecOptions(document_class=RawBSONDocument)
+_ID_CHANGES = {"insert", "update", "replace", "delete"}
+
+
+class ChangeHistoryLost(Exception):
+    """The source no longer holds the changes since a position (it fell out of the oplog)."""
+
+
+class StreamInvalidated(Exception):
+    """The collection was dropped or renamed (or its database dropped) after a position."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """A point of the source's change stream: its resume token, cluster time and wall time."""
+
+    resume_token: dict
+    cluster_time: Timestamp
+    wall_time: datetime
+
+    def to_json(self) -> dict:
+        return {
+            "resume_token": self.resume_token,
+            "cluster_time": {"t": self.cluster_time.time, "i": self.cluster_time.inc},
+            "wall_time": self.wall_time.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Position:
+        return cls(
+            resume_token=data["resume_token"],
+            cluster_time=Timestamp(data["cluster_time"]["t"], data["cluster_time"]["i"]),
+            wall_time=datetime.fromisoformat(data["wall_time"]),
+        )
+
+    def __str__(self) -> str:
+        time_, inc = self.cluster_time.time, self.cluster_time.inc
+        return f"cluster time Timestamp({time_}, {inc}) ({self.wall_time:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC)"
+
+
+def open_position(collection: Collection) -> Position | None:
+    """Where the collection's change stream starts now; None on a server without change streams."""
+    client = collection.database.client
+    try:
+        with client.start_session() as session, collection.watch(session=session) as stream:
+            return Position(
+                resume_token=_plain(stream.resume_token),
+                cluster_time=session.operation_time,
+                wall_time=datetime.now(UTC),
+            )
+    except OperationFailure as error:
+        if error.code == _NO_CHANGE_STREAMS:
+            return None
+        raise
+
+
+@dataclass
+class ChangeBatch:
+    """Consecutive changes, reduced to the last one of each ``_id``."""
+
+    keys: list[str]  # the _id keys of every document changed
+    documents: bytes  # the current BSON of those that exist, concatenated as a raw batch
+    changes: int  # changes read, before reduction
+    position: Position  # of the last change
+    quiet: bool  # whether the stream held nothing more when the batch ended
+
+
+def read_changes(
+    collection: Collection, since: Position, grace_seconds: float = CATCH_UP_GRACE_SECONDS
+) -> Iterator[ChangeBatch]:
+    """The changes after ``since`` in batches of ``CHANGES_PER_BATCH``, until the stream is read to its end.
+
+    A stream that never falls quiet is read for ``grace_seconds`` after the
+    changes made before this call, then left: its last batch ends the read.
+    """
+    started = _cluster_time_now(collection)
+    deadline = None
+    try:
+        with _watch(collection, since) as stream:
+            while True:
+                batch = _next_batch(stream)
+                if batch is None:
+                    return
+                yield batch
+                if batch.quiet:
+                    return
+                if deadline is None and batch.position.cluster_time >= started:
+                    deadline = time.monotonic() + grace_seconds
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+    except OperationFailure as error:
+        if error.code == _HISTORY_LOST:
+            raise ChangeHistoryLost(
+                f"the source no longer holds the changes since {since} (they left its oplog): "
+                f"{str(error).splitlines()[0][:200]}"
+            ) from None
+        raise
+
+
+def _watch(collection: Collection, since: Position) -> CollectionChangeStream:
+    return collection.with_options(codec_options=_RAW).watch(
+        full_document="updateLookup",
+        start_after=since.resume_token,
+        batch_size=CHANGES_PER_BATCH,
+        max_await_time_ms=10,  # an empty answer means the stream is read to its end
+    )
+
+
+def _next_batch(stream: CollectionChangeStream) -> ChangeBatch | None:
+    """Up to ``CHANGES_PER_BATCH`` changes; None when none is left."""
+    latest: dict[str, bytes | None] = {}  # the current BSON of each _id changed; None: deleted
+    changes = 0
+    last = None
+    quiet = False
+    while changes < CHANGES_PER_BATCH:
+        event = stream.try_next()
+        if event is None:
+            quiet = True
+            break
+        changes += 1
+        last = event
+        kind = event["operationType"]
+        if kind in _ID_CHANGES:
+            document = event.get("fullDocument")  # None after a delete, or when deleted since the change
+            key = id_key(bson.decode(event["documentKey"].raw, CODEC_OPTIONS)["_id"])
+            latest.pop(key, None)  # keep the _id's place at its last change
+            latest[key] = document.raw if document is not None else None
+        elif kind in ("drop", "rename", "dropDatabase", "invalidate"):
+            raise StreamInvalidated(
+                f"the collection was changed by '{kind}' at cluster time {event['clusterTime']}: "
+                "the change stream ends there"
+            )
+    if last is None:
+        return None
+    return ChangeBatch(
+        keys=list(latest),
+        documents=b"".join(raw for raw in latest.values() if raw is not None),
+        changes=changes,
+        quiet=quiet,
+        position=Position(
+            resume_token=_plain(stream.resume_token),
+            cluster_time=last["clusterTime"],
+            wall_time=_wall_time(last),
+        ),
+    )
+
+
+def _wall_time(event: RawBSONDocument) -> datetime:
+    """When the change was made: its wallTime (MongoDB 6.0 on), else its cluster time's seconds."""
+    wall = event.get("wallTime")
+    if wall is None:
+        return datetime.fromtimestamp(event["clusterTime"].time, UTC)
+    return wall.replace(tzinfo=UTC)
+
+
+def _cluster_time_now(collection: Collection) -> Timestamp:
+    client = collection.database.client
+    with client.start_session() as session:
+        collection.database.command("ping", session=session)
+        return session.cluster_time["clusterTime"]
+
+
+def _plain(token: RawBSONDocument | dict) -> dict:
+    """A resume token as a plain document, for JSON."""
+    return bson.decode(token.raw) if isinstance(token, RawBSONDocument) else dict(token)
+
+
+@dataclass
+class CatchUp:
+    """What a catch-up applied, and where it left the staging tables."""
+
+    position: dict | None  # Position.to_json() of the last change applied; None: no change stream
+    changes: int = 0  # read from the stream
+    documents: int = 0  # _id values written again or deleted
+    rejected: int = 0  # of those written, set aside in the rejects table
+    batches: int = 0  # transactions
+    # Whether the stream held nothing more after the last change applied: then every
+    # row is the source's as of that change. A stream that never fell quiet was left
+    # after CATCH_UP_GRACE_SECONDS, and a document changed again since may show its newer version.
+    quiet: bool = True
+    touched: set[str] = field(default_factory=set)  # the watched _id keys that changed
+
+
+def catch_up(
+    collection: Collection, conn: Connection, table: str, owner: Owner, watched: Iterable[str] = ()
+) -> CatchUp:
+    """Apply the changes since the staging tables' position, batch by batch, each with its new position.
+
+    ``watched``: ``_id`` keys to report in ``CatchUp.touched`` when a change touches them.
+    """
+    with transaction(conn):
+        start = target.staging_position(conn, table)
+    result = CatchUp(position=start)
+    if start is None:
+        return result
+    watched = set(watched)
+    for batch in read_changes(collection, Position.from_json(start)):
+        rows = copy_rows(batch.documents, target.CAUGHT_UP_PAGE)
+        position = batch.position.to_json()
+        target.apply_changes(conn, table, owner, batch.keys, rows.rows, rows.rejects, position)
+        result.position = position
+        result.changes += batch.changes
+        result.documents += len(batch.keys)
+        result.rejected += len(rows.rejects)
+        result.batches += 1
+        result.quiet = batch.quiet
+        result.touched.update(watched.intersection(batch.keys))
+    return result
+
+
+def changed_since(collection: Collection, position: Position) -> bool:
+    """Whether anything changed in the collection after ``position``."""
+    with _watch(collection, position) as stream:
+        return stream.try_next() is not None
