@@ -90,7 +90,9 @@ def test_a_run_over_a_changing_source_publishes_it_exactly_as_of_the_recorded_po
     assert [k for k in table if table[k] != expected[k]] == []
     kinds = {entry["kind"] for entry in writes}
     assert kinds >= {"insert beyond", "insert inside", "update", "replace", "delete", "insert again"}
-    during_the_run = [e for e in writes if Timestamp(*e["t"]) <= point and e["wall"] > run.start_date.timestamp()]
+    during_the_run = [
+        e for e in writes if Timestamp(*e["t"]) <= point and e["wall"] > run.start_date.timestamp()
+    ]
     assert len(during_the_run) > 50  # the catch-up had work
     assert writes[-1]["wall"] > publish_ended.timestamp()  # the writer ran through verify and publish
     assert len(writes) / (writes[-1]["wall"] - writes[0]["wall"]) >= 50

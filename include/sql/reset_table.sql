@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS {published} (
 -- Where each staging table stands in the source's change stream (see
 -- plugins/mongo_migration/changes.py): open_change_stream writes where the
 -- run starts, the catch-up advances it in the transaction that applies the
--- changes up to it. A null position: the source has no change stream.
+-- changes up to it. A null position: none yet, or the source has no change stream.
 CREATE TABLE IF NOT EXISTS {positions} (
     target_table text PRIMARY KEY,
     position     jsonb
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS {positions} (
 
 ALTER TABLE {published} ADD COLUMN IF NOT EXISTS position jsonb;
 
-DELETE FROM {positions} WHERE target_table = {table_name};
+INSERT INTO {positions} (target_table, position) VALUES ({table_name}, NULL)
+ON CONFLICT (target_table) DO UPDATE SET position = NULL;
 
 DROP TABLE IF EXISTS {staging}, {staging_rejects};
 

@@ -1,3 +1,2 @@
--- Where the staging tables stand in the source's change stream; no row before
--- open_change_stream ran.
+-- Where the staging tables stand in the source's change stream (null: nowhere).
 SELECT position FROM {positions} WHERE target_table = %(table)s;

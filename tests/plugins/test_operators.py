@@ -14,6 +14,7 @@ from bson.objectid import ObjectId
 from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.operators import (
     MigratePageOperator,
+    OpenChangeStreamOperator,
     PlanPagesOperator,
     PublishOperator,
     ResetTableOperator,
@@ -93,10 +94,9 @@ def test_a_rerun_page_replaces_its_own_range_and_leaves_other_pages_alone(source
     assert pg_conn.execute(f"SELECT count(*) FROM {STAGING}.{table}").fetchone()[0] == 200
 
 
-def verifier(source, table, pages, page_results):
+def verifier(source, table, page_results):
     return VerifyMigrationOperator(
         task_id="verify",
-        pages=[page.to_xcom() for page in pages],
         page_results=page_results,
         mongo_database=source.database.name,
         mongo_collection=source.name,
@@ -104,62 +104,85 @@ def verifier(source, table, pages, page_results):
     )
 
 
-def test_verify_passes_when_source_target_and_pages_agree_and_times_the_run_from_its_start(
-    source, table, context
-):
-    pages = plan_pages(source, 100)
-    results = [migrate(source, table, page, context) for page in pages]
+def open_stream(source, table, context):
+    return OpenChangeStreamOperator(
+        task_id="open_change_stream",
+        mongo_database=source.database.name,
+        mongo_collection=source.name,
+        target_table=table,
+    ).execute(context)
+
+
+def test_verify_passes_when_source_and_target_agree_and_times_the_run_from_its_start(source, table, context):
+    results = [migrate(source, table, page, context) for page in plan_pages(source, 100)]
 
     called = dt.datetime.now(dt.UTC)
-    summary = verifier(source, table, pages, results).execute(context)
+    summary = verifier(source, table, results).execute(context)
     returned = dt.datetime.now(dt.UTC)
 
     counts = (summary["source"], summary["target"], summary["documents"], summary["pages"])
     assert counts == (250, 250, 250, 3)
-    assert summary["beyond_the_plan"] == 0
     run_started = context["dag_run"].start_date
     assert (called - run_started).total_seconds() - 0.1 <= summary["wall_seconds"]
     assert summary["wall_seconds"] <= (returned - run_started).total_seconds() + 0.1
 
 
-def test_verify_reports_documents_written_beyond_the_plan_for_the_next_run(source, table, context):
-    pages = plan_pages(source, 100)
-    results = [migrate(source, table, page, context) for page in pages]
-    source.insert_many([{"_id": ObjectId()} for _ in range(3)])  # new ObjectIds: beyond the last page
+def test_verify_catches_up_documents_written_after_the_pages_and_passes(source, table, context):
+    open_stream(source, table, context)
+    results = [migrate(source, table, page, context) for page in plan_pages(source, 100)]
+    late = source.insert_many([{"_id": ObjectId()} for _ in range(3)]).inserted_ids
+    source.delete_one({"_id": late[0]})
 
-    summary = verifier(source, table, pages, results).execute(context)
+    summary = verifier(source, table, results).execute(context)
 
-    assert (summary["source"], summary["target"], summary["beyond_the_plan"]) == (250, 250, 3)
+    assert (summary["source"], summary["target"], summary["catch_up_rounds"]) == (252, 252, 1)
+    assert summary["position"]["cluster_time"]  # the point the copy is consistent with
 
 
-def test_verify_fails_naming_the_page_whose_filter_matches_less_than_the_plan_saw(
+def test_without_a_change_stream_verify_fails_naming_what_was_written_after_the_pages(source, table, context):
+    results = [migrate(source, table, page, context) for page in plan_pages(source, 100)]
+    late = source.insert_one({"_id": "late"}).inserted_id
+
+    with pytest.raises(AirflowFailException) as failure:
+        verifier(source, table, results).execute(context)
+
+    assert f"1 _id missing in the target: ['\"{late}\"']" in str(failure.value)
+    assert "the source has no change stream that could explain them" in str(failure.value)
+
+
+def test_verify_fails_naming_the_documents_a_wrong_plan_left_out_though_the_stream_is_open(
     mongo_collection, table, context
 ):
     mongo_collection.insert_many([{"_id": value} for value in ("a", "b", Code("x"), Code("y"))])
+    open_stream(mongo_collection, table, context)
     # The plan an earlier version made: strings and code in one page, a range that matches nothing.
-    pages = [Page(0, "a", Code("y"), True, 4)]
-    results = [migrate(mongo_collection, table, page, context) for page in pages]
+    results = [migrate(mongo_collection, table, Page(0, "a", Code("y"), True, 4), context)]
 
     with pytest.raises(AirflowFailException) as failure:
-        verifier(mongo_collection, table, pages, results).execute(context)
+        verifier(mongo_collection, table, results).execute(context)
 
     message = str(failure.value)
-    assert 'page 0: _id ["a", {"$code": "y"}] was planned 4 documents and read 0' in message
-    assert "has 0 documents in the planned ranges where the plan saw 4" in message
+    keys = ['"a"', '"b"', '{"$code": "x"}', '{"$code": "y"}']
+    assert f"4 _id missing in the target: {keys}" in message
+    assert "no change of the source since it was read explains them (catch-up round 1)" in message
 
 
 def test_planning_fails_naming_the_page_when_its_ranges_do_not_match_what_its_scan_saw(
-    mongo_collection, monkeypatch
+    mongo_collection, table, context, monkeypatch
 ):
     mongo_collection.insert_many([{"_id": value} for value in (float("nan"), float("-inf"), 1, 2, 3)])
+    start = open_stream(mongo_collection, table, context)
     monkeypatch.setattr(  # a plan that saw 5 documents but whose range leaves NaN and -inf out, on purpose
         "mongo_migration.operators.plan_pages", lambda collection, size: [Page(0, -1e308, 3, True, 5)]
     )
 
     with pytest.raises(AirflowException) as failure:
-        planner(mongo_collection).execute({})
+        planner(mongo_collection, start).execute({})
 
-    assert "its scan saw 5 documents and its _id ranges now match 3" in str(failure.value)
+    assert (
+        "which did not change meanwhile: 5 documents before the plan's scan and 5 after it, which saw 5; "
+        "its _id ranges now match 3" in str(failure.value)
+    )
     assert "page 0: _id [-1e+308, 3] was planned 5 and matches 3" in str(failure.value)
 
 
@@ -169,8 +192,23 @@ def test_planning_fails_when_a_quiet_collection_holds_more_than_the_scan_saw(mon
         "mongo_migration.operators.plan_pages", lambda collection, size: [Page(0, 1, 4, True, 4)]
     )
 
-    with pytest.raises(AirflowException, match="held 5 documents before and after the plan's scan, which"):
+    with pytest.raises(
+        AirflowException, match="5 documents before the plan's scan and 5 after it, which saw 4"
+    ):
         planner(mongo_collection).execute({})
+
+
+def test_planning_leaves_a_collection_that_changed_since_the_stream_opened_to_the_catch_up(
+    mongo_collection, table, context, monkeypatch
+):
+    mongo_collection.insert_many([{"_id": value} for value in range(1, 6)])
+    start = open_stream(mongo_collection, table, context)
+    mongo_collection.insert_one({"_id": 6})  # after the stream opened, before the scan
+    monkeypatch.setattr(  # a scan that missed the document 6, as a busy source makes it
+        "mongo_migration.operators.plan_pages", lambda collection, size: [Page(0, 1, 5, True, 5)]
+    )
+
+    assert len(planner(mongo_collection, start).execute({})) == 1
 
 
 def test_planning_declares_the_source_collection_as_its_inlet_in_the_mongo_provider_form(mongo_collection):
@@ -183,23 +221,21 @@ def test_planning_declares_the_source_collection_as_its_inlet_in_the_mongo_provi
     assert operator.inlets == [Asset(f"mongodb://127.0.0.1:{port}/tests/{mongo_collection.name}")]
 
 
-def planner(collection):
+def planner(collection, start=None):
     return PlanPagesOperator(
-        task_id="plan_pages", items_per_page=100, mongo_database="tests", mongo_collection=collection.name
+        task_id="plan_pages",
+        items_per_page=100,
+        start=start,
+        mongo_database="tests",
+        mongo_collection=collection.name,
     )
 
 
 def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table, context):
-    pages = plan_pages(source, 100)
-    results = [migrate(source, table, page, context) for page in pages[:2]]
+    results = [migrate(source, table, page, context) for page in plan_pages(source, 100)[:2]]
 
-    with pytest.raises(
-        AirflowFailException,
-        match=r"has 250 documents in the planned ranges where the plan saw 250, the pages read 200 .* holds "
-        r"200 rows and 0 rejects \(target - source = -50\); "
-        r"page 2: .* was planned 50 documents and read nothing",
-    ):
-        verifier(source, table, pages, results).execute(context)
+    with pytest.raises(AirflowFailException, match=r"differ: 50 _id missing in the target: \['"):
+        verifier(source, table, results).execute(context)
 
 
 def test_reset_refuses_a_table_name_that_is_not_a_plain_identifier(pg_conn, context):
@@ -208,33 +244,30 @@ def test_reset_refuses_a_table_name_that_is_not_a_plain_identifier(pg_conn, cont
 
 
 def test_verify_catches_a_swapped_id_that_leaves_every_count_equal(source, pg_conn, table, context):
-    pages = plan_pages(source, 100)
-    results = [migrate(source, table, page, context) for page in pages]
+    results = [migrate(source, table, page, context) for page in plan_pages(source, 100)]
     swapped = pg_conn.execute(f"SELECT _id FROM {STAGING}.{table} WHERE page = 1 LIMIT 1").fetchone()[0]
     pg_conn.execute(f"UPDATE {STAGING}.{table} SET _id = 'not-a-source-id' WHERE _id = %s", [swapped])
 
     with pytest.raises(AirflowFailException) as failure:
-        verifier(source, table, pages, results).execute(context)
+        verifier(source, table, results).execute(context)
 
     message = str(failure.value)
-    assert "page 1 read 100 documents and wrote 100" in message
-    assert f"_id missing in the target: ['{swapped}']" in message
-    assert "_id not in the source: ['not-a-source-id']" in message
-    assert "page 0" not in message and "page 2" not in message
+    assert f"1 _id missing in the target: ['{swapped}']" in message
+    assert "1 _id not in the source: ['not-a-source-id']" in message
 
 
-def test_verify_catches_a_row_written_under_another_page(source, pg_conn, table, context):
-    pages = plan_pages(source, 100)
-    results = [migrate(source, table, page, context) for page in pages]
-    staging = f"{STAGING}.{table}"
+def test_verify_catches_a_document_held_twice(source, pg_conn, table, context):
+    results = [migrate(source, table, page, context) for page in plan_pages(source, 100)]
+    twice = pg_conn.execute(f"SELECT _id FROM {STAGING}.{table} LIMIT 1").fetchone()[0]
     pg_conn.execute(
-        f"UPDATE {staging} SET page = 0 WHERE _id = (SELECT min(_id) FROM {staging} WHERE page = 2)"
+        f"INSERT INTO {STAGING}.{table}_rejects (_id, reason, document, page) VALUES (%s, 'x', '', 0)",
+        [twice],
     )
 
     with pytest.raises(
-        AirflowFailException, match=r"page 0 read 100 documents and wrote 101.*page 2 read 50"
+        AirflowFailException, match=rf"held more than once by the target: \[\('{twice}', 2\)\]"
     ):
-        verifier(source, table, pages, results).execute(context)
+        verifier(source, table, results).execute(context)
 
 
 def test_planning_a_collection_that_does_not_exist_fails_naming_it(mongo_collection):

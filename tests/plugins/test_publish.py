@@ -92,7 +92,8 @@ DEPENDANTS = {
     ),
     "column comments and the table's comment": (
         "COMMENT ON COLUMN {t}.email IS 'work address'; COMMENT ON TABLE {t} IS 'our users'",
-        "SELECT col_description('{t}'::regclass, 3), obj_description('{t}'::regclass)",
+        # publish keeps a person's lines of the table's comment and adds its own last line
+        "SELECT col_description('{t}'::regclass, 3), split_part(obj_description('{t}'::regclass), E'\\n', 1)",
     ),
     "grants": (
         "GRANT SELECT, INSERT ON {t} TO {role}; GRANT SELECT ON {t}_rejects TO {role}",
@@ -331,3 +332,27 @@ def test_a_target_table_named_like_the_publish_record_keeps_both(pg_conn, live):
         assert usernames(pg_conn, other) == {id_key(7): "gus"}
     finally:
         pg_conn.execute("DROP TABLE IF EXISTS public.published, public.published_rejects")
+
+
+def test_the_tables_comment_ends_with_one_line_naming_the_run_and_the_point_it_is_consistent_with(
+    pg_conn, live
+):
+    pg_conn.execute(f"COMMENT ON TABLE {live} IS E'our users\\nask #data'")
+    target.record_start(pg_conn, live, SECOND, POINT)  # as open_change_stream and the catch-up leave it
+
+    publish(pg_conn, live, SECOND)
+
+    (comment,) = pg_conn.execute("SELECT obj_description(%s::regclass)", [live]).fetchone()
+    *kept, last = comment.splitlines()
+    assert kept == ["our users", "ask #data"]
+    assert last == (
+        f"mongo_migration: published by {SECOND}; consistent with the source at 2026-11-29T02:00:00+00:00 "
+        "(cluster time 1795913200.7, resume token 8269AB)"
+    )
+
+
+POINT = {
+    "resume_token": {"_data": "8269AB"},
+    "cluster_time": {"t": 1795913200, "i": 7},
+    "wall_time": "2026-11-29T02:00:00+00:00",
+}

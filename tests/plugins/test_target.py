@@ -1,12 +1,13 @@
 """The PostgreSQL side alone: staging tables, their owner, the load lock and publish, on the real server."""
 
 import bson
+import psycopg
 import pytest
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mongo_migration import target
-from mongo_migration.documents import id_checksum, id_key
+from mongo_migration.documents import copy_rows, id_key
 from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
 from mongo_migration.target import STAGING_SCHEMA as STAGING
@@ -47,11 +48,26 @@ def test_a_page_writes_rows_and_rejects_together_and_a_rerun_replaces_both(pg_co
     assert "NUL" in reason
 
 
-def test_postgresql_computes_the_same_id_checksum_as_the_page(pg_conn, target_table):
-    stats = load(pg_conn, target_table)
+def staging(conn, table) -> tuple[dict, list, dict]:
+    rows = dict(conn.execute(f"SELECT _id, username FROM {STAGING}.{table}").fetchall())
+    rejects = [key for (key,) in conn.execute(f"SELECT _id FROM {STAGING}.{table}_rejects")]
+    return rows, rejects, target.staging_position(conn, table)
 
-    assert stats.id_checksum == id_checksum([id_key(1), id_key(2)])
-    assert target.page_checksums(pg_conn, target_table) == {4: (2, stats.id_checksum)}
+
+def test_a_batch_of_changes_replaces_its_documents_and_moves_the_position_in_one_transaction(
+    pg_conn, target_table
+):
+    load(pg_conn, target_table)  # user 1 a row, user 2 a reject
+    target.record_start(pg_conn, target_table, RUN, {"at": "start"})
+    now = copy_rows(bson.encode({"_id": 2, "username": "clean now"}), target.CAUGHT_UP_PAGE)
+    keys = [id_key(1), id_key(2)]  # user 1 deleted, user 2 written as it is now
+
+    with pytest.raises(psycopg.errors.BadCopyFileFormat):
+        target.apply_changes(pg_conn, target_table, RUN, keys, b"not a row\n", [], {"at": "broken"})
+    assert staging(pg_conn, target_table) == ({id_key(1): "fine"}, [id_key(2)], {"at": "start"})
+
+    target.apply_changes(pg_conn, target_table, RUN, keys, now.rows, now.rejects, {"at": "batch"})
+    assert staging(pg_conn, target_table) == ({id_key(2): "clean now"}, [], {"at": "batch"})
 
 
 def test_the_first_publish_moves_the_tables_in_and_the_next_load_leaves_them_alone(pg_conn, target_table):
