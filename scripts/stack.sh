@@ -10,7 +10,8 @@
 #   scripts/stack.sh restart-target   restart the target PostgreSQL
 #   scripts/stack.sh env              print the environment that points Airflow at them
 #
-# STACK_DIR, PG_PORT, TARGET_PG_PORT, BOUNCER_PORT and MONGO_PORT choose another instance (the tests use one).
+# STACK_DIR, PG_PORT, TARGET_PG_PORT, BOUNCER_PORT and MONGO_PORT choose another instance (the tests use one);
+# MONGO_OPLOG_ENTRIES how much change history the MongoDB server keeps.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +22,9 @@ TARGET_PG_PORT=${TARGET_PG_PORT:-55442}
 TARGET_MAX_CONNECTIONS=120
 BOUNCER_PORT=${BOUNCER_PORT:-55452}
 MONGO_PORT=${MONGO_PORT:-57017}
+# The change history the server keeps, in operations (a real replica set's oplog
+# is sized in bytes): a change-stream position older than that is gone.
+MONGO_OPLOG_ENTRIES=${MONGO_OPLOG_ENTRIES:-100000}
 PG_PASSWORD=${PG_PASSWORD:-migrator-local}
 PG_BIN=/usr/lib/postgresql/15/bin
 SECANTUS_VERSION=0.7.0b3
@@ -151,7 +155,7 @@ start_mongo() {
     return
   fi
   nohup "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" \
-    --storage-path "$STACK_DIR/mongo/data" --log-level WARNING \
+    --storage-path "$STACK_DIR/mongo/data" --log-level WARNING --oplog-max-entries "$MONGO_OPLOG_ENTRIES" \
     >"$STACK_DIR/mongo/server.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do

@@ -38,6 +38,7 @@ STACK_ENV = {
     "TARGET_PG_PORT": "55443",
     "BOUNCER_PORT": "55453",
     "MONGO_PORT": "57018",
+    "MONGO_OPLOG_ENTRIES": "30000",  # small enough for a test to push a position out of the history
 }
 AIRFLOW_LOCAL = ROOT / "scripts" / "airflow-local.sh"
 AIRFLOW_PORT = 8098

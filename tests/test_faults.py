@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import time
 from pathlib import Path
@@ -21,11 +22,12 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from bson.objectid import ObjectId
 
-from mongo_migration.documents import id_key
+from mongo_migration.documents import CODEC_OPTIONS, id_key
 from mongo_migration.target import STAGING_SCHEMA
-from mongo_migration.users import seed_users
+from mongo_migration.users import fake_users, seed_users
 from tests.conftest import FAILPOINT_FILE, STACK_ENV, stack
 from tests.staging import drop_tables
+from tests.writer import old_object_id, published_and_expected, writing
 
 TABLE = "fault_users"
 CONF = {
@@ -103,16 +105,27 @@ def test_a_finished_run_shows_its_report_its_page_labels_and_its_asset_with_sour
 
 
 class Held:
-    """A run triggered with one page held by its failpoint once ``documents`` are copied; ``resume()``."""
+    """A run triggered with one task held by its failpoint once ``documents`` are copied; ``resume()``.
 
-    def __init__(self, api, page: int, documents: int):
+    By default a page (``page``: its map index); else ``point`` names the failpoint, ``task_id`` its task.
+    """
+
+    def __init__(
+        self,
+        api,
+        page: int,
+        documents: int,
+        point: str = "page_batch_copied",
+        task_id: str = "migrate_page",
+        conf: dict = CONF,
+    ):
         for leftover in (FAILPOINT_FILE, *self._signals()):
             leftover.unlink(missing_ok=True)
-        FAILPOINT_FILE.write_text(f"page_batch_copied {page} {documents}")
-        self.api, self.page = api, page
-        self.run_id = api.trigger(CONF)
+        FAILPOINT_FILE.write_text(f"{point} {page} {documents}")
+        self.api, self.page, self.task_id = api, page, task_id
+        self.run_id = api.trigger(conf)
         held = Path(f"{FAILPOINT_FILE}.held")
-        wait_for(held.exists, "the page never reached its failpoint")
+        wait_for(held.exists, f"{task_id} never reached its failpoint {point}")
         self.pid = int(held.read_text())
 
     @staticmethod
@@ -128,16 +141,17 @@ class Held:
             signal_file.unlink(missing_ok=True)
         return run
 
-    def page_instance(self) -> dict:
-        [page] = [
+    def task_instance(self) -> dict:
+        map_index = self.page if self.task_id == "migrate_page" else -1
+        [instance] = [
             ti
             for ti in self.api.task_instances(self.run_id)
-            if ti["task_id"] == "migrate_page" and ti["map_index"] == self.page
+            if ti["task_id"] == self.task_id and ti["map_index"] == map_index
         ]
-        return page
+        return instance
 
     def tries(self) -> int:
-        return self.page_instance()["try_number"]
+        return self.task_instance()["try_number"]
 
     def log(self, attempt: int) -> str:
         run = Path(os.environ["AIRFLOW_HOME"], "logs", "dag_id=mongo_to_postgres", f"run_id={self.run_id}")
@@ -239,19 +253,58 @@ def test_a_second_run_aimed_at_a_table_being_loaded_fails_without_touching_it(ap
     assert_exactly_once(source_ids)
 
 
-def test_documents_inserted_beyond_the_plan_during_a_run_wait_for_the_next_run(api, source_ids):
+def test_documents_changed_while_a_run_copies_them_are_in_its_copy(api, source_ids):
     held = Held(api, page=2, documents=0)  # held after its first batch, the earliest failpoint
     with MongoHook() as hook:
         collection = hook.get_collection(CONF["mongo_collection"], CONF["mongo_database"])
         late = collection.insert_many([{"_id": ObjectId(), "username": f"late {n}"} for n in range(5)])
-    late_ids = {id_key(key) for key in late.inserted_ids}
+        collection.update_one({"_id": late.inserted_ids[0]}, {"$set": {"username": "renamed"}})
+        five, seven = (ObjectId(n.to_bytes(12, "big")) for n in (5, 7))  # users 5 and 7, inside page 0
+        collection.delete_one({"_id": five})
+        collection.insert_one({"_id": five, "username": "five again"})
+        collection.delete_one({"_id": seven})
+        try:
+            held.resume()
+            assert held.finish()["state"] == "success"
+            now = {id_key(document["_id"]) for document in collection.find({}, {"_id": 1})}
+            assert_exactly_once(now)
+            assert now == source_ids - {id_key(seven)} | {id_key(key) for key in late.inserted_ids}
+            names = dict(query(f"SELECT _id, username FROM {TABLE}"))
+            assert (names[id_key(late.inserted_ids[0])], names[id_key(five)]) == ("renamed", "five again")
+        finally:  # the source as the other tests know it
+            collection.delete_many({"_id": {"$in": late.inserted_ids}})
+            collection.replace_one({"_id": five}, fake_users(0, 6, 1234)[5])
+            seed_users(collection, 12_000, 1234)  # user 7 again
 
-    held.resume()
-    assert held.finish()["state"] == "success"
-    assert_exactly_once(source_ids)  # the snapshot planned before the inserts
 
-    assert api.wait(api.trigger(CONF))["state"] == "success"
-    assert_exactly_once(source_ids | late_ids)
+LIVE_CONF = {**CONF, "mongo_collection": "fault_live", "target_table": "fault_live", "items_per_page": 1000}
+
+
+def test_a_catch_up_killed_mid_batch_is_retried_and_publishes_the_source_exactly_as_of_its_point(
+    api, tmp_path
+):
+    log = tmp_path / "writes.jsonl"
+    with MongoHook() as hook:
+        collection = hook.get_collection(LIVE_CONF["mongo_collection"], "tests")
+        collection.drop()
+        rng = random.Random(2)
+        collection.insert_many([{"_id": old_object_id(rng), "username": f"user {n}"} for n in range(3000)])
+        initial = list(collection.with_options(codec_options=CODEC_OPTIONS).find())
+        try:
+            with writing(collection, log):
+                held = Held(api, 0, 1, point="catch_up_batch_applied", task_id="catch_up", conf=LIVE_CONF)
+                os.kill(held.pid, signal.SIGKILL)  # mid-transaction: its batch and position roll back
+                run = held.finish()
+                assert run["state"] == "success"
+                assert held.tries() == 2
+            with PostgresHook().get_conn() as conn:
+                table, expected, _ = published_and_expected(conn, "fault_live", initial, log)
+            assert table.keys() == expected.keys()
+            assert [k for k in table if table[k] != expected[k]] == []
+        finally:
+            collection.drop()
+            with PostgresHook().get_conn() as conn:
+                drop_tables(conn, "fault_live")
 
 
 def test_every_connection_is_closed_after_the_runs(api):

@@ -1,22 +1,15 @@
 """Runs against a source that keeps changing: a writer process works on it through the whole run."""
 
-import os
 import random
-import signal
-import subprocess
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from bson import json_util
 from bson.timestamp import Timestamp
 
 from mongo_migration.documents import CODEC_OPTIONS
-from mongo_migration.target import PUBLISHED_TABLE, STAGING_SCHEMA
 from tests import writer
-from tests.writer import key, old_object_id, read_log, source_at
+from tests.writer import old_object_id, published_and_expected, read_log, writing
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = 6000
@@ -35,32 +28,6 @@ def source(mongo_collection):
         [{"_id": old_object_id(rng), "username": f"user {n}", "age": n % 90} for n in range(DOCUMENTS)]
     )
     return mongo_collection.with_options(codec_options=CODEC_OPTIONS)
-
-
-@contextmanager
-def writing(collection, log: Path):
-    """The writer process, working on ``collection`` until the block ends."""
-    uri = os.environ["AIRFLOW_CONN_MONGO_DEFAULT"].replace("mongo://", "mongodb://", 1)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.writer", uri, collection.database.name, collection.name, str(log)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"},
-    )
-    try:
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-
-
-def published(pg_conn, table: str) -> tuple[dict[str, dict], dict]:
-    """The live table's documents by ``key``, and the position its publish recorded."""
-    rows = pg_conn.execute(f"SELECT document::text FROM {table}").fetchall()
-    documents = [json_util.loads(document) for (document,) in rows]
-    (position,) = pg_conn.execute(
-        f'SELECT position FROM {STAGING_SCHEMA}."{PUBLISHED_TABLE}" WHERE target_table = %s', [table]
-    ).fetchone()
-    return {key(document): document for document in documents}, position
 
 
 def test_a_run_over_a_changing_source_publishes_it_exactly_as_of_the_recorded_point(
@@ -83,9 +50,7 @@ def test_a_run_over_a_changing_source_publishes_it_exactly_as_of_the_recorded_po
     writes = read_log(log)
 
     assert run.state == "success"
-    table, position = published(pg_conn, target_table)
-    point = Timestamp(position["cluster_time"]["t"], position["cluster_time"]["i"])
-    expected = source_at(initial, writes, point)
+    table, expected, point = published_and_expected(pg_conn, target_table, initial, log)
     assert table.keys() == expected.keys()
     assert [k for k in table if table[k] != expected[k]] == []
     kinds = {entry["kind"] for entry in writes}

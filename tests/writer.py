@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 import signal
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pymongo
@@ -27,6 +30,7 @@ from bson.timestamp import Timestamp
 
 from mongo_migration.documents import CODEC_OPTIONS
 
+ROOT = Path(__file__).resolve().parents[1]
 WRITES_PER_SECOND = 60
 KINDS = ("insert beyond", "insert inside", "update", "replace", "delete", "delete and insert again")
 EXTENDED_JSON = json_util.CANONICAL_JSON_OPTIONS
@@ -98,6 +102,22 @@ def write(uri: str, database: str, collection_name: str, log_path: str, seed: in
             time.sleep(max(0.0, 1 / WRITES_PER_SECOND - (time.monotonic() - started)))
 
 
+@contextmanager
+def writing(collection, log: Path):
+    """The writer process, working on ``collection`` until the block ends."""
+    uri = os.environ["AIRFLOW_CONN_MONGO_DEFAULT"].replace("mongo://", "mongodb://", 1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.writer", uri, collection.database.name, collection.name, str(log)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"},
+    )
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
 def _json(value) -> str:
     return json_util.dumps(value, json_options=EXTENDED_JSON)
 
@@ -127,3 +147,14 @@ def source_at(initial: list[dict], log: list[dict], cluster_time: Timestamp) -> 
 
 if __name__ == "__main__":
     write(*sys.argv[1:5])
+
+
+def published_and_expected(conn, table: str, initial: list[dict], log: Path) -> tuple[dict, dict, Timestamp]:
+    """The live table's documents, the source's at its publish's point (by ``key``), and that point."""
+    documents = [json_util.loads(text) for (text,) in conn.execute(f"SELECT document::text FROM {table}")]
+    (position,) = conn.execute(
+        'SELECT position FROM mongo_migration_staging."Published" WHERE target_table = %s', [table]
+    ).fetchone()
+    point = Timestamp(position["cluster_time"]["t"], position["cluster_time"]["i"])
+    expected = source_at(initial, read_log(log), point)
+    return {key(document): document for document in documents}, expected, point

@@ -450,8 +450,16 @@ class VerifyMigrationOperator(CatchUpOperator):
             )
         if position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
-        point = f"as of {Position.from_json(position)}" if position else "with no change stream"
-        self.log.info("Verified: the target holds every _id of the source %s, %s as rejects", point, rejected)
+        point = (
+            f"as of {Position.from_json(position)}"
+            if position
+            else "not guaranteed: the source has no change stream (a standalone mongod?)"
+        )
+        self.log.info(
+            "Verified: the target holds every _id of the source, %s as rejects; consistent with it %s",
+            rejected,
+            point,
+        )
         run_started = context["dag_run"].start_date
         summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
         line = summary_line(summary)

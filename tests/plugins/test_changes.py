@@ -1,0 +1,159 @@
+"""The change stream and the catch-up, on the real MongoDB wire-protocol server and PostgreSQL."""
+
+import socket
+import subprocess
+import time
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from mongo_migration import target
+from mongo_migration.documents import id_key
+from mongo_migration.operators import (
+    CatchUpOperator,
+    MigratePageOperator,
+    OpenChangeStreamOperator,
+    ResetTableOperator,
+    VerifyMigrationOperator,
+)
+from mongo_migration.pages import plan_pages
+from mongo_migration.target import STAGING_SCHEMA as STAGING
+from tests.conftest import ROOT, STACK_ENV
+
+STANDALONE_PORT = 57019
+
+
+def operator(kind, collection, table, conn_id="mongo_default", **fields):
+    return kind(
+        task_id=kind.__name__,
+        mongo_conn_id=conn_id,
+        mongo_database=collection.database.name,
+        mongo_collection=collection.name,
+        target_table=table,
+        **fields,
+    )
+
+
+def copy(collection, table, context, conn_id="mongo_default") -> dict | None:
+    """reset_table, open_change_stream and the pages of a run; where its stream starts."""
+    ResetTableOperator(task_id="reset_table", target_table=table).execute(context)
+    start = operator(OpenChangeStreamOperator, collection, table, conn_id).execute(context)
+    for page in plan_pages(collection, 40):
+        operator(MigratePageOperator, collection, table, conn_id, page=page.to_xcom()).execute(context)
+    return start
+
+
+def rows(pg_conn, table) -> dict:
+    return dict(pg_conn.execute(f"SELECT _id, document::text FROM {STAGING}.{table}").fetchall())
+
+
+def test_catching_up_from_the_same_point_twice_leaves_the_rows_of_the_source_now(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n, "v": 0} for n in range(100)])
+    start = copy(mongo_collection, target_table, context)
+    mongo_collection.update_one({"_id": 1}, {"$set": {"v": 1}})
+    mongo_collection.replace_one({"_id": 2}, {"w": 2})
+    mongo_collection.delete_one({"_id": 3})
+    mongo_collection.insert_one({"_id": 3, "v": "again"})
+    mongo_collection.delete_one({"_id": 4})
+    mongo_collection.insert_one({"_id": 1000})
+    mongo_collection.update_one({"_id": 1000}, {"$set": {"v": "new"}})
+    catch_up = operator(CatchUpOperator, mongo_collection, target_table)
+
+    first = catch_up.execute(context)
+    after_first = rows(pg_conn, target_table)
+    target.record_start(pg_conn, target_table, catch_up_owner(context), start)  # back to the start
+    second = catch_up.execute(context)
+
+    assert (first["changes"], first["documents"]) == (7, 5)
+    assert second == first
+    assert rows(pg_conn, target_table) == after_first
+    assert set(after_first) == {id_key(document["_id"]) for document in mongo_collection.find()}
+    assert '"v": "new"' in after_first[id_key(1000)] and '"w": 2' in after_first[id_key(2)]
+    assert id_key(4) not in after_first
+
+
+def catch_up_owner(context):
+    return target.Owner(context["dag_run"].dag_id, context["dag_run"].run_id)
+
+
+def test_a_collection_dropped_during_the_run_fails_the_catch_up_naming_the_drop(
+    mongo_collection, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    copy(mongo_collection, target_table, context)
+    mongo_collection.drop()
+
+    with pytest.raises(
+        AirflowFailException, match="cannot be caught up: the collection was changed by 'drop'"
+    ):
+        operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+
+
+def test_a_point_gone_from_the_sources_history_fails_the_catch_up_naming_it(
+    mongo_collection, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    copy(mongo_collection, target_table, context)
+    filler = mongo_collection.database[f"{mongo_collection.name}_filler"]
+    try:
+        for _ in range(int(STACK_ENV["MONGO_OPLOG_ENTRIES"]) // 10_000 + 1):  # more than the server keeps
+            filler.insert_many([{} for _ in range(10_000)])
+
+        with pytest.raises(AirflowFailException, match=r"no longer holds the changes since cluster time"):
+            operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+    finally:
+        filler.drop()
+
+
+@pytest.fixture
+def standalone(services, tmp_path, monkeypatch):
+    """A server without change streams (like a standalone mongod), as connection ``mongo_standalone``."""
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".stack-test" / "secantus-venv" / "bin" / "secantusd-py"),
+            *("--host", "127.0.0.1", "--port", str(STANDALONE_PORT), "--storage-path", str(tmp_path)),
+            "--standalone",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", STANDALONE_PORT), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, (
+                "the standalone server did not start"
+            )
+            time.sleep(0.2)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MONGO_STANDALONE", f"mongo://127.0.0.1:{STANDALONE_PORT}/?directConnection=true"
+    )
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    with MongoHook("mongo_standalone") as hook:
+        yield hook.get_collection("users", "tests")
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_a_source_without_change_streams_is_copied_and_its_report_says_there_is_no_consistent_point(
+    standalone, target_table, context
+):
+    standalone.insert_many([{"_id": n} for n in range(100)])
+
+    assert copy(standalone, target_table, context, "mongo_standalone") is None
+    caught_up = operator(CatchUpOperator, standalone, target_table, "mongo_standalone").execute(context)
+    verified = operator(
+        VerifyMigrationOperator, standalone, target_table, "mongo_standalone", page_results=[]
+    )
+    result = verified.execute(context)
+
+    assert (caught_up["changes"], caught_up["position"]) == (0, None)
+    assert (result["target"], result["position"]) == (100, None)
+    assert (
+        "| Consistent with the source | not guaranteed: the source has no change stream" in result["report"]
+    )
