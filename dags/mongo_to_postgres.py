@@ -10,9 +10,11 @@ replaces the live table. Readers never see a half-loaded table.
    keeps it: this run then fails without touching anything.
 2. **seed_users** ensures fake users 0 to *seed_users* - 1 in the source collection, only where
    the deployment allows seeding and never in a scheduled run (0: leave it alone).
-3. **open_change_stream** records where the collection's change stream starts, before
-   anything of the run reads it.
-4. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents.
+3. **open_change_stream** chooses the copy: *incremental*, from the point the live table
+   was published as of (the staging tables start as the live ones), or *full*, saying why;
+   it records where the collection's change stream starts, before anything of the run reads it.
+4. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents
+   (none in an incremental run).
 5. **migrate_page** (one per page) deletes its range in the staging table and COPYs its
    documents, in one transaction: a retried page is replaced, never duplicated.
 6. **catch_up** applies every change made since the stream's start, batch by batch, each
@@ -114,6 +116,17 @@ TARGET = {
             ),
             section="Source",
         ),
+        "mode": Param(
+            "incremental",
+            type="string",
+            enum=["incremental", "full"],
+            title="Copy mode",
+            description="incremental: apply only the changes since the point the live table was "
+            "published as of, or copy in full when that cannot be done (first run, changes gone from "
+            "the source's history, collection made again, table changed by someone else), saying why; "
+            "full: copy the whole collection.",
+            section="Source",
+        ),
         "items_per_page": Param(
             config.ITEMS_PER_PAGE,
             type="integer",
@@ -191,6 +204,7 @@ def mongo_to_postgres():
     )
     open_change_stream = OpenChangeStreamOperator(
         task_id="open_change_stream",
+        mode="{{ params.mode }}",
         execution_timeout=timeout["open_change_stream"],
         **SOURCE,
         **TARGET,
@@ -221,6 +235,7 @@ def mongo_to_postgres():
     verify = VerifyMigrationOperator(
         task_id="verify",
         page_results=migrate_page.output,
+        start=open_change_stream.output,
         trigger_rule="none_failed",  # likewise
         execution_timeout=timeout["verify"],
         **SOURCE,

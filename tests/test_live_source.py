@@ -8,7 +8,6 @@ from airflow.dag_processing.dagbag import DagBag
 from bson.timestamp import Timestamp
 
 from mongo_migration.documents import CODEC_OPTIONS
-from tests import writer
 from tests.writer import old_object_id, published_and_expected, read_log, writing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +29,24 @@ def source(mongo_collection):
     return mongo_collection.with_options(codec_options=CODEC_OPTIONS)
 
 
+def run(dag, source, table, **conf):
+    return dag.test(
+        run_conf={
+            "mongo_database": source.database.name,
+            "mongo_collection": source.name,
+            "target_table": table,
+            "items_per_page": 1000,
+            "seed_users": 0,
+            **conf,
+        }
+    )
+
+
+def result(dag_run, task_id: str):
+    [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
+    return instance.xcom_pull(task_ids=task_id)
+
+
 def test_a_run_over_a_changing_source_publishes_it_exactly_as_of_the_recorded_point(
     dag, source, pg_conn, target_table, tmp_path
 ):
@@ -37,30 +54,42 @@ def test_a_run_over_a_changing_source_publishes_it_exactly_as_of_the_recorded_po
     log = tmp_path / "writes.jsonl"
 
     with writing(source, log):
-        run = dag.test(
-            run_conf={
-                "mongo_database": source.database.name,
-                "mongo_collection": source.name,
-                "target_table": target_table,
-                "items_per_page": 1000,
-                "seed_users": 0,
-            }
-        )
-        publish_ended = max(ti.end_date for ti in run.get_task_instances() if ti.task_id == "publish")
+        full = run(dag, source, target_table)
+        [publish] = [ti for ti in full.get_task_instances() if ti.task_id == "publish"]
     writes = read_log(log)
 
-    assert run.state == "success"
+    assert full.state == "success"
+    assert result(full, "verify")["mode"] == "full"
     table, expected, point = published_and_expected(pg_conn, target_table, initial, log)
     assert table.keys() == expected.keys()
     assert [k for k in table if table[k] != expected[k]] == []
     kinds = {entry["kind"] for entry in writes}
     assert kinds >= {"insert beyond", "insert inside", "update", "replace", "delete", "insert again"}
-    during_the_run = [
-        e for e in writes if Timestamp(*e["t"]) <= point and e["wall"] > run.start_date.timestamp()
-    ]
+    started = full.start_date.timestamp()
+    during_the_run = [e for e in writes if Timestamp(*e["t"]) <= point and e["wall"] > started]
     assert len(during_the_run) > 50  # the catch-up had work
-    assert writes[-1]["wall"] > publish_ended.timestamp()  # the writer ran through verify and publish
+    assert writes[-1]["wall"] > publish.end_date.timestamp()  # the writer ran through verify and publish
     assert len(writes) / (writes[-1]["wall"] - writes[0]["wall"]) >= 50
 
 
-assert writer.WRITES_PER_SECOND >= 50
+def test_an_incremental_run_over_a_changing_source_publishes_it_exactly_as_of_its_point(
+    dag, source, pg_conn, target_table, tmp_path
+):
+    initial = list(source.find())
+    log = tmp_path / "writes.jsonl"
+
+    with writing(source, log):
+        assert run(dag, source, target_table).state == "success"
+        incremental = run(dag, source, target_table)
+
+    assert incremental.state == "success"
+    verified = result(incremental, "verify")
+    assert (verified["mode"], verified["pages"]) == ("incremental", 0)
+    assert not [
+        ti
+        for ti in incremental.get_task_instances()
+        if ti.task_id == "migrate_page" and ti.state == "success"
+    ]
+    table, expected, _ = published_and_expected(pg_conn, target_table, initial, log)
+    assert table.keys() == expected.keys()
+    assert [k for k in table if table[k] != expected[k]] == []

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS {positions} (
     position     jsonb
 );
 
-ALTER TABLE {published} ADD COLUMN IF NOT EXISTS position jsonb;
+ALTER TABLE {published} ADD COLUMN IF NOT EXISTS position jsonb,
+                        ADD COLUMN IF NOT EXISTS fingerprint text;
 
 INSERT INTO {positions} (target_table, position) VALUES ({table_name}, NULL)
 ON CONFLICT (target_table) DO UPDATE SET position = NULL;

@@ -63,17 +63,23 @@ class StreamInvalidated(Exception):
 
 @dataclass(frozen=True)
 class Position:
-    """A point of the source's change stream: its resume token, cluster time and wall time."""
+    """A point of a collection's change stream: its resume token, cluster time and wall time.
+
+    ``collection`` is the collection's UUID, which a collection dropped and made
+    again, or renamed over, does not keep.
+    """
 
     resume_token: dict
     cluster_time: Timestamp
     wall_time: datetime
+    collection: str | None
 
     def to_json(self) -> dict:
         return {
             "resume_token": self.resume_token,
             "cluster_time": {"t": self.cluster_time.time, "i": self.cluster_time.inc},
             "wall_time": self.wall_time.isoformat(),
+            "collection": self.collection,
         }
 
     @classmethod
@@ -82,6 +88,7 @@ class Position:
             resume_token=data["resume_token"],
             cluster_time=Timestamp(data["cluster_time"]["t"], data["cluster_time"]["i"]),
             wall_time=datetime.fromisoformat(data["wall_time"]),
+            collection=data.get("collection"),
         )
 
     def __str__(self) -> str:
@@ -98,6 +105,7 @@ def open_position(collection: Collection) -> Position | None:
                 resume_token=_plain(stream.resume_token),
                 cluster_time=session.operation_time,
                 wall_time=datetime.now(UTC),
+                collection=collection_uuid(collection),
             )
     except OperationFailure as error:
         if error.code == _NO_CHANGE_STREAMS:
@@ -129,7 +137,7 @@ def read_changes(
     try:
         with _watch(collection, since) as stream:
             while True:
-                batch = _next_batch(stream)
+                batch = _next_batch(stream, since.collection)
                 if batch is None:
                     return
                 yield batch
@@ -141,11 +149,15 @@ def read_changes(
                     return
     except OperationFailure as error:
         if error.code == _HISTORY_LOST:
-            raise ChangeHistoryLost(
-                f"the source no longer holds the changes since {since} (they left its oplog): "
-                f"{str(error).splitlines()[0][:200]}"
-            ) from None
+            raise _history_lost(since, error) from None
         raise
+
+
+def _history_lost(since: Position, error: OperationFailure) -> ChangeHistoryLost:
+    return ChangeHistoryLost(
+        f"the source no longer holds the changes since {since} (they left its oplog): "
+        f"{str(error).splitlines()[0][:200]}"
+    )
 
 
 def _watch(collection: Collection, since: Position) -> CollectionChangeStream:
@@ -157,7 +169,14 @@ def _watch(collection: Collection, since: Position) -> CollectionChangeStream:
     )
 
 
-def _next_batch(stream: CollectionChangeStream) -> ChangeBatch | None:
+def collection_uuid(collection: Collection) -> str | None:
+    """The collection's UUID; None when it does not exist (or the server does not say)."""
+    found = list(collection.database.list_collections(filter={"name": collection.name}))
+    uuid = found[0].get("info", {}).get("uuid") if found else None
+    return None if uuid is None else uuid.as_uuid().hex
+
+
+def _next_batch(stream: CollectionChangeStream, collection: str | None) -> ChangeBatch | None:
     """Up to ``CHANGES_PER_BATCH`` changes; None when none is left."""
     latest: dict[str, bytes | None] = {}  # the current BSON of each _id changed; None: deleted
     changes = 0
@@ -192,6 +211,7 @@ def _next_batch(stream: CollectionChangeStream) -> ChangeBatch | None:
             resume_token=_plain(stream.resume_token),
             cluster_time=last["clusterTime"],
             wall_time=_wall_time(last),
+            collection=collection,
         ),
     )
 
@@ -263,3 +283,19 @@ def changed_since(collection: Collection, position: Position) -> bool:
     """Whether anything changed in the collection after ``position``."""
     with _watch(collection, position) as stream:
         return stream.try_next() is not None
+
+
+def why_not_from(collection: Collection, position: Position) -> str | None:
+    """Why the collection's changes since ``position`` cannot be read; None when they can."""
+    if position.collection is None or position.collection != collection_uuid(collection):
+        return (
+            "the collection is not the one that point was taken on any more (dropped and made again, "
+            "or renamed over)"
+        )
+    try:
+        changed_since(collection, position)
+    except OperationFailure as error:
+        if error.code == _HISTORY_LOST:
+            return str(_history_lost(position, error))
+        raise
+    return None

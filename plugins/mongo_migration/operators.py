@@ -40,6 +40,7 @@ from mongo_migration.changes import (
     catch_up,
     changed_since,
     open_position,
+    why_not_from,
 )
 from mongo_migration.connections import mongo_hook, postgres_connection, transaction
 from mongo_migration.documents import CODEC_OPTIONS
@@ -200,27 +201,73 @@ class SeedUsersOperator(_SourceOperator):
 
 
 class OpenChangeStreamOperator(_SourceToTargetOperator):
-    """Record where the source's change stream starts, before anything of this run reads the collection.
+    """Choose how this run copies the source, and record where its change stream starts.
 
-    ``catch_up`` applies every change made from this point on. A source without
-    change streams (a standalone ``mongod``) has no such point: the run goes on,
-    warning that its copy is consistent only if nothing writes to the source meanwhile.
+    Incremental (the ``mode`` Param's default) when the live table's last publish
+    recorded a point of this same collection, the source still holds the changes
+    since, and nobody changed the table's rows since: the staging tables start as
+    the live ones and the catch-up applies those changes. Otherwise a full copy,
+    saying why: the stream starts now, before anything of this run reads the
+    collection. A source without change streams (a standalone ``mongod``) has no
+    point at all: the run copies it in full, warning that the copy is consistent
+    only if nothing writes to it meanwhile.
     """
 
-    template_fields: Sequence[str] = (*_TARGET_FIELDS, *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = ("mode", *_TARGET_FIELDS, *_SOURCE_FIELDS)
 
-    def execute(self, context: Any) -> dict | None:
+    def __init__(self, *, mode: str = "incremental", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def execute(self, context: Any) -> dict:
         self.declare_source_inlet()
-        with mongo_hook(self.mongo_conn_id) as hook:
-            position = open_position(self.source(hook))
-        start = position.to_json() if position else None
-        with self.target_connection() as conn:
-            target.record_start(conn, self.target_table, _owner(context), start)
-        if position is None:
-            self.log.warning(NO_CHANGE_STREAM, self.source_name())
+        owner = _owner(context)
+        with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
+            source = self.source(hook)
+            published, reason = self.why_full(source, conn)
+            if reason is None:
+                start = published
+                target.copy_live_in(conn, self.target_table, self.target_schema, owner, start)
+            else:
+                position = open_position(source)
+                start = position.to_json() if position else None
+                target.record_start(conn, self.target_table, owner, start)
+        if reason is None:
+            self.log.info(
+                "Incremental: the changes of %s since %s, the point %s.%s was published as of",
+                self.source_name(),
+                Position.from_json(start),
+                self.target_schema,
+                self.target_table,
+            )
         else:
-            self.log.info("The change stream of %s starts at %s", self.source_name(), position)
-        return start
+            self.log.info("A full copy of %s: %s", self.source_name(), reason)
+        if start is None:
+            self.log.warning(NO_CHANGE_STREAM, self.source_name())
+        elif reason is not None:
+            self.log.info(
+                "The change stream of %s starts at %s", self.source_name(), Position.from_json(start)
+            )
+        return {"mode": "full" if reason else "incremental", "reason": reason, "position": start}
+
+    def why_full(self, source: Collection, conn: Connection) -> tuple[dict | None, str | None]:
+        """The point the live table was published as of, and why the run cannot start there (None: it can)."""
+        live = f"{self.target_schema}.{self.target_table}"
+        if str(self.mode) == "full":
+            return None, "the Param mode asks for one"
+        published = target.published_state(conn, self.target_table, self.target_schema)
+        if published is None or published[0] is None:
+            return (
+                None,
+                f"{live} has no published point to start from (no publish of this DAG with a change stream)",
+            )
+        position, fingerprint = published
+        if target.live_fingerprint(conn, self.target_table, self.target_schema) != fingerprint:
+            return (
+                None,
+                f"{live} (or its rejects table) was changed or replaced by someone else since its publish",
+            )
+        return position, why_not_from(source, Position.from_json(position))
 
 
 STILL_CHANGING = (
@@ -240,7 +287,8 @@ class PlanPagesOperator(_SourceOperator):
     ranges match must be what its scan saw, and a collection that did not
     change while it was scanned must hold no more than the scan saw. A
     collection that changed since the change stream's ``start`` may differ:
-    the catch-up applies those changes.
+    the catch-up applies those changes. An incremental run (``start``, from
+    ``open_change_stream``) has no pages to copy.
     """
 
     template_fields: Sequence[str] = ("items_per_page", "start", *_SOURCE_FIELDS)
@@ -252,6 +300,13 @@ class PlanPagesOperator(_SourceOperator):
 
     def execute(self, context: Any) -> list[dict]:
         self.declare_source_inlet()
+        if self.start and self.start["mode"] == "incremental":
+            self.log.info(
+                "Incremental run: no pages to copy; the catch-up applies the changes of %s",
+                self.source_name(),
+            )
+            return []
+        stream_start = self.start and self.start["position"]
         with mongo_hook(self.mongo_conn_id) as hook:
             source = self.source(hook)
             # MongoDB reads a missing collection as an empty one; a typo must not "migrate" nothing.
@@ -269,7 +324,7 @@ class PlanPagesOperator(_SourceOperator):
                 f"{before} documents before the plan's scan and {after} after it, which saw {planned}; "
                 f"its _id ranges now match {in_ranges}"
             )
-            if self.start and changed_since(source, Position.from_json(self.start)):
+            if stream_start and changed_since(source, Position.from_json(stream_start)):
                 self.log.info(
                     "%s changed while it was planned (%s): the catch-up applies those changes",
                     self.source_name(),
@@ -278,11 +333,11 @@ class PlanPagesOperator(_SourceOperator):
             elif in_ranges != planned or before == after != planned:
                 raise AirflowException(  # retried: a write while planning (with no change stream) goes away
                     f"The plan of {self.source_name()} does not match the source"
-                    + (", which did not change meanwhile" if self.start else "")
+                    + (", which did not change meanwhile" if stream_start else "")
                     + f": {counts}; "
                     + "; ".join(_pages_matching_otherwise(source, pages) or ["no page differs"])
                     + ". The scan missed documents, a range cannot express what it saw"
-                    + ("" if self.start else ", or the source was written to (a retry plans again)")
+                    + ("" if stream_start else ", or the source was written to (a retry plans again)")
                 )
         self.log.info("Planned %s pages for %s documents of %s", len(pages), planned, self.source_name())
         return [page.to_xcom() for page in pages]
@@ -405,11 +460,12 @@ class VerifyMigrationOperator(CatchUpOperator):
     ``_id`` values, and so does an ``_id`` held twice.
     """
 
-    template_fields: Sequence[str] = ("page_results", *_TARGET_FIELDS, *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = ("page_results", "start", *_TARGET_FIELDS, *_SOURCE_FIELDS)
 
-    def __init__(self, *, page_results: list[dict], **kwargs):
+    def __init__(self, *, page_results: list[dict], start: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.page_results = page_results
+        self.start = start or {"mode": "full", "reason": None}  # what open_change_stream chose
 
     def execute(self, context: Any) -> dict:
         # A slice fetches every page's result in one request, not one request per page.
@@ -463,8 +519,10 @@ class VerifyMigrationOperator(CatchUpOperator):
         run_started = context["dag_run"].start_date
         summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
         line = summary_line(summary)
+        mode, reason = self.start["mode"], self.start["reason"]
+        copy = f"{mode}: {reason}" if reason else mode
         report = markdown_report(
-            summary, self.source_name(), f"{self.target_schema}.{self.target_table}", rows, point
+            summary, self.source_name(), f"{self.target_schema}.{self.target_table}", rows, copy, point
         )
         self.log.info("Run summary: %s", line)
         self.log.info("Run report:\n%s", report)
@@ -473,6 +531,8 @@ class VerifyMigrationOperator(CatchUpOperator):
             "target": rows,
             "rejected": rejected,
             "position": position,
+            "mode": mode,
+            "reason": reason,
             "catch_up_rounds": check.rounds,
             **summary,
             "summary": line,
@@ -555,7 +615,14 @@ class PublishOperator(_SourceToTargetOperator):
         )
         summary = (self.verified or {}).get("summary", "")
         context["outlet_events"][AssetAlias(ASSET_ALIAS)].add(
-            table, extra={"run_id": owner.run_id, "source": source.uri, "summary": summary, **result}
+            table,
+            extra={
+                "run_id": owner.run_id,
+                "source": source.uri,
+                "mode": (self.verified or {}).get("mode"),
+                "summary": summary,
+                **result,
+            },
         )
         return result
 

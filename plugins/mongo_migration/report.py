@@ -35,12 +35,13 @@ def summary_line(summary: dict) -> str:
     )
 
 
-def markdown_report(summary: dict, source: str, target: str, written: int, point: str) -> str:
+def markdown_report(summary: dict, source: str, target: str, written: int, copy: str, point: str) -> str:
     """A short report for people: the counts, the point of the source copied, the speed, the slowest pages."""
     slowest = ", ".join(f"page {page['page']} ({page['seconds']} s)" for page in summary["slowest_pages"])
     rows = [
         ("Source (MongoDB)", f"`{source}`"),
         ("Target (PostgreSQL)", f"`{target}`"),
+        ("Copy", copy),
         ("Consistent with the source", point),
         ("Documents read", f"{summary['documents']:,}"),
         ("Rows written", f"{written:,}"),

@@ -271,6 +271,7 @@ def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guard
         result["position"] = position
         _set_comment(conn, table, schema, owner, position)
         conn.execute(statement("finish_publish", table, schema))
+        (fingerprint,) = conn.execute(statement("fingerprint", table, schema)).fetchone()
         conn.execute(
             statement("record_published", table),
             {
@@ -279,6 +280,7 @@ def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guard
                 "table": table,
                 "result": Jsonb(result),
                 "position": Jsonb(position),
+                "fingerprint": fingerprint,
             },
         )
         failpoint("publish_before_commit")
@@ -370,6 +372,30 @@ def record_start(conn: Connection, table: str, owner: Owner, position: dict | No
     with transaction(conn):
         _lock(conn, table, shared=True)
         _check_owner(conn, table, owner)
+        save_position(conn, table, position)
+
+
+def published_state(conn: Connection, table: str, schema: str) -> tuple[dict | None, str | None] | None:
+    """The point and fingerprint the live table's last publish recorded; None: never published."""
+    with transaction(conn):
+        names = {"schema": schema, "table": table}
+        return conn.execute(statement("published_state", table), names).fetchone()
+
+
+def live_fingerprint(conn: Connection, table: str, schema: str) -> str | None:
+    """The fingerprint of the live table's rows now; None when it or its rejects table does not exist."""
+    with transaction(conn):
+        if not all(conn.execute(statement("live_exists", table), _live_names(table, schema)).fetchone()):
+            return None
+        return conn.execute(statement("fingerprint", table, schema)).fetchone()[0]
+
+
+def copy_live_in(conn: Connection, table: str, schema: str, owner: Owner, position: dict) -> None:
+    """Fill the owner's staging tables with the live ones, which are consistent with ``position``."""
+    with transaction(conn):
+        _lock(conn, table, shared=True)
+        _check_owner(conn, table, owner)
+        conn.execute(statement("copy_live_in", table, schema))
         save_position(conn, table, position)
 
 

@@ -1,8 +1,11 @@
 """The change stream and the catch-up, on the real MongoDB wire-protocol server and PostgreSQL."""
 
+import collections
 import socket
 import subprocess
 import time
+import uuid
+from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -13,6 +16,7 @@ from mongo_migration.operators import (
     CatchUpOperator,
     MigratePageOperator,
     OpenChangeStreamOperator,
+    PublishOperator,
     ResetTableOperator,
     VerifyMigrationOperator,
 )
@@ -34,13 +38,35 @@ def operator(kind, collection, table, conn_id="mongo_default", **fields):
     )
 
 
-def copy(collection, table, context, conn_id="mongo_default") -> dict | None:
-    """reset_table, open_change_stream and the pages of a run; where its stream starts."""
+def copy(collection, table, context, conn_id="mongo_default", mode="incremental") -> dict:
+    """reset_table, open_change_stream and the pages of a run; what open_change_stream chose."""
     ResetTableOperator(task_id="reset_table", target_table=table).execute(context)
-    start = operator(OpenChangeStreamOperator, collection, table, conn_id).execute(context)
-    for page in plan_pages(collection, 40):
-        operator(MigratePageOperator, collection, table, conn_id, page=page.to_xcom()).execute(context)
+    start = operator(OpenChangeStreamOperator, collection, table, conn_id, mode=mode).execute(context)
+    if start["mode"] == "full":
+        for page in plan_pages(collection, 40):
+            operator(MigratePageOperator, collection, table, conn_id, page=page.to_xcom()).execute(context)
     return start
+
+
+def publish_run(collection, table, context, mode="incremental") -> dict:
+    """A whole run, task by task; what verify returned."""
+    start = copy(collection, table, context, mode=mode)
+    operator(CatchUpOperator, collection, table).execute(context)
+    verified = operator(VerifyMigrationOperator, collection, table, page_results=[], start=start).execute(
+        context
+    )
+    publish = operator(PublishOperator, collection, table, verified=verified)
+    publish.execute({**context, "outlet_events": collections.defaultdict(EventsOfAlias)})
+    return verified
+
+
+class EventsOfAlias(list):
+    def add(self, asset, extra):
+        self.append((asset, extra))
+
+
+def next_run(context) -> dict:
+    return {**context, "dag_run": SimpleNamespace(**{**vars(context["dag_run"]), "run_id": uuid.uuid4().hex})}
 
 
 def rows(pg_conn, table) -> dict:
@@ -63,7 +89,9 @@ def test_catching_up_from_the_same_point_twice_leaves_the_rows_of_the_source_now
 
     first = catch_up.execute(context)
     after_first = rows(pg_conn, target_table)
-    target.record_start(pg_conn, target_table, catch_up_owner(context), start)  # back to the start
+    target.record_start(
+        pg_conn, target_table, catch_up_owner(context), start["position"]
+    )  # back to the start
     second = catch_up.execute(context)
 
     assert (first["changes"], first["documents"]) == (7, 5)
@@ -96,15 +124,10 @@ def test_a_point_gone_from_the_sources_history_fails_the_catch_up_naming_it(
 ):
     mongo_collection.insert_many([{"_id": n} for n in range(10)])
     copy(mongo_collection, target_table, context)
-    filler = mongo_collection.database[f"{mongo_collection.name}_filler"]
-    try:
-        for _ in range(int(STACK_ENV["MONGO_OPLOG_ENTRIES"]) // 10_000 + 1):  # more than the server keeps
-            filler.insert_many([{} for _ in range(10_000)])
+    push_out_of_the_history(mongo_collection)
 
-        with pytest.raises(AirflowFailException, match=r"no longer holds the changes since cluster time"):
-            operator(CatchUpOperator, mongo_collection, target_table).execute(context)
-    finally:
-        filler.drop()
+    with pytest.raises(AirflowFailException, match=r"no longer holds the changes since cluster time"):
+        operator(CatchUpOperator, mongo_collection, target_table).execute(context)
 
 
 @pytest.fixture
@@ -145,7 +168,7 @@ def test_a_source_without_change_streams_is_copied_and_its_report_says_there_is_
 ):
     standalone.insert_many([{"_id": n} for n in range(100)])
 
-    assert copy(standalone, target_table, context, "mongo_standalone") is None
+    assert copy(standalone, target_table, context, "mongo_standalone")["position"] is None
     caught_up = operator(CatchUpOperator, standalone, target_table, "mongo_standalone").execute(context)
     verified = operator(
         VerifyMigrationOperator, standalone, target_table, "mongo_standalone", page_results=[]
@@ -157,3 +180,50 @@ def test_a_source_without_change_streams_is_copied_and_its_report_says_there_is_
     assert (
         "| Consistent with the source | not guaranteed: the source has no change stream" in result["report"]
     )
+
+
+def test_an_incremental_run_applies_only_the_changes_since_the_published_point(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n, "v": 0} for n in range(100)])
+    assert publish_run(mongo_collection, target_table, context)["mode"] == "full"  # nothing published yet
+    mongo_collection.update_one({"_id": 1}, {"$set": {"v": 1}})
+    mongo_collection.delete_one({"_id": 2})
+    mongo_collection.insert_one({"_id": 100, "v": 0})
+
+    verified = publish_run(mongo_collection, target_table, next_run(context))
+
+    assert (verified["mode"], verified["pages"], verified["target"]) == ("incremental", 0, 100)
+    live = dict(pg_conn.execute(f"SELECT _id, document->>'v' FROM {target_table}").fetchall())
+    assert live == {id_key(n): ("1" if n == 1 else "0") for n in range(101) if n != 2}
+
+
+def test_an_incremental_run_copies_in_full_naming_why_when_it_cannot_start_from_the_published_point(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    publish_run(mongo_collection, target_table, context)
+
+    def why(**fields) -> str:
+        start = copy(mongo_collection, target_table, next_run(context), **fields)
+        assert start["mode"] == "full"
+        return start["reason"]
+
+    assert why(mode="full") == "the Param mode asks for one"
+    pg_conn.execute(f"UPDATE {target_table} SET username = 'edited by hand' WHERE _id = %s", [id_key(3)])
+    assert "was changed or replaced by someone else" in why()
+    publish_run(mongo_collection, target_table, next_run(context), mode="full")  # the point is good again
+    mongo_collection.drop()
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    assert "the collection is not the one that point was taken on" in why()
+    publish_run(mongo_collection, target_table, next_run(context), mode="full")
+    push_out_of_the_history(mongo_collection)
+    assert why().startswith("the source no longer holds the changes since cluster time")
+
+
+def push_out_of_the_history(collection) -> None:
+    """Write more than the server keeps of its history, in another collection."""
+    filler = collection.database[f"{collection.name}_filler"]
+    for _ in range(int(STACK_ENV["MONGO_OPLOG_ENTRIES"]) // 10_000 + 1):
+        filler.insert_many([{} for _ in range(10_000)])
+    filler.drop()

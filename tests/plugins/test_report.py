@@ -46,7 +46,7 @@ def test_summary_of_a_run_without_pages_has_no_slowest_page():
     assert summary["slowest_pages"] == []
     assert summary_line(summary).startswith("0 documents (0 rejected) in 0 pages")
     assert "| Slowest pages | none |" in markdown_report(
-        summary, "app.users", "public.users", 0, "as of a point"
+        summary, "app.users", "public.users", 0, "full", "as of a point"
     )
 
 
@@ -54,10 +54,13 @@ def test_report_names_source_target_counts_speed_and_the_slowest_pages():
     pages = [page(n, 8000, float(n)) for n in range(5)]
     summary = summarize(pages, wall_seconds=20.0)
 
-    report = markdown_report(summary, "app.users", "public.users", 39_990, "as of cluster time T")
+    report = markdown_report(
+        summary, "app.users", "public.users", 39_990, "incremental", "as of cluster time T"
+    )
 
     assert "| Source (MongoDB) | `app.users` |" in report
     assert "| Target (PostgreSQL) | `public.users` |" in report
+    assert "| Copy | incremental |" in report
     assert "| Consistent with the source | as of cluster time T |" in report
     assert "| Documents read | 40,000 |" in report
     assert "| Rows written | 39,990 |" in report
