@@ -117,7 +117,7 @@ TARGET = {
             section="Source",
         ),
         "mode": Param(
-            "incremental",
+            config.COPY_MODE,
             type="string",
             enum=["incremental", "full"],
             title="Copy mode",

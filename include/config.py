@@ -19,6 +19,9 @@ def seeding_allowed() -> bool:
     return os.environ.get(ALLOW_SEEDING_VARIABLE, "").strip().lower() == "true"
 
 
+# "incremental": apply only the changes since the point the live table was published
+# as of, falling back to a full copy (saying why) when that cannot be done; "full".
+COPY_MODE = "incremental"
 ITEMS_PER_PAGE = 8000  # documents per migrate_page task
 CLUSTER_SIZE = 90  # page tasks allowed to run at once
 PAGE_POOL = "migration_pages"  # the page tasks' pool, of CLUSTER_SIZE slots (see docker-compose.yaml)

@@ -127,6 +127,12 @@ def split_documents(raw_batch: bytes) -> list[bytes]:
     return documents
 
 
+def last_id(raw_batch: bytes):
+    """The ``_id`` of the last document of a raw batch, as it decodes leniently."""
+    last = split_documents(raw_batch)[-1]
+    return bson.decode(last, _LENIENT_CODEC_OPTIONS)["_id"]
+
+
 def _readable_id_key(raw: bytes) -> str | None:
     """The _id key of a document that does not decode as it is, reading broken text leniently."""
     try:

@@ -13,20 +13,23 @@ batch on its core while the next one is converted.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 from psycopg import Connection, Cursor
 from pymongo.collection import Collection
+from pymongo.errors import CursorNotFound
 
 from mongo_migration import target
 from mongo_migration.connections import transaction
-from mongo_migration.documents import Reject, copy_rows
+from mongo_migration.documents import Reject, copy_rows, last_id
 from mongo_migration.failpoint import failpoint
 from mongo_migration.pages import Page
 from mongo_migration.target import Owner
 
+log = logging.getLogger(__name__)
 READ_BATCH_SIZE = 2000  # documents per batch: small enough for conversion and COPY to overlap
 
 
@@ -59,8 +62,28 @@ class _Laps:
 
 
 def read_page(source: Collection, page: Page) -> Iterator[bytes]:
-    """The page's documents as raw BSON batches, as the server sends them: decoded only by ``copy_page``."""
-    return source.find_raw_batches(page.mongo_filter(), batch_size=READ_BATCH_SIZE)
+    """The page's documents as raw BSON batches in ``_id`` order, as the server sends them.
+
+    They are decoded only by ``copy_page``. A cursor the server killed while the
+    page waited (idle for its ten minutes, or killed by hand) is opened again
+    after the last ``_id`` read, so a page never reads a document twice; what
+    changed in the range meanwhile is the catch-up's.
+    """
+    query = page.mongo_filter()
+    while True:
+        last_batch = None
+        try:
+            for last_batch in source.find_raw_batches(query, sort=[("_id", 1)], batch_size=READ_BATCH_SIZE):
+                yield last_batch
+            return
+        except CursorNotFound:
+            if last_batch is None:
+                raise
+            last = last_id(last_batch)
+            log.warning(
+                "The cursor of %s was gone (idle too long?): reading on after _id %r", page.label(), last
+            )
+            query = {"$and": [page.mongo_filter(), {"_id": {"$gt": last}}]}
 
 
 def copy_page(

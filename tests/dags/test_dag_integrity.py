@@ -123,6 +123,7 @@ def test_params_default_to_the_configuration_module(dag):
     defaults = {name: param.value for name, param in dag.params.items()}
     assert defaults == {
         "seed_users": config.SEED_USERS,
+        "mode": config.COPY_MODE,
         "items_per_page": config.ITEMS_PER_PAGE,
         "mongo_database": config.MONGO_DATABASE,
         "mongo_collection": config.MONGO_COLLECTION,
@@ -139,7 +140,7 @@ def test_the_trigger_form_groups_every_param_with_a_title_a_description_and_boun
     schemas = {name: param.schema for name, param in dag.params.items()}
     for name, schema in schemas.items():
         assert schema["title"] and dag.params.get_param(name).description, name
-        bounds = {"pattern"} <= schema.keys() or {"minimum", "maximum"} <= schema.keys()
+        bounds = {"pattern"} <= schema.keys() or {"minimum", "maximum"} <= schema.keys() or "enum" in schema
         assert schema["type"] == "boolean" or bounds, name
     sections = [schema["section"] for schema in schemas.values()]
     assert sections == sorted(sections, key=["Source", "Pages", "Target", "Publish"].index)  # in this order

@@ -1,10 +1,12 @@
 """The change stream and the catch-up, on the real MongoDB wire-protocol server and PostgreSQL."""
 
 import collections
+import concurrent.futures
 import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mongo_migration import target
 from mongo_migration.documents import id_key
+from mongo_migration.failpoint import FAILPOINT_VARIABLE
 from mongo_migration.operators import (
     CatchUpOperator,
     MigratePageOperator,
@@ -227,3 +230,47 @@ def push_out_of_the_history(collection) -> None:
     for _ in range(int(STACK_ENV["MONGO_OPLOG_ENTRIES"]) // 10_000 + 1):
         filler.insert_many([{} for _ in range(10_000)])
     filler.drop()
+
+
+def test_a_page_whose_cursor_the_server_killed_while_it_waited_reads_on_after_its_last_id(
+    mongo_collection, pg_conn, target_table, context, tmp_path, monkeypatch
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(5000)])
+    ResetTableOperator(task_id="reset_table", target_table=target_table).execute(context)
+    [page] = plan_pages(mongo_collection, 5000)
+    armed = tmp_path / "armed"
+    armed.write_text("page_batch_copied 0 0")  # hold after the first batch of 2000
+    monkeypatch.setenv(FAILPOINT_VARIABLE, str(armed))
+    migrate = operator(MigratePageOperator, mongo_collection, target_table, page=page.to_xcom())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        copied = pool.submit(migrate.execute, context)
+        try:
+            wait_for(Path(f"{armed}.held").exists)
+            # What the server does to a cursor left idle for ten minutes.
+            [cursor] = idle_cursors(mongo_collection)
+            mongo_collection.database.command("killCursors", mongo_collection.name, cursors=[cursor])
+        finally:
+            Path(f"{armed}.resume").touch()
+        result = copied.result(timeout=60)
+
+    assert result["documents"] == 5000
+    keys = {key for (key,) in pg_conn.execute(f"SELECT _id FROM {STAGING}.{target_table}")}
+    assert keys == {id_key(n) for n in range(5000)}
+
+
+def idle_cursors(collection) -> list[int]:
+    """The ids of the cursors open on ``collection`` that no operation is using."""
+    operations = collection.database.client.admin.command("currentOp", idleCursors=True)["inprog"]
+    namespace = f"{collection.database.name}.{collection.name}"
+    return [
+        operation.get("cursorId") or operation["cursor"]["cursorId"]  # SecantusDB, MongoDB
+        for operation in operations
+        if operation.get("type") == "idleCursor" and operation.get("ns") == namespace
+    ]
+
+
+def wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.05)
