@@ -222,6 +222,7 @@ def mongo_to_postgres():
         max_active_tis_per_dag=config.CLUSTER_SIZE,
         pool=config.PAGE_POOL,
         map_index_template="{{ page_label }}",
+        start=open_change_stream.output,
         **SOURCE,
         **TARGET,
     ).expand(page=plan_pages.output)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,6 +36,7 @@ from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 from psycopg import Connection
 from pymongo.change_stream import CollectionChangeStream
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
@@ -94,6 +96,25 @@ class Position:
     def __str__(self) -> str:
         time_, inc = self.cluster_time.time, self.cluster_time.inc
         return f"cluster time Timestamp({time_}, {inc}) ({self.wall_time:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC)"
+
+
+@contextmanager
+def reads_from(collection: Collection, position: dict | None) -> Iterator[ClientSession]:
+    """A session whose reads see the source as of ``position`` (a ``Position.to_json()``) or later.
+
+    Its reads carry ``readConcern: {afterClusterTime}``: a secondary (a connection
+    whose ``readPreference`` asks for one) waits until it has applied that point,
+    so it never shows the copy a state older than the change stream's.
+    """
+    with collection.database.client.start_session(causal_consistency=True) as session:
+        read_from(session, position)
+        yield session
+
+
+def read_from(session: ClientSession, position: dict | None) -> None:
+    """Make the session's next reads see the source as of ``position`` or later."""
+    if position:
+        session.advance_operation_time(Position.from_json(position).cluster_time)
 
 
 def open_position(collection: Collection) -> Position | None:

@@ -40,6 +40,8 @@ from mongo_migration.changes import (
     catch_up,
     changed_since,
     open_position,
+    read_from,
+    reads_from,
     why_not_from,
 )
 from mongo_migration.connections import mongo_hook, postgres_connection, transaction
@@ -364,23 +366,29 @@ class MigratePageOperator(_SourceToTargetOperator):
     """Copy one page of the source collection into the staging table (see ``page_copy``).
 
     The page's old rows are deleted and its documents copied in one
-    transaction, so running a page again replaces it exactly.
+    transaction, so running a page again replaces it exactly. It reads the
+    source as of the run's ``start`` or later (``changes.reads_from``), on a
+    secondary too.
     """
 
-    template_fields: Sequence[str] = (*_TARGET_FIELDS, *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = ("start", *_TARGET_FIELDS, *_SOURCE_FIELDS)
 
-    def __init__(self, *, page: dict, **kwargs):
+    def __init__(self, *, page: dict, start: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.page = page
+        self.start = start  # what open_change_stream chose
 
     def execute(self, context: Any) -> dict:
         page = Page.from_xcom(self.page)
         context["page_label"] = page.label()  # the map_index_template in the DAG shows it in the grid
         self.declare_source_inlet()
         started = time.monotonic()
+        position = (self.start or {}).get("position")
         with mongo_hook(self.mongo_conn_id) as mongo, self.target_connection() as conn:
-            batches = read_page(self.source(mongo), page)
-            stats = copy_page(batches, conn, self.target_table, _owner(context), page)
+            source = self.source(mongo)
+            with reads_from(source, position) as session:
+                batches = read_page(source, page, session)
+                stats = copy_page(batches, conn, self.target_table, _owner(context), page)
         seconds = time.monotonic() - started
         self.log.info(
             "Page %s: copied %s documents into the staging table of %s in %.2f s "
@@ -475,13 +483,18 @@ class VerifyMigrationOperator(CatchUpOperator):
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
             with transaction(conn):
-                streaming = target.staging_position(conn, self.target_table) is not None
+                caught_up = target.staging_position(conn, self.target_table)
+            streaming = caught_up is not None
+            with reads_from(source, caught_up) as session:
 
-            def catch_up_again(keys: set[str]) -> set[str]:
-                return self.catch_up(source, conn, owner, keys).touched
+                def catch_up_again(keys: set[str]) -> set[str]:
+                    caught = self.catch_up(source, conn, owner, keys)
+                    read_from(session, caught.position)
+                    return caught.touched
 
-            check = compare_keys(source, conn, self.target_table)
-            check = settle(check, source, conn, self.target_table, catch_up_again if streaming else None)
+                check = compare_keys(source, conn, self.target_table, session)
+                catching_up = catch_up_again if streaming else None
+                check = settle(check, source, conn, self.target_table, catching_up, session)
             with transaction(conn):
                 rows, rejected = target.count_rows(conn, self.target_table)
                 reasons = target.reject_reasons(conn, self.target_table) if rejected else []

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 from psycopg import Connection, Cursor
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import CursorNotFound
 
@@ -61,7 +62,7 @@ class _Laps:
         return elapsed
 
 
-def read_page(source: Collection, page: Page) -> Iterator[bytes]:
+def read_page(source: Collection, page: Page, session: ClientSession | None = None) -> Iterator[bytes]:
     """The page's documents as raw BSON batches in ``_id`` order, as the server sends them.
 
     They are decoded only by ``copy_page``. A cursor the server killed while the
@@ -73,7 +74,10 @@ def read_page(source: Collection, page: Page) -> Iterator[bytes]:
     while True:
         last_batch = None
         try:
-            for last_batch in source.find_raw_batches(query, sort=[("_id", 1)], batch_size=READ_BATCH_SIZE):
+            batches = source.find_raw_batches(
+                query, sort=[("_id", 1)], batch_size=READ_BATCH_SIZE, session=session
+            )
+            for last_batch in batches:
                 yield last_batch
             return
         except CursorNotFound:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from psycopg import Connection
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
 from mongo_migration import target
@@ -39,14 +40,14 @@ class KeyCheck:
     why: str = ""  # why the differences left are real, when some are
 
 
-def compare_keys(source: Collection, conn: Connection, table: str) -> KeyCheck:
+def compare_keys(source: Collection, conn: Connection, table: str, session: ClientSession) -> KeyCheck:
     """Every ``_id`` of the source against the staging tables of ``table``."""
     check = KeyCheck()
     with transaction(conn), conn.cursor() as cursor:
         conn.execute(target.statement("create_source_keys", table))
         with cursor.copy(target.statement("copy_source_keys", table)) as copy:
             for raw_batch in source.find_raw_batches(
-                {}, {"_id": 1}, hint=[("_id", 1)], batch_size=KEYS_PER_READ
+                {}, {"_id": 1}, hint=[("_id", 1)], batch_size=KEYS_PER_READ, session=session
             ):
                 keys = id_keys(raw_batch)
                 check.source += len(keys)
@@ -66,12 +67,13 @@ def settle(
     conn: Connection,
     table: str,
     catch_up: Callable[[set[str]], set[str]] | None,
+    session: ClientSession,
 ) -> KeyCheck:
     """Catch up and re-read the differing keys until none differs, or one differs that no change explains.
 
-    ``catch_up(keys)`` applies the changes since the last catch-up and returns
-    which of ``keys`` they touched; None where the source has no change stream,
-    so a difference stays one.
+    ``catch_up(keys)`` applies the changes since the last catch-up, makes
+    ``session`` read from its point on, and returns which of ``keys`` they
+    touched; None where the source has no change stream, so a difference stays one.
     """
     while check.differences:
         if catch_up is None:
@@ -86,7 +88,7 @@ def settle(
             touched = catch_up(differing)
             unexplained = differing - touched
             if not unexplained:
-                check.differences = _recheck(source, conn, table, touched)
+                check.differences = _recheck(source, conn, table, touched, session)
                 continue
             check.differences = {key: check.differences[key] for key in unexplained}
             check.why = (
@@ -96,13 +98,15 @@ def settle(
     return check
 
 
-def _recheck(source: Collection, conn: Connection, table: str, keys: Iterable[str]) -> dict[str, str]:
+def _recheck(
+    source: Collection, conn: Connection, table: str, keys: Iterable[str], session: ClientSession
+) -> dict[str, str]:
     """Which of ``keys`` the source and the staging tables disagree on, read again now."""
     keys = sorted(keys)
     in_source = set()
     for start in range(0, len(keys), KEYS_PER_READ):
         chunk = [id_value(key) for key in keys[start : start + KEYS_PER_READ]]
-        for raw_batch in source.find_raw_batches({"_id": {"$in": chunk}}, {"_id": 1}):
+        for raw_batch in source.find_raw_batches({"_id": {"$in": chunk}}, {"_id": 1}, session=session):
             in_source.update(id_keys(raw_batch))
     with transaction(conn):
         in_target = target.keys_held(conn, table, keys)

@@ -2,6 +2,7 @@
 
 import collections
 import concurrent.futures
+import os
 import socket
 import subprocess
 import time
@@ -11,8 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from pymongo import monitoring
 
 from mongo_migration import target
+from mongo_migration.changes import Position
 from mongo_migration.documents import id_key
 from mongo_migration.failpoint import FAILPOINT_VARIABLE
 from mongo_migration.operators import (
@@ -47,7 +50,8 @@ def copy(collection, table, context, conn_id="mongo_default", mode="incremental"
     start = operator(OpenChangeStreamOperator, collection, table, conn_id, mode=mode).execute(context)
     if start["mode"] == "full":
         for page in plan_pages(collection, 40):
-            operator(MigratePageOperator, collection, table, conn_id, page=page.to_xcom()).execute(context)
+            page_fields = {"page": page.to_xcom(), "start": start}
+            operator(MigratePageOperator, collection, table, conn_id, **page_fields).execute(context)
     return start
 
 
@@ -274,3 +278,44 @@ def wait_for(condition, timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "never happened"
         time.sleep(0.05)
+
+
+class FindCommands(monitoring.CommandListener):
+    """The find commands clients send to one collection while ``on`` (pymongo's own monitoring)."""
+
+    def __init__(self, collection: str):
+        self.collection, self.on, self.seen = collection, False, []
+
+    def started(self, event):
+        if self.on and event.command_name == "find" and event.command["find"] == self.collection:
+            self.seen.append(event.command)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_pages_and_verify_read_as_of_the_runs_point_so_a_secondary_would_wait_for_it(
+    mongo_collection, target_table, context, monkeypatch
+):
+    uri = os.environ["AIRFLOW_CONN_MONGO_DEFAULT"]
+    monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", f"{uri}&readPreference=secondaryPreferred")
+    finds = FindCommands(mongo_collection.name)
+    monitoring.register(finds)  # for the clients made from now on
+    mongo_collection.insert_many([{"_id": n} for n in range(100)])
+    finds.on = True
+    try:
+        start = copy(mongo_collection, target_table, context)
+        operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+        verify = operator(
+            VerifyMigrationOperator, mongo_collection, target_table, page_results=[], start=start
+        )
+        verify.execute(context)
+    finally:
+        finds.on = False
+
+    point = Position.from_json(start["position"]).cluster_time
+    assert len(finds.seen) >= 4  # three pages and verify's read of every _id
+    assert all(find["readConcern"]["afterClusterTime"] >= point for find in finds.seen)
