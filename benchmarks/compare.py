@@ -185,6 +185,7 @@ def skip_limit_pool(documents: int, items_per_page: int, workers: int, sorted_by
 
 def dag_conf(table: str, items_per_page: int) -> dict:
     return {
+        "mode": "full",  # the whole collection, as the other methods copy it
         "seed_users": 0,
         "items_per_page": items_per_page,
         "mongo_database": DATABASE,

@@ -3,6 +3,7 @@
 #   scripts/benchmark.sh [--documents 100000] [--workers 4] [--skip-airflow]   every method side by side
 #   scripts/benchmark.sh write-path [--documents 1000000]                     conversion + COPY vs pre-encoded COPY
 #   scripts/benchmark.sh publish [--rows 1000000]                              publish in place vs the old swap
+#   scripts/benchmark.sh incremental [--documents 100000]                      1 % changed: incremental vs full run
 # Results go to benchmarks/results/.
 set -euo pipefail
 
@@ -14,6 +15,10 @@ eval "$(bash scripts/stack.sh start)"
 if [ "${1:-}" = write-path ]; then
   shift
   exec .venv/bin/python benchmarks/write_path.py "$@"
+fi
+if [ "${1:-}" = incremental ]; then
+  shift
+  exec .venv/bin/python benchmarks/incremental.py "$@"
 fi
 if [ "${1:-}" = publish ]; then
   shift

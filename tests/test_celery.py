@@ -20,6 +20,7 @@ from tests.conftest import local_airflow
 from tests.staging import drop_tables
 
 CONF = {
+    "mode": "full",  # pages on the Celery worker, whatever an earlier test session left
     "seed_users": 3000,
     "items_per_page": 1000,
     "mongo_database": "tests",

@@ -31,6 +31,7 @@ from tests.writer import old_object_id, published_and_expected, writing
 
 TABLE = "fault_users"
 CONF = {
+    "mode": "full",  # every run copies page by page, where the faults strike
     "seed_users": 0,
     "items_per_page": 4000,
     "mongo_database": "tests",
