@@ -42,7 +42,8 @@ RUN_TIMEOUT = dt.timedelta(hours=12)
 TASK_TIMEOUTS = {
     "reset_table": dt.timedelta(minutes=15),  # waits for the table's load lock a minute per try
     "seed_users": dt.timedelta(hours=2),  # only where seeding is allowed; a million users take minutes
-    "open_change_stream": dt.timedelta(minutes=15),  # opens the stream, writes where it starts
+    # Opens the stream; an incremental run also copies the live tables into the staging ones.
+    "open_change_stream": dt.timedelta(hours=2),
     "plan_pages": dt.timedelta(hours=1),  # one ordered _id scan and three counts
     "migrate_page": dt.timedelta(minutes=30),  # one page of at most 100,000 documents
     "catch_up": dt.timedelta(hours=2),  # the changes made while the pages ran, a batch per transaction

@@ -1,8 +1,9 @@
--- A fingerprint of the live table's rows: their number and the sum of the hashes
--- of every column but the page (which records where a row was read, not what it
--- holds). publish records it; an incremental run finds the same one unless
--- someone else changed the rows since.
-SELECT count(*) || ':' || coalesce(sum(('x' || left(md5(
-           (_id, username, email, age, created_at, document)::text
-       ), 16))::bit(64)::bigint), 0)
-FROM {live};
+-- A fingerprint of a table's rows ({rows}) and rejects ({rejects}): their numbers
+-- and the sums of the hashes of every column but the page (which records where a
+-- row was read, not what it holds). publish records the staging tables' as the
+-- live tables'; an incremental run finds the same unless someone else changed them.
+SELECT (SELECT count(*) || ':' || coalesce(sum(('x' || left(md5(({content})::text), 16))::bit(64)::bigint), 0)
+        FROM {rows})
+       || '/' ||
+       (SELECT count(*) || ':' || coalesce(sum(('x' || left(md5((_id, reason, document)::text), 16))::bit(64)::bigint), 0)
+        FROM {rejects});

@@ -42,7 +42,7 @@ from pymongo.errors import OperationFailure
 
 from mongo_migration import target
 from mongo_migration.connections import transaction
-from mongo_migration.documents import CODEC_OPTIONS, copy_rows, id_key
+from mongo_migration.documents import copy_rows, readable_id_key
 from mongo_migration.target import Owner
 
 CHANGES_PER_BATCH = 1000  # changes applied in one transaction
@@ -150,20 +150,22 @@ def read_changes(
 ) -> Iterator[ChangeBatch]:
     """The changes after ``since`` in batches of ``CHANGES_PER_BATCH``, until the stream is read to its end.
 
-    A stream that never falls quiet is read for ``grace_seconds`` after the
-    changes made before this call, then left: its last batch ends the read.
+    The last batch is ``quiet`` (nothing more to read), even without changes:
+    its position keeps the point of the last change and takes the stream's
+    newest resume token, so a collection that does not change keeps a point
+    its oplog still holds. A stream that never falls quiet is read for
+    ``grace_seconds`` after the changes made before this call, then left.
     """
     started = _cluster_time_now(collection)
     deadline = None
     try:
         with _watch(collection, since) as stream:
             while True:
-                batch = _next_batch(stream, since.collection)
-                if batch is None:
-                    return
+                batch = _next_batch(stream, since)
                 yield batch
                 if batch.quiet:
                     return
+                since = batch.position
                 if deadline is None and batch.position.cluster_time >= started:
                     deadline = time.monotonic() + grace_seconds
                 if deadline is not None and time.monotonic() > deadline:
@@ -197,8 +199,8 @@ def collection_uuid(collection: Collection) -> str | None:
     return None if uuid is None else uuid.as_uuid().hex
 
 
-def _next_batch(stream: CollectionChangeStream, collection: str | None) -> ChangeBatch | None:
-    """Up to ``CHANGES_PER_BATCH`` changes; None when none is left."""
+def _next_batch(stream: CollectionChangeStream, since: Position) -> ChangeBatch:
+    """Up to ``CHANGES_PER_BATCH`` changes after ``since`` (none when none is left)."""
     latest: dict[str, bytes | None] = {}  # the current BSON of each _id changed; None: deleted
     changes = 0
     last = None
@@ -213,7 +215,7 @@ def _next_batch(stream: CollectionChangeStream, collection: str | None) -> Chang
         kind = event["operationType"]
         if kind in _ID_CHANGES:
             document = event.get("fullDocument")  # None after a delete, or when deleted since the change
-            key = id_key(bson.decode(event["documentKey"].raw, CODEC_OPTIONS)["_id"])
+            key = readable_id_key(event["documentKey"].raw) or ""
             latest.pop(key, None)  # keep the _id's place at its last change
             latest[key] = document.raw if document is not None else None
         elif kind in ("drop", "rename", "dropDatabase", "invalidate"):
@@ -221,8 +223,6 @@ def _next_batch(stream: CollectionChangeStream, collection: str | None) -> Chang
                 f"the collection was changed by '{kind}' at cluster time {event['clusterTime']}: "
                 "the change stream ends there"
             )
-    if last is None:
-        return None
     return ChangeBatch(
         keys=list(latest),
         documents=b"".join(raw for raw in latest.values() if raw is not None),
@@ -230,9 +230,9 @@ def _next_batch(stream: CollectionChangeStream, collection: str | None) -> Chang
         quiet=quiet,
         position=Position(
             resume_token=_plain(stream.resume_token),
-            cluster_time=last["clusterTime"],
-            wall_time=_wall_time(last),
-            collection=collection,
+            cluster_time=since.cluster_time if last is None else last["clusterTime"],
+            wall_time=since.wall_time if last is None else _wall_time(last),
+            collection=since.collection,
         ),
     )
 
@@ -288,7 +288,7 @@ def catch_up(
     watched = set(watched)
     for batch in read_changes(collection, Position.from_json(start)):
         rows = copy_rows(batch.documents, target.CAUGHT_UP_PAGE)
-        position = batch.position.to_json()
+        position = {**batch.position.to_json(), "quiet": batch.quiet}
         target.apply_changes(conn, table, owner, batch.keys, rows.rows, rows.rejects, position)
         result.position = position
         result.changes += batch.changes
@@ -298,6 +298,18 @@ def catch_up(
         result.quiet = batch.quiet
         result.touched.update(watched.intersection(batch.keys))
     return result
+
+
+def consistency(position: dict | None) -> str:
+    """What a copy at ``position`` (a stored position) is consistent with, for people."""
+    if position is None:
+        return "not guaranteed: the source has no change stream (a standalone mongod?)"
+    if position.get("quiet") is False:
+        return (
+            f"as of {Position.from_json(position)}, but for documents changed after it while the source "
+            "never fell quiet: those may show a later version"
+        )
+    return f"as of {Position.from_json(position)}"
 
 
 def changed_since(collection: Collection, position: Position) -> bool:

@@ -100,7 +100,7 @@ def _copy_rows(raw_batch: bytes, end_of_row: str) -> Batch:
     for number, document in enumerate(decoded):
         try:
             if isinstance(document, InvalidBSON):
-                key = _readable_id_key(raw_documents[number])
+                key = readable_id_key(raw_documents[number])
                 raise RejectedDocument(f"does not decode as BSON: {document}")
             key = id_key(document["_id"])
             lines.append(copy_row(document, key) + end_of_row)
@@ -133,7 +133,7 @@ def last_id(raw_batch: bytes):
     return bson.decode(last, _LENIENT_CODEC_OPTIONS)["_id"]
 
 
-def _readable_id_key(raw: bytes) -> str | None:
+def readable_id_key(raw: bytes) -> str | None:
     """The _id key of a document that does not decode as it is, reading broken text leniently."""
     try:
         return id_key(bson.decode(raw, _LENIENT_CODEC_OPTIONS)["_id"])
@@ -196,7 +196,7 @@ def id_keys(raw_batch: bytes) -> list[str]:
     try:
         return [id_key(document["_id"]) for document in bson.decode_all(raw_batch, CODEC_OPTIONS)]
     except InvalidBSON:
-        return [_readable_id_key(raw) or "" for raw in split_documents(raw_batch)]
+        return [readable_id_key(raw) or "" for raw in split_documents(raw_batch)]
 
 
 def to_extended_json(document: dict) -> str:

@@ -28,6 +28,7 @@ from airflow.providers.postgres.assets.postgres import create_asset as postgres_
 from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
 from include import config
@@ -39,6 +40,7 @@ from mongo_migration.changes import (
     StreamInvalidated,
     catch_up,
     changed_since,
+    consistency,
     open_position,
     read_from,
     reads_from,
@@ -224,16 +226,18 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
     def execute(self, context: Any) -> dict:
         self.declare_source_inlet()
         owner = _owner(context)
+        table, schema = self.target_table, self.target_schema
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
-            published, reason = self.why_full(source, conn)
-            if reason is None:
-                start = published
-                target.copy_live_in(conn, self.target_table, self.target_schema, owner, start)
-            else:
+            (start, fingerprint), reason = self.why_full(source, conn)
+            if reason is None and not target.copy_live_in(conn, table, schema, owner, start, fingerprint):
+                reason = (
+                    f"{schema}.{table} or its rejects table was changed by someone else since its publish"
+                )
+            if reason is not None:
                 position = open_position(source)
                 start = position.to_json() if position else None
-                target.record_start(conn, self.target_table, owner, start)
+                target.record_start(conn, table, owner, start)
         if reason is None:
             self.log.info(
                 "Incremental: the changes of %s since %s, the point %s.%s was published as of",
@@ -242,8 +246,12 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
                 self.target_schema,
                 self.target_table,
             )
-        else:
+        elif str(self.mode) == "full":
             self.log.info("A full copy of %s: %s", self.source_name(), reason)
+        else:
+            self.log.warning(
+                "A full copy of %s instead of an incremental one: %s", self.source_name(), reason
+            )
         if start is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
         elif reason is not None:
@@ -252,24 +260,22 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
             )
         return {"mode": "full" if reason else "incremental", "reason": reason, "position": start}
 
-    def why_full(self, source: Collection, conn: Connection) -> tuple[dict | None, str | None]:
-        """The point the live table was published as of, and why the run cannot start there (None: it can)."""
-        live = f"{self.target_schema}.{self.target_table}"
+    def why_full(
+        self, source: Collection, conn: Connection
+    ) -> tuple[tuple[dict | None, str | None], str | None]:
+        """The point and fingerprint the live tables were published with, and why the run cannot start
+        there without looking at the tables (None: it can)."""
+        nothing = (None, None)
         if str(self.mode) == "full":
-            return None, "the Param mode asks for one"
+            return nothing, "the Param mode asks for one"
         published = target.published_state(conn, self.target_table, self.target_schema)
         if published is None or published[0] is None:
+            live = f"{self.target_schema}.{self.target_table}"
             return (
-                None,
+                nothing,
                 f"{live} has no published point to start from (no publish of this DAG with a change stream)",
             )
-        position, fingerprint = published
-        if target.live_fingerprint(conn, self.target_table, self.target_schema) != fingerprint:
-            return (
-                None,
-                f"{live} (or its rejects table) was changed or replaced by someone else since its publish",
-            )
-        return position, why_not_from(source, Position.from_json(position))
+        return published, why_not_from(source, Position.from_json(published[0]))
 
 
 STILL_CHANGING = (
@@ -317,11 +323,12 @@ class PlanPagesOperator(_SourceOperator):
                     f"Collection {self.mongo_collection!r} does not exist in MongoDB database "
                     f"{self.mongo_database!r} (connection {self.mongo_conn_id!r})"
                 )
-            before = count_all(source)
-            pages = plan_pages(source, int(self.items_per_page))  # a Param rendered into a template is text
-            planned = sum(page.planned_documents for page in pages)
-            in_ranges = source.count_documents(planned_range_filter(pages))
-            after = count_all(source)
+            with reads_from(source, stream_start) as session:  # on a secondary: as of the start or later
+                before = count_all(source, session)
+                pages = plan_pages(source, int(self.items_per_page), session)  # a Param rendered as text
+                planned = sum(page.planned_documents for page in pages)
+                in_ranges = source.count_documents(planned_range_filter(pages), session=session)
+                after = count_all(source, session)
             counts = (
                 f"{before} documents before the plan's scan and {after} after it, which saw {planned}; "
                 f"its _id ranges now match {in_ranges}"
@@ -345,9 +352,9 @@ class PlanPagesOperator(_SourceOperator):
         return [page.to_xcom() for page in pages]
 
 
-def count_all(source: Collection) -> int:
+def count_all(source: Collection, session: ClientSession) -> int:
     """The collection's documents, counted on its ``_id`` index (a covered count on MongoDB)."""
-    return source.count_documents({}, hint=[("_id", 1)])
+    return source.count_documents({}, hint=[("_id", 1)], session=session)
 
 
 def _pages_matching_otherwise(source: Collection, pages: list[Page], most: int = 10) -> list[str]:
@@ -423,7 +430,7 @@ class CatchUpOperator(_SourceToTargetOperator):
         self.declare_source_inlet()
         started = time.monotonic()
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
-            result = self.catch_up(self.source(hook), conn, _owner(context))
+            result = self.catch_up_or_fail(self.source(hook), conn, _owner(context))
         if result.position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
         else:
@@ -448,7 +455,9 @@ class CatchUpOperator(_SourceToTargetOperator):
             "quiet": result.quiet,
         }
 
-    def catch_up(self, source: Collection, conn: Connection, owner: Owner, watched: set[str] = frozenset()):
+    def catch_up_or_fail(
+        self, source: Collection, conn: Connection, owner: Owner, watched: set[str] = frozenset()
+    ):
         """``changes.catch_up``, its lost history or invalidated stream failing the run by name."""
         try:
             return catch_up(source, conn, self.target_table, owner, watched)
@@ -488,7 +497,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             with reads_from(source, caught_up) as session:
 
                 def catch_up_again(keys: set[str]) -> set[str]:
-                    caught = self.catch_up(source, conn, owner, keys)
+                    caught = self.catch_up_or_fail(source, conn, owner, keys)
                     read_from(session, caught.position)
                     return caught.touched
 
@@ -519,11 +528,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             )
         if position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
-        point = (
-            f"as of {Position.from_json(position)}"
-            if position
-            else "not guaranteed: the source has no change stream (a standalone mongod?)"
-        )
+        point = consistency(position)
         self.log.info(
             "Verified: the target holds every _id of the source, %s as rejects; consistent with it %s",
             rejected,

@@ -37,6 +37,7 @@ from bson.min_key import MinKey
 from bson.objectid import ObjectId
 from bson.regex import Regex
 from bson.timestamp import Timestamp
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
 _EXTENDED_JSON = json_util.CANONICAL_JSON_OPTIONS
@@ -158,12 +159,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def plan_pages(collection: Collection, items_per_page: int) -> list[Page]:
-    """Cut the collection into pages from one ordered scan of its ``_id`` values."""
+def plan_pages(
+    collection: Collection, items_per_page: int, session: ClientSession | None = None
+) -> list[Page]:
+    """Cut the collection into pages from one ordered scan of its ``_id`` values (in ``session``)."""
     if items_per_page < 1:
         raise ValueError(f"items_per_page must be at least 1, got {items_per_page}")
     runs: list[list] = []  # [first _id, last _id, documents] of each page, in _id order
-    for document in collection.find({}, {"_id": 1}, sort=[("_id", 1)]):
+    for document in collection.find({}, {"_id": 1}, sort=[("_id", 1)], session=session):
         value = document["_id"]
         if runs and runs[-1][2] < items_per_page and comparison_group(value) == comparison_group(runs[-1][0]):
             runs[-1][1] = value

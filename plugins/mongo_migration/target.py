@@ -80,6 +80,7 @@ def statement(name: str, table: str, schema: str = "public", **values: sql.Compo
         positions=sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
         table_name=sql.Literal(table),
         columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+        content=sql.SQL(", ").join(sql.Identifier(column) for column in COLUMNS if column != "page"),
         **values,
     )
 
@@ -249,6 +250,7 @@ def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guard
         rows, rejects = count_rows(conn, table)
         live_rows = _count_live(conn, table, schema) if live_exists else None
         _check_guards(guards, rows, rejects, live_rows, f"{schema}.{table}")
+        fingerprint = _fingerprint(conn, table)  # the staging tables', which the live tables take
         result = {"rows": rows, "rejects": rejects, "live_rows_before": live_rows}
         if live_exists:
             result |= {
@@ -271,7 +273,6 @@ def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guard
         result["position"] = position
         _set_comment(conn, table, schema, owner, position)
         conn.execute(statement("finish_publish", table, schema))
-        (fingerprint,) = conn.execute(statement("fingerprint", table, schema)).fetchone()
         conn.execute(
             statement("record_published", table),
             {
@@ -304,6 +305,8 @@ def _set_comment(conn: Connection, table: str, schema: str, owner: Owner, positi
         if position
         else "copied without a change stream: no consistent point is known"
     )
+    if position and position.get("quiet") is False:
+        point += ", but for rows changed after it while the source never fell quiet (maybe newer)"
     line = f"{COMMENT_MARK} published by {owner}; {point}"
     conn.execute(statement("set_table_comment", table, schema, comment=sql.Literal("\n".join([*kept, line]))))
 
@@ -368,10 +371,14 @@ def reject_reasons(conn: Connection, table: str) -> list[tuple[str, int]]:
 
 
 def record_start(conn: Connection, table: str, owner: Owner, position: dict | None) -> None:
-    """Record where the owner's change stream starts (None: the source has none), under the load lock."""
+    """Empty the owner's staging tables and record where its change stream starts (None: nowhere).
+
+    Emptied, since an earlier try of the same run may have filled them (``copy_live_in``).
+    """
     with transaction(conn):
         _lock(conn, table, shared=True)
         _check_owner(conn, table, owner)
+        conn.execute(statement("truncate_staging", table))
         save_position(conn, table, position)
 
 
@@ -382,21 +389,37 @@ def published_state(conn: Connection, table: str, schema: str) -> tuple[dict | N
         return conn.execute(statement("published_state", table), names).fetchone()
 
 
-def live_fingerprint(conn: Connection, table: str, schema: str) -> str | None:
-    """The fingerprint of the live table's rows now; None when it or its rejects table does not exist."""
-    with transaction(conn):
-        if not all(conn.execute(statement("live_exists", table), _live_names(table, schema)).fetchone()):
-            return None
-        return conn.execute(statement("fingerprint", table, schema)).fetchone()[0]
+def copy_live_in(
+    conn: Connection, table: str, schema: str, owner: Owner, position: dict, fingerprint: str | None
+) -> bool:
+    """Fill the owner's staging tables with the live ones, which are consistent with ``position``.
 
-
-def copy_live_in(conn: Connection, table: str, schema: str, owner: Owner, position: dict) -> None:
-    """Fill the owner's staging tables with the live ones, which are consistent with ``position``."""
+    Only if the live tables still have the ``fingerprint`` their last publish
+    recorded, read in the same snapshot as the copy; False (nothing copied) when
+    someone else changed or replaced them since, or one is gone.
+    """
     with transaction(conn):
+        conn.execute(statement("repeatable_read", table))
         _lock(conn, table, shared=True)
         _check_owner(conn, table, owner)
+        conn.execute(statement("truncate_staging", table))
+        if not all(conn.execute(statement("live_exists", table), _live_names(table, schema)).fetchone()):
+            return False
+        if _fingerprint(conn, table, schema) != fingerprint:
+            return False
         conn.execute(statement("copy_live_in", table, schema))
         save_position(conn, table, position)
+    return True
+
+
+def _fingerprint(conn: Connection, table: str, schema: str | None = None) -> str:
+    """The fingerprint of the live tables, or of the staging tables when ``schema`` is None."""
+    names = (schema, table) if schema else (STAGING_SCHEMA, table)
+    relations = {
+        "rows": sql.Identifier(*names),
+        "rejects": sql.Identifier(names[0], f"{table}_rejects"),
+    }
+    return conn.execute(statement("fingerprint", table, **relations)).fetchone()[0]
 
 
 def save_position(conn: Connection, table: str, position: dict | None) -> None:

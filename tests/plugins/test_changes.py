@@ -96,9 +96,7 @@ def test_catching_up_from_the_same_point_twice_leaves_the_rows_of_the_source_now
 
     first = catch_up.execute(context)
     after_first = rows(pg_conn, target_table)
-    target.record_start(
-        pg_conn, target_table, catch_up_owner(context), start["position"]
-    )  # back to the start
+    target.save_position(pg_conn, target_table, start["position"])  # back to the start
     second = catch_up.execute(context)
 
     assert (first["changes"], first["documents"]) == (7, 5)
@@ -107,10 +105,6 @@ def test_catching_up_from_the_same_point_twice_leaves_the_rows_of_the_source_now
     assert set(after_first) == {id_key(document["_id"]) for document in mongo_collection.find()}
     assert '"v": "new"' in after_first[id_key(1000)] and '"w": 2' in after_first[id_key(2)]
     assert id_key(4) not in after_first
-
-
-def catch_up_owner(context):
-    return target.Owner(context["dag_run"].dag_id, context["dag_run"].run_id)
 
 
 def test_a_collection_dropped_during_the_run_fails_the_catch_up_naming_the_drop(
@@ -218,8 +212,11 @@ def test_an_incremental_run_copies_in_full_naming_why_when_it_cannot_start_from_
 
     assert why(mode="full") == "the Param mode asks for one"
     pg_conn.execute(f"UPDATE {target_table} SET username = 'edited by hand' WHERE _id = %s", [id_key(3)])
-    assert "was changed or replaced by someone else" in why()
+    assert "or its rejects table was changed by someone else since its publish" in why()
     publish_run(mongo_collection, target_table, next_run(context), mode="full")  # the point is good again
+    pg_conn.execute(f"INSERT INTO {target_table}_rejects VALUES ('x', 'set aside by hand', '', 0)")
+    assert "or its rejects table was changed by someone else since its publish" in why()
+    publish_run(mongo_collection, target_table, next_run(context), mode="full")
     mongo_collection.drop()
     mongo_collection.insert_many([{"_id": n} for n in range(10)])
     assert "the collection is not the one that point was taken on" in why()
@@ -319,3 +316,18 @@ def test_pages_and_verify_read_as_of_the_runs_point_so_a_secondary_would_wait_fo
     point = Position.from_json(start["position"]).cluster_time
     assert len(finds.seen) >= 4  # three pages and verify's read of every _id
     assert all(find["readConcern"]["afterClusterTime"] >= point for find in finds.seen)
+
+
+def test_open_change_stream_tried_again_leaves_the_staging_tables_as_one_try_would(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    publish_run(mongo_collection, target_table, context)
+    run = next_run(context)
+    ResetTableOperator(task_id="reset_table", target_table=target_table).execute(run)
+    opener = operator(OpenChangeStreamOperator, mongo_collection, target_table)
+
+    tries = [opener.execute(run), opener.execute(run)]  # the second as a retry of the first
+
+    assert [started["mode"] for started in tries] == ["incremental", "incremental"]
+    assert len(rows(pg_conn, target_table)) == 10

@@ -58,7 +58,7 @@ def test_a_batch_of_changes_replaces_its_documents_and_moves_the_position_in_one
     pg_conn, target_table
 ):
     load(pg_conn, target_table)  # user 1 a row, user 2 a reject
-    target.record_start(pg_conn, target_table, RUN, {"at": "start"})
+    target.save_position(pg_conn, target_table, {"at": "start"})
     now = copy_rows(bson.encode({"_id": 2, "username": "clean now"}), target.CAUGHT_UP_PAGE)
     keys = [id_key(1), id_key(2)]  # user 1 deleted, user 2 written as it is now
 
