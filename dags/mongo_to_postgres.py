@@ -171,6 +171,14 @@ TARGET = {
             description="Let publish empty a live table that holds rows (refused otherwise).",
             section="Publish",
         ),
+        "verify_content": Param(
+            False,
+            type="boolean",
+            title="Verify every document's content",
+            description="verify reads every document of the source again and compares it with its row, "
+            "not only every _id: a second full read of the collection, for a run that must prove it.",
+            section="Publish",
+        ),
         "publish_unverified": Param(
             False,
             type="boolean",
@@ -237,6 +245,7 @@ def mongo_to_postgres():
         task_id="verify",
         page_results=migrate_page.output,
         start=open_change_stream.output,
+        content="{{ params.verify_content }}",
         trigger_rule="none_failed",  # likewise
         execution_timeout=timeout["verify"],
         **SOURCE,

@@ -206,9 +206,12 @@ def test_a_source_gone_mid_page_fails_the_try_naming_the_connection_and_the_retr
     held = Held(api, page=2, documents=2000)  # half of the page read, its cursor open
 
     stack("stop-mongo")
-    held.resume()
-    wait_for(lambda: held.page_instance()["state"] == "up_for_retry", "the page did not fail its first try")
-    stack("start")
+    try:
+        held.resume()
+        failed_once = lambda: held.task_instance()["state"] == "up_for_retry"  # noqa: E731
+        wait_for(failed_once, "the page did not fail its first try")
+    finally:
+        stack("start")  # for the tests after this one, whatever happened
     run = held.finish()
 
     assert run["state"] == "success"

@@ -53,7 +53,7 @@ from mongo_migration.pages import Page, plan_pages, planned_range_filter
 from mongo_migration.report import markdown_report, summarize, summary_line
 from mongo_migration.target import Owner
 from mongo_migration.users import seed_users
-from mongo_migration.verification import compare_keys, settle
+from mongo_migration.verification import compare, settle
 
 ASSET_ALIAS = "mongo_to_postgres_target"  # publish names the table it replaced in an event of this alias
 _SOURCE_FIELDS = ("mongo_database", "mongo_collection")
@@ -477,12 +477,15 @@ class VerifyMigrationOperator(CatchUpOperator):
     ``_id`` values, and so does an ``_id`` held twice.
     """
 
-    template_fields: Sequence[str] = ("page_results", "start", *_TARGET_FIELDS, *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = ("page_results", "start", "content", *_TARGET_FIELDS, *_SOURCE_FIELDS)
 
-    def __init__(self, *, page_results: list[dict], start: dict | None = None, **kwargs):
+    def __init__(
+        self, *, page_results: list[dict], start: dict | None = None, content: bool | str = False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.page_results = page_results
         self.start = start or {"mode": "full", "reason": None}  # what open_change_stream chose
+        self.content = content  # compare every document's content too, not only its _id
 
     def execute(self, context: Any) -> dict:
         # A slice fetches every page's result in one request, not one request per page.
@@ -501,9 +504,10 @@ class VerifyMigrationOperator(CatchUpOperator):
                     read_from(session, caught.position)
                     return caught.touched
 
-                check = compare_keys(source, conn, self.target_table, session)
+                content = _flag(self.content)
+                check = compare(source, conn, self.target_table, session, content)
                 catching_up = catch_up_again if streaming else None
-                check = settle(check, source, conn, self.target_table, catching_up, session)
+                check = settle(check, source, conn, self.target_table, catching_up, session, content)
             with transaction(conn):
                 rows, rejected = target.count_rows(conn, self.target_table)
                 reasons = target.reject_reasons(conn, self.target_table) if rejected else []
@@ -538,7 +542,9 @@ class VerifyMigrationOperator(CatchUpOperator):
         summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
         line = summary_line(summary)
         mode, reason = self.start["mode"], self.start["reason"]
-        copy = f"{mode}: {reason}" if reason else mode
+        copy = (f"{mode}: {reason}" if reason else mode) + (
+            "; verified: every document's _id and content" if content else "; verified: every _id"
+        )
         report = markdown_report(
             summary, self.source_name(), f"{self.target_schema}.{self.target_table}", rows, copy, point
         )
@@ -560,13 +566,13 @@ class VerifyMigrationOperator(CatchUpOperator):
 
 def _differences(differences: dict[str, str]) -> str:
     """The differing ``_id`` values, by kind, ten of each at most."""
-    missing = sorted(key for key, kind in differences.items() if kind == "missing")
-    unknown = sorted(key for key, kind in differences.items() if kind == "unknown")
-    return "; ".join(
-        f"{len(keys)} _id {what}: {keys[:10]}"
-        for keys, what in ((missing, "missing in the target"), (unknown, "not in the source"))
-        if keys
-    )
+    kinds = {
+        "missing": "missing in the target",
+        "unknown": "not in the source",
+        "changed": "of another content",
+    }
+    by_kind = {kind: sorted(key for key, found in differences.items() if found == kind) for kind in kinds}
+    return "; ".join(f"{len(keys)} _id {kinds[kind]}: {keys[:10]}" for kind, keys in by_kind.items() if keys)
 
 
 class PublishOperator(_SourceToTargetOperator):

@@ -458,8 +458,3 @@ def apply_changes(
                 copy.write_row((reject.key, reject.reason, reject.raw, CAUGHT_UP_PAGE))
         save_position(conn, table, position)
         failpoint("catch_up_batch_applied", documents=len(keys))
-
-
-def keys_held(conn: Connection, table: str, keys: list[str]) -> set[str]:
-    """Those of ``keys`` the staging tables hold, as rows or rejects."""
-    return {key for (key,) in conn.execute(statement("keys_held", table), {"keys": keys})}

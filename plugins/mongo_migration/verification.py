@@ -3,11 +3,14 @@
 The source's ``_id`` keys (a covered query on the ``_id`` index of a real
 MongoDB) stream into a temporary table beside the staging tables, and one
 query finds the keys the copy misses and the keys it holds that the source
-does not. On a source that keeps changing, a key can differ only because it
-changed after the catch-up's point: then the stream holds that change. So
-each round catches up again and re-reads the differing keys: a key that
-still differs though no change touched it since the last round is a real
-loss, and fails the run by name.
+does not. With ``content``, the source's whole documents are read again and
+converted as the pages convert them, and the query also finds the rows whose
+columns or document differ (rejects are compared by ``_id`` only). On a source
+that keeps changing, a document can differ only because it changed after the
+catch-up's point: then the stream holds that change. So each round catches up
+again and re-reads the differing documents: one that still differs though no
+change touched it since the last round is a real difference, and fails the
+run by name.
 """
 
 from __future__ import annotations
@@ -21,44 +24,36 @@ from pymongo.collection import Collection
 
 from mongo_migration import target
 from mongo_migration.connections import transaction
-from mongo_migration.documents import id_keys, id_value
+from mongo_migration.documents import copy_rows, id_keys, id_value
 
 KEYS_PER_READ = 10_000
 # Differences verify keeps to settle (100 MB or so of _id keys): the inserts and deletes made
 # while every _id is read again, on a busy source, all differ until the next round.
 MOST_DIFFERENCES = 1_000_000
-ROUNDS = 10  # catch-up rounds for keys that keep changing
+ROUNDS = 10  # catch-up rounds for documents that keep changing
 
 
 @dataclass
 class KeyCheck:
-    """What the source and the staging tables hold, key by key."""
+    """What the source and the staging tables hold, document by document."""
 
-    source: int = 0  # keys read from the source
+    source: int = 0  # documents read from the source
     target: int = 0  # rows and rejects of the staging tables
-    differences: dict[str, str] = field(default_factory=dict)  # key: "missing" or "unknown"
+    differences: dict[str, str] = field(default_factory=dict)  # key: "missing", "unknown" or "changed"
     duplicates: list[tuple[str, int]] = field(default_factory=list)  # keys the target holds twice or more
     rounds: int = 0  # catch-up rounds it took to settle the differences
     why: str = ""  # why the differences left are real, when some are
 
 
-def compare_keys(source: Collection, conn: Connection, table: str, session: ClientSession) -> KeyCheck:
-    """Every ``_id`` of the source against the staging tables of ``table``."""
+def compare(
+    source: Collection, conn: Connection, table: str, session: ClientSession, content: bool
+) -> KeyCheck:
+    """Every document of the source against the staging tables of ``table``: its ``_id``, or all of it."""
     check = KeyCheck()
-    with transaction(conn), conn.cursor() as cursor:
-        conn.execute(target.statement("create_source_keys", table))
-        with cursor.copy(target.statement("copy_source_keys", table)) as copy:
-            for raw_batch in source.find_raw_batches(
-                {}, {"_id": 1}, hint=[("_id", 1)], batch_size=KEYS_PER_READ, session=session
-            ):
-                keys = id_keys(raw_batch)
-                check.source += len(keys)
-                for key in keys:
-                    copy.write_row((key,))
+    with transaction(conn):
+        check.source, check.differences = _differences(source, conn, table, session, content, {})
         rows, rejects = target.count_rows(conn, table)
         check.target = rows + rejects
-        differences = conn.execute(target.statement("key_differences", table), {"most": MOST_DIFFERENCES + 1})
-        check.differences = dict(differences.fetchall())
         check.duplicates = conn.execute(target.statement("duplicate_keys", table)).fetchall()
     return check
 
@@ -70,8 +65,9 @@ def settle(
     table: str,
     catch_up: Callable[[set[str]], set[str]] | None,
     session: ClientSession,
+    content: bool,
 ) -> KeyCheck:
-    """Catch up and re-read the differing keys until none differs, or one differs that no change explains.
+    """Catch up and re-read the differing documents until none differs, or one that no change explains does.
 
     ``catch_up(keys)`` applies the changes since the last catch-up, makes
     ``session`` read from its point on, and returns which of ``keys`` they
@@ -90,7 +86,7 @@ def settle(
             touched = catch_up(differing)
             unexplained = differing - touched
             if not unexplained:
-                check.differences = _recheck(source, conn, table, touched, session)
+                check.differences = _recheck(source, conn, table, touched, session, content)
                 continue
             check.differences = {key: check.differences[key] for key in unexplained}
             check.why = (
@@ -101,19 +97,53 @@ def settle(
 
 
 def _recheck(
-    source: Collection, conn: Connection, table: str, keys: Iterable[str], session: ClientSession
+    source: Collection,
+    conn: Connection,
+    table: str,
+    keys: Iterable[str],
+    session: ClientSession,
+    content: bool,
 ) -> dict[str, str]:
     """Which of ``keys`` the source and the staging tables disagree on, read again now."""
     keys = sorted(keys)
-    in_source = set()
-    for start in range(0, len(keys), KEYS_PER_READ):
-        chunk = [id_value(key) for key in keys[start : start + KEYS_PER_READ]]
-        for raw_batch in source.find_raw_batches({"_id": {"$in": chunk}}, {"_id": 1}, session=session):
-            in_source.update(id_keys(raw_batch))
+    query = {"_id": {"$in": [id_value(key) for key in keys]}}
     with transaction(conn):
-        in_target = target.keys_held(conn, table, keys)
-    return {
-        key: "missing" if key in in_source else "unknown"
-        for key in keys
-        if (key in in_source) != (key in in_target)
-    }
+        return _differences(source, conn, table, session, content, query, keys)[1]
+
+
+def _differences(
+    source: Collection,
+    conn: Connection,
+    table: str,
+    session: ClientSession,
+    content: bool,
+    query: dict,
+    keys: list[str] | None = None,
+) -> tuple[int, dict[str, str]]:
+    """In the caller's transaction: the documents ``query`` matches in the source, and how the staging
+    tables differ from them (only at ``keys``, when given)."""
+    if content:
+        batches = source.find_raw_batches(query, batch_size=KEYS_PER_READ, session=session)
+    else:  # a covered query on the _id index
+        batches = source.find_raw_batches(
+            query, {"_id": 1}, hint=[("_id", 1)], batch_size=KEYS_PER_READ, session=session
+        )
+    read = 0
+    conn.execute(target.statement("create_source_rows", table))
+    with conn.cursor() as cursor, cursor.copy(target.statement("copy_source_rows", table)) as copy:
+        for raw_batch in batches:
+            if content:
+                rows = copy_rows(raw_batch, 0)
+                copy.write(rows.rows)
+                for reject in rows.rejects:  # compared by _id only
+                    copy.write_row((reject.key or "",) + (None,) * 6)
+                read += rows.documents
+            else:
+                for key in id_keys(raw_batch):
+                    copy.write_row((key,) + (None,) * 6)
+                    read += 1
+    found = conn.execute(
+        target.statement("differences", table),
+        {"content": content, "keys": keys, "most": MOST_DIFFERENCES + 1},
+    )
+    return read, dict(found.fetchall())

@@ -131,6 +131,7 @@ def test_params_default_to_the_configuration_module(dag):
         "target_table": config.TARGET_TABLE,
         "max_shrink_percent": config.MAX_SHRINK_PERCENT,
         "publish_empty": False,
+        "verify_content": False,
         "publish_unverified": False,
         "publish_wait_seconds": config.PUBLISH_WAIT_SECONDS,
     }

@@ -331,3 +331,28 @@ def test_open_change_stream_tried_again_leaves_the_staging_tables_as_one_try_wou
 
     assert [started["mode"] for started in tries] == ["incremental", "incremental"]
     assert len(rows(pg_conn, target_table)) == 10
+
+
+def test_verify_with_content_names_a_row_whose_document_differs_and_catches_up_one_that_changed(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n, "v": n} for n in range(100)])
+    start = copy(mongo_collection, target_table, context)
+    operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+    pg_conn.execute(
+        f"""UPDATE {STAGING}.{target_table} SET document = '{{"_id": 5, "v": -1}}' WHERE _id = %s""",
+        [id_key(5)],
+    )
+    mongo_collection.update_one({"_id": 7}, {"$set": {"v": "changed after the catch-up"}})
+
+    def verify(content: bool) -> dict:
+        fields = {"page_results": [], "start": start, "content": content}
+        return operator(VerifyMigrationOperator, mongo_collection, target_table, **fields).execute(context)
+
+    assert verify(False)["target"] == 100  # the _id values alone agree
+    with pytest.raises(AirflowFailException) as failure:
+        verify(True)
+
+    assert f"1 _id of another content: ['{id_key(5)}']" in str(failure.value)  # 7 was caught up
+    assert "no change of the source since it was read explains them" in str(failure.value)
+    assert '"changed after the catch-up"' in rows(pg_conn, target_table)[id_key(7)]

@@ -1,1 +1,0 @@
-COPY source_keys (_id) FROM STDIN;

@@ -1,0 +1,1 @@
+COPY source_rows ({columns}) FROM STDIN;
