@@ -24,13 +24,14 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
 
 def summary_line(summary: dict) -> str:
     """The whole run in one line: the log, and the extra of the table's asset event."""
-    slowest = summary["slowest_pages"][:1]
-    return (
-        f"{summary['documents']} documents ({summary['rejected']} rejected) in {summary['pages']} pages, "
-        f"{summary['wall_seconds']} s wall, "
-        f"{summary['documents_per_second']} documents/s; "
-        + "".join(f"slowest page {page['page']} ({page['seconds']} s); " for page in slowest)
-        + f"pages spent {summary['read_seconds']} s reading, {summary['convert_seconds']} s converting, "
+    line = f"{summary['documents']} documents ({summary['rejected']} rejected) in {summary['pages']} pages, "
+    if not summary["pages"]:  # an incremental run, or an empty collection
+        return line + f"{summary['wall_seconds']} s wall"
+    slowest = summary["slowest_pages"][0]
+    return line + (
+        f"{summary['wall_seconds']} s wall, {summary['documents_per_second']} documents/s; "
+        f"slowest page {slowest['page']} ({slowest['seconds']} s); "
+        f"pages spent {summary['read_seconds']} s reading, {summary['convert_seconds']} s converting, "
         f"{summary['copy_seconds']} s copying; largest page process peaked at {summary['peak_memory_mb']} MB"
     )
 

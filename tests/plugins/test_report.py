@@ -44,7 +44,7 @@ def test_summary_of_a_run_without_pages_has_no_slowest_page():
     summary = summarize([], wall_seconds=3.0)
     assert summary["documents"] == summary["pages"] == 0
     assert summary["slowest_pages"] == []
-    assert summary_line(summary).startswith("0 documents (0 rejected) in 0 pages")
+    assert summary_line(summary) == "0 documents (0 rejected) in 0 pages, 3.0 s wall"
     assert "| Slowest pages | none |" in markdown_report(
         summary, "app.users", "public.users", 0, "full", "as of a point"
     )
