@@ -99,7 +99,7 @@ class Position:
 
 
 @contextmanager
-def reads_from(collection: Collection, position: dict | None) -> Iterator[ClientSession]:
+def session_as_of(collection: Collection, position: dict | None) -> Iterator[ClientSession]:
     """A session whose reads see the source as of ``position`` (a ``Position.to_json()``) or later.
 
     Its reads carry ``readConcern: {afterClusterTime}``: a secondary (a connection
@@ -107,11 +107,11 @@ def reads_from(collection: Collection, position: dict | None) -> Iterator[Client
     so it never shows the copy a state older than the change stream's.
     """
     with collection.database.client.start_session(causal_consistency=True) as session:
-        read_from(session, position)
+        advance_to(session, position)
         yield session
 
 
-def read_from(session: ClientSession, position: dict | None) -> None:
+def advance_to(session: ClientSession, position: dict | None) -> None:
     """Make the session's next reads see the source as of ``position`` or later."""
     if position:
         session.advance_operation_time(Position.from_json(position).cluster_time)

@@ -38,12 +38,12 @@ from mongo_migration.changes import (
     ChangeHistoryLost,
     Position,
     StreamInvalidated,
+    advance_to,
     catch_up,
     changed_since,
     consistency,
     open_position,
-    read_from,
-    reads_from,
+    session_as_of,
     why_not_from,
 )
 from mongo_migration.connections import mongo_hook, postgres_connection, transaction
@@ -323,7 +323,7 @@ class PlanPagesOperator(_SourceOperator):
                     f"Collection {self.mongo_collection!r} does not exist in MongoDB database "
                     f"{self.mongo_database!r} (connection {self.mongo_conn_id!r})"
                 )
-            with reads_from(source, stream_start) as session:  # on a secondary: as of the start or later
+            with session_as_of(source, stream_start) as session:  # on a secondary: as of the start or later
                 before = count_all(source, session)
                 pages = plan_pages(source, int(self.items_per_page), session)  # a Param rendered as text
                 planned = sum(page.planned_documents for page in pages)
@@ -374,7 +374,7 @@ class MigratePageOperator(_SourceToTargetOperator):
 
     The page's old rows are deleted and its documents copied in one
     transaction, so running a page again replaces it exactly. It reads the
-    source as of the run's ``start`` or later (``changes.reads_from``), on a
+    source as of the run's ``start`` or later (``changes.session_as_of``), on a
     secondary too.
     """
 
@@ -393,7 +393,7 @@ class MigratePageOperator(_SourceToTargetOperator):
         position = (self.start or {}).get("position")
         with mongo_hook(self.mongo_conn_id) as mongo, self.target_connection() as conn:
             source = self.source(mongo)
-            with reads_from(source, position) as session:
+            with session_as_of(source, position) as session:
                 batches = read_page(source, page, session)
                 stats = copy_page(batches, conn, self.target_table, _owner(context), page)
         seconds = time.monotonic() - started
@@ -497,11 +497,11 @@ class VerifyMigrationOperator(CatchUpOperator):
             with transaction(conn):
                 caught_up = target.staging_position(conn, self.target_table)
             streaming = caught_up is not None
-            with reads_from(source, caught_up) as session:
+            with session_as_of(source, caught_up) as session:
 
                 def catch_up_again(keys: set[str]) -> set[str]:
                     caught = self.catch_up_or_fail(source, conn, owner, keys)
-                    read_from(session, caught.position)
+                    advance_to(session, caught.position)
                     return caught.touched
 
                 content = _flag(self.content)
