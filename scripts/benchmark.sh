@@ -4,6 +4,8 @@
 #   scripts/benchmark.sh write-path [--documents 1000000]                     conversion + COPY vs pre-encoded COPY
 #   scripts/benchmark.sh publish [--rows 1000000]                              publish in place vs the old swap
 #   scripts/benchmark.sh incremental [--documents 100000]                      1 % changed: incremental vs full run
+#   scripts/benchmark.sh bulk-load [--rows 1000000]                            pre-encoded COPY, 1-90 writers: (un)logged, indexes during/after
+#   scripts/benchmark.sh planning [--documents 1000000]                        the pages' bounds found by the server vs in Python
 # Results go to benchmarks/results/.
 set -euo pipefail
 
@@ -12,16 +14,8 @@ cd "$ROOT"
 bash scripts/setup.sh --dev
 eval "$(bash scripts/stack.sh start)"
 .venv/bin/airflow db migrate >/dev/null
-if [ "${1:-}" = write-path ]; then
-  shift
-  exec .venv/bin/python benchmarks/write_path.py "$@"
-fi
-if [ "${1:-}" = incremental ]; then
-  shift
-  exec .venv/bin/python benchmarks/incremental.py "$@"
-fi
-if [ "${1:-}" = publish ]; then
-  shift
-  exec .venv/bin/python benchmarks/publish.py "$@"
-fi
-exec .venv/bin/python benchmarks/compare.py "$@"
+case "${1:-}" in
+  write-path | publish | incremental | bulk-load | planning) script=benchmarks/${1//-/_}.py && shift ;;
+  *) script=benchmarks/compare.py ;;
+esac
+exec .venv/bin/python "$script" "$@"
