@@ -31,7 +31,10 @@ from mongo_migration.pages import Page
 from mongo_migration.target import Owner
 
 log = logging.getLogger(__name__)
-READ_BATCH_SIZE = 2000  # documents per batch: small enough for conversion and COPY to overlap
+# Documents per batch. PostgreSQL idles while a page's first batch is converted, and the page
+# waits while it parses the last: at 500, 1,000,000 documents write in 1.50x the time of COPY
+# alone, at 2000 in 2.06x (README, "Performance").
+READ_BATCH_SIZE = 500
 
 
 @dataclass
