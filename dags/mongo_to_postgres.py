@@ -13,8 +13,9 @@ replaces the live table. Readers never see a half-loaded table.
 3. **open_change_stream** chooses the copy: *incremental*, from the point the live table
    was published as of (the staging tables start as the live ones), or *full*, saying why;
    it records where the collection's change stream starts, before anything of the run reads it.
-4. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents
-   (none in an incremental run).
+4. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents, larger
+   where more pages than Airflow's `[core] max_map_length` would be needed (none in an
+   incremental run).
 5. **migrate_page** (one per page) deletes its range in the staging table and COPYs its
    documents, in one transaction: a retried page is replaced, never duplicated.
 6. **catch_up** applies every change made since the stream's start, batch by batch, each
@@ -134,7 +135,8 @@ TARGET = {
             maximum=100_000,
             title="Items per page",
             description="Documents per migrate_page task, each one a range of _id values; "
-            f"up to {config.CLUSTER_SIZE} pages run at once.",
+            f"up to {config.CLUSTER_SIZE} pages run at once. More per page when the collection "
+            "would need more pages than Airflow's [core] max_map_length (1024 by default).",
             section="Pages",
         ),
         "target_schema": Param(

@@ -15,6 +15,7 @@ through its outlet, the asset alias ``ASSET_ALIAS``.
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from airflow.providers.mongo.assets.mongo import create_asset as mongo_asset
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.assets.postgres import create_asset as postgres_asset
 from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection
 from pymongo.client_session import ClientSession
@@ -325,7 +327,7 @@ class PlanPagesOperator(_SourceOperator):
                 )
             with session_as_of(source, stream_start) as session:  # on a secondary: as of the start or later
                 before = count_all(source, session)
-                pages = plan_pages(source, int(self.items_per_page), session)  # a Param rendered as text
+                pages = plan_pages(source, self._page_size(before), session)
                 planned = sum(page.planned_documents for page in pages)
                 in_ranges = source.count_documents(planned_range_filter(pages), session=session)
                 after = count_all(source, session)
@@ -348,8 +350,35 @@ class PlanPagesOperator(_SourceOperator):
                     + ". The scan missed documents, a range cannot express what it saw"
                     + ("" if stream_start else ", or the source was written to (a retry plans again)")
                 )
+        if len(pages) > (most := _max_map_length()):  # a retry plans again, with a new count
+            raise AirflowException(
+                f"{len(pages)} pages for {self.source_name()}, more than [core] max_map_length ({most}) "
+                "mapped tasks can run: it grew while it was planned, or its _id values are of so many "
+                "types (a page never holds two) that only a larger max_map_length takes them"
+            )
         self.log.info("Planned %s pages for %s documents of %s", len(pages), planned, self.source_name())
         return [page.to_xcom() for page in pages]
+
+    def _page_size(self, documents: int) -> int:
+        """``items_per_page``, or more where that many pages would be more mapped tasks than Airflow makes."""
+        wanted = int(self.items_per_page)  # a Param rendered as text
+        size = max(wanted, math.ceil(documents / _max_map_length()))
+        if size > wanted:
+            self.log.warning(
+                "%s documents in pages of %s would be more than [core] max_map_length (%s) mapped tasks: "
+                "pages of %s instead (raise max_map_length to keep pages of %s)",
+                documents,
+                wanted,
+                _max_map_length(),
+                size,
+                wanted,
+            )
+        return size
+
+
+def _max_map_length() -> int:
+    """How many mapped tasks Airflow makes of one task at most: one per page."""
+    return conf.getint("core", "max_map_length")
 
 
 def count_all(source: Collection, session: ClientSession) -> int:
