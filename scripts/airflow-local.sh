@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # A local Airflow on the local stack: API server (with the UI), scheduler, DAG
 # processor and triggerer, metadata in the stack's PostgreSQL. LocalExecutor by
-# default; with AIRFLOW_EXECUTOR=CeleryExecutor also a Redis broker and a Celery
-# worker, with the configuration keys of docker-compose.yaml.
+# default; with AIRFLOW_EXECUTOR=CeleryExecutor also a Redis broker and Celery
+# workers, with the configuration keys of docker-compose.yaml.
 #
 #   scripts/airflow-local.sh start   start the services (and the stack), print the URL and the admin login
 #   scripts/airflow-local.sh stop    stop each component by its process id
 #   scripts/airflow-local.sh env     print the environment the components run with
 #
 # AIRFLOW_PORT (8088), AIRFLOW_PARALLELISM (4), AIRFLOW_EXECUTOR (LocalExecutor),
-# CELERY_WORKER_CONCURRENCY (4) and REDIS_PORT (56379 + AIRFLOW_PORT - 8088) change the defaults.
+# API_SERVER_WORKERS (2), CELERY_WORKERS (1), CELERY_WORKER_CONCURRENCY (4), CELERY_WORKER_NICE (10)
+# and REDIS_PORT (56379 + AIRFLOW_PORT - 8088) change the defaults; the compose file's shape is CELERY_WORKERS=3
+# CELERY_WORKER_CONCURRENCY=30 AIRFLOW_PARALLELISM=90.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AIRFLOW_PORT=${AIRFLOW_PORT:-8088}
 AIRFLOW_PARALLELISM=${AIRFLOW_PARALLELISM:-4}
 AIRFLOW_EXECUTOR=${AIRFLOW_EXECUTOR:-LocalExecutor}
+# Every task talks to Airflow through the API server, and task processes yield the CPU to it and
+# the scheduler: 90 pages started faster so on 2 cores (README, "Performance").
+API_SERVER_WORKERS=${API_SERVER_WORKERS:-2}
+CELERY_WORKERS=${CELERY_WORKERS:-1}
 CELERY_WORKER_CONCURRENCY=${CELERY_WORKER_CONCURRENCY:-4}
+CELERY_WORKER_NICE=${CELERY_WORKER_NICE:-10}
 REDIS_PORT=${REDIS_PORT:-$((56379 + AIRFLOW_PORT - 8088))}
-ALL_COMPONENTS="redis api-server scheduler dag-processor triggerer celery-worker"
 case "$AIRFLOW_EXECUTOR" in
   LocalExecutor) COMPONENTS="api-server scheduler dag-processor triggerer" ;;
-  CeleryExecutor) COMPONENTS=$ALL_COMPONENTS ;;
+  CeleryExecutor) COMPONENTS="redis api-server scheduler dag-processor triggerer $(seq -f 'celery-worker-%g' -s ' ' "$CELERY_WORKERS")" ;;
   *) echo "airflow-local: AIRFLOW_EXECUTOR is LocalExecutor or CeleryExecutor" >&2; exit 2 ;;
 esac
 
@@ -46,6 +52,7 @@ airflow_env() {
   cat <<EOF2
 export AIRFLOW__CORE__EXECUTOR=$AIRFLOW_EXECUTOR
 export AIRFLOW__CORE__PARALLELISM=$AIRFLOW_PARALLELISM
+export AIRFLOW__API__WORKERS=$API_SERVER_WORKERS
 export AIRFLOW__API__BASE_URL='http://127.0.0.1:$AIRFLOW_PORT'
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL='http://127.0.0.1:$AIRFLOW_PORT/execution/'
 export AIRFLOW__API_AUTH__JWT_SECRET='$(cat "$secret_file")'
@@ -69,7 +76,10 @@ command_of() {
   case "$1" in
     redis) echo redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$AIRFLOW_HOME" ;;
     api-server) echo "$ROOT/.venv/bin/airflow" api-server --port "$AIRFLOW_PORT" ;;
-    celery-worker) echo "$ROOT/.venv/bin/airflow" celery worker ;;
+    # One host, several workers: each its own Celery name; the first serves the task logs (all
+    # of them write into the same AIRFLOW_HOME, where the API server reads them).
+    celery-worker-1) echo nice -n "$CELERY_WORKER_NICE" "$ROOT/.venv/bin/airflow" celery worker --celery-hostname "worker-1@%h" ;;
+    celery-worker-*) echo nice -n "$CELERY_WORKER_NICE" "$ROOT/.venv/bin/airflow" celery worker --celery-hostname "worker-${1#celery-worker-}@%h" --skip-serve-logs ;;
     *) echo "$ROOT/.venv/bin/airflow" "$1" ;;
   esac
 }
@@ -112,12 +122,12 @@ start() {
 
 stop() {
   eval "$(stack_env)"
-  local sessions=() stopped=()
-  for component in $ALL_COMPONENTS; do
-    [ -f "$(pid_file "$component")" ] || continue
-    sessions+=("$(cat "$(pid_file "$component")")")
-    stopped+=("$component")
-    rm -f "$(pid_file "$component")"
+  local sessions=() stopped=() file
+  for file in "$AIRFLOW_HOME"/*.pid; do
+    [ -f "$file" ] || continue
+    sessions+=("$(cat "$file")")
+    stopped+=("$(basename "$file" .pid)")
+    rm -f "$file"
   done
   for sid in "${sessions[@]}"; do pkill -TERM -s "$sid" || true; done
   for sid in "${sessions[@]}"; do

@@ -6,6 +6,7 @@
 #   scripts/benchmark.sh incremental [--documents 100000]                      1 % changed: incremental vs full run
 #   scripts/benchmark.sh bulk-load [--rows 1000000]                            pre-encoded COPY, 1-90 writers: (un)logged, indexes during/after
 #   scripts/benchmark.sh planning [--documents 1000000]                        the pages' bounds found by the server vs in Python
+#   scripts/benchmark.sh pages-at-once [--label L --setting NAME=VALUE ...]       90 page tasks at once under Celery (3 x 30)
 # Results go to benchmarks/results/.
 set -euo pipefail
 
@@ -15,7 +16,7 @@ bash scripts/setup.sh --dev
 eval "$(bash scripts/stack.sh start)"
 .venv/bin/airflow db migrate >/dev/null
 case "${1:-}" in
-  write-path | publish | incremental | bulk-load | planning) script=benchmarks/${1//-/_}.py && shift ;;
+  write-path | publish | incremental | bulk-load | planning | pages-at-once) script=benchmarks/${1//-/_}.py && shift ;;
   *) script=benchmarks/compare.py ;;
 esac
 exec .venv/bin/python "$script" "$@"

@@ -20,6 +20,10 @@ PG_PORT=${PG_PORT:-55432}
 TARGET_PG_PORT=${TARGET_PG_PORT:-55442}
 # 90 page tasks at once, one connection each, plus verify/publish and people reading.
 TARGET_MAX_CONNECTIONS=120
+# Airflow's metadata: under Celery each of the 90 worker processes keeps a connection to the
+# result backend, besides the scheduler's, the API server's and the other components'
+# (tests/test_pages_at_once.py counts them at 90 pages).
+METADATA_MAX_CONNECTIONS=250
 BOUNCER_PORT=${BOUNCER_PORT:-55452}
 MONGO_PORT=${MONGO_PORT:-57017}
 # The change history the server keeps, in operations (a real replica set's oplog
@@ -191,7 +195,7 @@ start_all() {
   install_postgres
   install_secantus
   install_pgbouncer
-  start_postgres pg "$PG_PORT" airflow 100
+  start_postgres pg "$PG_PORT" airflow "$METADATA_MAX_CONNECTIONS"
   start_postgres pg-target "$TARGET_PG_PORT" target "$TARGET_MAX_CONNECTIONS"
   start_pgbouncer
   start_mongo

@@ -11,8 +11,6 @@ import datetime as dt
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,7 +26,7 @@ from bson.regex import Regex
 from bson.timestamp import Timestamp
 
 from mongo_migration.failpoint import FAILPOINT_VARIABLE
-from tests.airflow_api import AirflowApi
+from tests.airflow_api import running_airflow
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "scripts" / "stack.sh"
@@ -40,7 +38,6 @@ STACK_ENV = {
     "MONGO_PORT": "57018",
     "MONGO_OPLOG_ENTRIES": "30000",  # small enough for a test to push a position out of the history
 }
-AIRFLOW_LOCAL = ROOT / "scripts" / "airflow-local.sh"
 AIRFLOW_PORT = 8098
 FAILPOINT_FILE = ROOT / ".stack-test" / "failpoint" / "armed"
 
@@ -63,8 +60,14 @@ for line in stack("env").splitlines():
 
 @pytest.fixture(scope="session")
 def services():
-    """Start the test services and Airflow's metadata database (with the page pool); stop them at the end."""
+    """Start the test services and an empty Airflow metadata database (with the page pool); stop them after.
+
+    Emptied first: a run an interrupted session left running would hold the DAG's one active run.
+    """
     stack("start")
+    subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "airflow"), "db", "reset", "--yes"], check=True, capture_output=True
+    )
     subprocess.run(["bash", str(ROOT / "scripts" / "airflow-init.sh")], check=True, capture_output=True)
     yield
     from airflow import settings
@@ -73,29 +76,23 @@ def services():
     stack("stop")
 
 
-@contextmanager
-def local_airflow(**settings: str) -> Iterator[AirflowApi]:
+def local_airflow(**settings: str):
     """``scripts/airflow-local.sh`` on the test stack, with ``settings`` added to its environment.
 
     Task processes see ``FAILPOINT_FILE`` (failpoint.py). Fixtures that use it are
     module-scoped: a scheduler would also pick up the runs that ``dag.test()``
     makes in other modules.
     """
-    env = {
-        **os.environ,
-        **STACK_ENV,
-        "AIRFLOW_PORT": str(AIRFLOW_PORT),
-        FAILPOINT_VARIABLE: str(FAILPOINT_FILE),
-        **settings,
-    }
     FAILPOINT_FILE.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["bash", str(AIRFLOW_LOCAL), "start"], env=env, check=True, capture_output=True)
-    try:
-        api = AirflowApi(f"http://127.0.0.1:{AIRFLOW_PORT}", Path(os.environ["AIRFLOW_HOME"]))
-        api.wait_for_dag()
-        yield api
-    finally:
-        subprocess.run(["bash", str(AIRFLOW_LOCAL), "stop"], env=env, check=True, capture_output=True)
+    return running_airflow(
+        {
+            **os.environ,
+            **STACK_ENV,
+            "AIRFLOW_PORT": str(AIRFLOW_PORT),
+            FAILPOINT_VARIABLE: str(FAILPOINT_FILE),
+            **settings,
+        }
+    )
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def test_a_run_triggered_through_the_api_runs_on_celery_workers_and_publishes_ev
     tasks = celery_api.task_instances(run["dag_run_id"])
     pages = [task for task in tasks if task["task_id"] == "migrate_page"]
     assert len(pages) == 3 and {task["pool"] for task in pages} == {config.PAGE_POOL}
-    worker_log = (Path(os.environ["AIRFLOW_HOME"]) / "celery-worker.log").read_text()
+    worker_log = (Path(os.environ["AIRFLOW_HOME"]) / "celery-worker-1.log").read_text()
     for task in tasks:  # each task instance went through the Celery worker
         assert task["id"] in worker_log, task["task_id"]
     with PostgresHook().get_conn() as conn:

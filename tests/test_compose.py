@@ -92,6 +92,13 @@ def test_the_slots_add_up_to_the_cluster_size(services):
     readme = " ".join((ROOT / "README.md").read_text().split())
     headroom = int(re.search(r"`max_connections` of at least the slots plus (\d+)", readme)[1])
     assert max_connections >= config.CLUSTER_SIZE + headroom
+    metadata = services["postgres"]["command"]
+    metadata_connections = int(metadata[metadata.index("-c") + 1].split("=")[1])
+    # "Airflow's metadata PostgreSQL ... max_connections of at least the slots plus N" (result backend)
+    headroom = int(
+        re.search(r"metadata PostgreSQL.*?`max_connections` of at least the slots plus (\d+)", readme)[1]
+    )
+    assert metadata_connections >= config.CLUSTER_SIZE + headroom
 
 
 def test_the_project_is_mounted_and_workers_reach_the_api_with_the_shared_secret(services):
