@@ -30,26 +30,12 @@ from benchmarks.machine import machine, measured_on
 from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.pages import comparison_group, plan_pages
 from mongo_migration.users import seed_users
+from tests.mongo_replies import Replies
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATABASE, COLLECTION = "benchmark", "planning_users"
 WALKED_PAGES = 5
-
-
-class Replies(monitoring.CommandListener):
-    """Counts the documents the server sends back."""
-
-    documents = 0
-
-    def started(self, event):
-        pass
-
-    def succeeded(self, event):
-        cursor = event.reply.get("cursor", {})
-        Replies.documents += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
-
-    def failed(self, event):
-        pass
+REPLIES = Replies()
 
 
 def every_id_in_python(collection, items_per_page: int) -> int:
@@ -75,10 +61,10 @@ def skip_walk(collection, items_per_page: int, steps: int) -> float:
 
 def timed(method) -> tuple[float, int, object]:
     """Seconds, documents received and result of ``method()``."""
-    Replies.documents = 0
+    REPLIES.documents = 0
     started = time.perf_counter()
     result = method()
-    return time.perf_counter() - started, Replies.documents, result
+    return time.perf_counter() - started, REPLIES.documents, result
 
 
 def main() -> None:
@@ -88,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     size = args.items_per_page
 
-    monitoring.register(Replies())
+    monitoring.register(REPLIES)
     with MongoHook() as hook:
         collection = hook.get_collection(COLLECTION, DATABASE).with_options(codec_options=CODEC_OPTIONS)
         seed_users(collection, args.documents, 1234)

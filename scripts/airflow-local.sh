@@ -123,7 +123,7 @@ start() {
 stop() {
   eval "$(stack_env)"
   local sessions=() stopped=() file
-  for file in "$AIRFLOW_HOME"/*.pid; do
+  for file in "$AIRFLOW_HOME"/{redis,api-server,scheduler,dag-processor,triggerer,celery-worker-*}.pid; do
     [ -f "$file" ] || continue
     sessions+=("$(cat "$file")")
     stopped+=("$(basename "$file" .pid)")

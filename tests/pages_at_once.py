@@ -20,12 +20,14 @@ import psycopg
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
+from include import config
+
 # docker-compose.yaml's shape: 3 workers x 30 slots, 90 task slots in all.
 COMPOSE_SHAPE = {
     "AIRFLOW_EXECUTOR": "CeleryExecutor",
     "CELERY_WORKERS": "3",
-    "CELERY_WORKER_CONCURRENCY": "30",
-    "AIRFLOW_PARALLELISM": "90",
+    "CELERY_WORKER_CONCURRENCY": str(config.CLUSTER_SIZE // 3),
+    "AIRFLOW_PARALLELISM": str(config.CLUSTER_SIZE),
 }
 CONNECTIONS = """
 SELECT count(*) FILTER (WHERE application_name = 'mongo_migration:migrate_page'),
@@ -71,13 +73,16 @@ def hold_every_page(api, failpoint_file: Path, conf: dict, pages_at_once: int, t
     for leftover in failpoint_file.parent.glob(f"{failpoint_file.name}*"):
         leftover.unlink()
     failpoint_file.write_text("page_batch_copied * 1")
-    triggered = time.monotonic()
-    run_id = api.trigger(conf)
-    deadline = triggered + timeout
-    while len(held := _held(failpoint_file)) < pages_at_once:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(held)} pages held at once after {timeout} s, never {pages_at_once}")
-        time.sleep(0.2)
+    try:
+        triggered = time.monotonic()
+        run_id = api.trigger(conf)
+        deadline = triggered + timeout
+        while len(held := _held(failpoint_file)) < pages_at_once:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(held)} pages held at once after {timeout} s, never {pages_at_once}")
+            time.sleep(0.2)
+    finally:
+        failpoint_file.unlink()  # no later page holds
     seconds = time.monotonic() - triggered
     held = _held(failpoint_file)
     pids = [int(path.read_text()) for path in held]

@@ -113,20 +113,22 @@ def test_ids_that_one_range_cannot_cover_arrive_whole(dag, mongo_collection, pg_
     assert {key for key, _ in rows} == {id_key(value) for value in ids}
 
 
-def test_a_collection_of_more_pages_than_airflow_maps_migrates_in_larger_pages(
-    dag, mongo_collection, pg_conn, target_table
+def test_a_collection_of_more_pages_than_airflow_maps_migrates_in_merged_pages(
+    dag, mongo_collection, pg_conn, target_table, monkeypatch
 ):
-    mongo_collection.insert_many([{"n": n} for n in range(1100)])  # 1,100 pages of 1 > max_map_length 1024
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "8")  # 1024 by default: tests/plugins/test_pages.py
+    ids = [*range(30), "a", "b", "c"]  # 15 pages of 2 numbers, 2 of strings: 17 > 8
+    mongo_collection.insert_many([{"_id": value, "n": n} for n, value in enumerate(ids)])
 
     dag_run = run(
-        dag, seed_users=0, items_per_page=1, mongo_collection=mongo_collection.name, target_table=target_table
+        dag, seed_users=0, items_per_page=2, mongo_collection=mongo_collection.name, target_table=target_table
     )
 
     assert dag_run.state == "success", task_states(dag_run)
     pages = [ti for ti in dag_run.get_task_instances() if ti.task_id == "migrate_page"]
-    assert len(pages) == 550  # pages of 2
-    rows = pg_conn.execute(f"SELECT document->>'n' FROM {target_table}").fetchall()
-    assert sorted(int(n) for (n,) in rows) == list(range(1100))
+    assert len(pages) == 6  # merged 3 at a time: 5 of numbers, 1 of strings
+    rows = pg_conn.execute(f"SELECT document::text FROM {target_table}").fetchall()
+    assert sorted(json_util.loads(document)["n"] for (document,) in rows) == list(range(len(ids)))
 
 
 def test_an_empty_collection_migrates_to_an_empty_table(dag, mongo_collection, pg_conn, target_table):

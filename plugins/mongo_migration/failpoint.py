@@ -37,9 +37,10 @@ def _take(armed: Path, name: str, page: int, documents: int) -> Path | None:
         return None
     except ValueError:
         raise ValueError(f"failpoint file {armed} does not hold '<name> <page> <documents>'") from None
-    if armed_name != name or armed_page not in ("*", str(page)) or documents < int(armed_documents):
+    every_page = armed_page == "*"
+    if armed_name != name or not (every_page or int(armed_page) == page) or documents < int(armed_documents):
         return None
-    if armed_page == "*":
+    if every_page:
         return Path(f"{armed}.held.{os.getpid()}")
     try:
         armed.rename(f"{armed}.taken")  # one task wins

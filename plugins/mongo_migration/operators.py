@@ -15,7 +15,6 @@ through its outlet, the asset alias ``ASSET_ALIAS``.
 
 from __future__ import annotations
 
-import math
 import resource
 import time
 from collections.abc import Sequence
@@ -51,7 +50,7 @@ from mongo_migration.changes import (
 from mongo_migration.connections import mongo_hook, postgres_connection, transaction
 from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.page_copy import copy_page, read_page
-from mongo_migration.pages import Page, plan_pages, planned_range_filter
+from mongo_migration.pages import Page, fewer_pages, plan_pages, planned_range_filter
 from mongo_migration.report import markdown_report, summarize, summary_line
 from mongo_migration.target import Owner
 from mongo_migration.users import seed_users
@@ -327,7 +326,7 @@ class PlanPagesOperator(_SourceOperator):
                 )
             with session_as_of(source, stream_start) as session:  # on a secondary: as of the start or later
                 before = count_all(source, session)
-                pages = plan_pages(source, self._page_size(before), session)
+                pages = plan_pages(source, int(self.items_per_page), session)  # a Param rendered as text
                 planned = sum(page.planned_documents for page in pages)
                 in_ranges = source.count_documents(planned_range_filter(pages), session=session)
                 after = count_all(source, session)
@@ -350,35 +349,38 @@ class PlanPagesOperator(_SourceOperator):
                     + ". The scan missed documents, a range cannot express what it saw"
                     + ("" if stream_start else ", or the source was written to (a retry plans again)")
                 )
-        if len(pages) > (most := _max_map_length()):  # a retry plans again, with a new count
-            raise AirflowException(
-                f"{len(pages)} pages for {self.source_name()}, more than [core] max_map_length ({most}) "
-                "mapped tasks can run: it grew while it was planned, or its _id values are of so many "
-                "types (a page never holds two) that only a larger max_map_length takes them"
-            )
-        self.log.info("Planned %s pages for %s documents of %s", len(pages), planned, self.source_name())
+        pages = self._as_many_as_airflow_maps(pages)
+        self.log.info(
+            "Planned %s pages of at most %s documents for %s documents of %s",
+            len(pages),
+            max((page.planned_documents for page in pages), default=0),
+            planned,
+            self.source_name(),
+        )
         return [page.to_xcom() for page in pages]
 
-    def _page_size(self, documents: int) -> int:
-        """``items_per_page``, or more where that many pages would be more mapped tasks than Airflow makes."""
-        wanted = int(self.items_per_page)  # a Param rendered as text
-        size = max(wanted, math.ceil(documents / _max_map_length()))
-        if size > wanted:
-            self.log.warning(
-                "%s documents in pages of %s would be more than [core] max_map_length (%s) mapped tasks: "
-                "pages of %s instead (raise max_map_length to keep pages of %s)",
-                documents,
-                wanted,
-                _max_map_length(),
-                size,
-                wanted,
-            )
-        return size
-
-
-def _max_map_length() -> int:
-    """How many mapped tasks Airflow makes of one task at most: one per page."""
-    return conf.getint("core", "max_map_length")
+    def _as_many_as_airflow_maps(self, pages: list[Page]) -> list[Page]:
+        """The pages, merged where there are more than one task maps (``[core] max_map_length``)."""
+        most = conf.getint("core", "max_map_length")
+        if len(pages) <= most:
+            return pages
+        try:
+            merged = fewer_pages(pages, most)
+        except ValueError as error:
+            raise AirflowFailException(
+                f"{self.source_name()} cannot be planned: {error}; raise [core] max_map_length"
+            ) from None
+        self.log.warning(
+            "%s pages of %s documents would be more than [core] max_map_length (%s) mapped tasks: "
+            "merged into %s pages of up to %s documents (raise max_map_length, on the scheduler and the "
+            "API server alike, to keep the smaller pages)",
+            len(pages),
+            self.items_per_page,
+            most,
+            len(merged),
+            max(page.planned_documents for page in merged),
+        )
+        return merged
 
 
 def count_all(source: Collection, session: ClientSession) -> int:

@@ -103,8 +103,8 @@ def comparison_group(value: Any) -> tuple:
     that starts at NaN matches a number.
     """
     rank = type_rank(value)
-    if rank == _BINARY:
-        return rank, len(value)
+    if rank == _BINARY:  # the stored length: subtype 2 keeps a length of its own inside
+        return rank, len(value) + (4 if getattr(value, "subtype", 0) == 2 else 0)
     if rank == _NUMBERS and _is_nan(value):
         return rank, "NaN"
     return (rank,)
@@ -169,19 +169,21 @@ def plan_pages(
 
     One aggregation numbers the ``_id``s in order and returns only the first of every
     ``items_per_page``, the first of each comparison group (with the ``_id`` before it,
-    its group's last) and the last, so 50 million documents bring about 6,250 values
-    into Python, not 50 million.
+    its group's last) and the last, so 50 million documents in pages of 8000 bring
+    about 6,250 values into Python, not 50 million. It needs MongoDB 5.0 or later.
     """
     if items_per_page < 1:
         raise ValueError(f"items_per_page must be at least 1, got {items_per_page}")
-    cuts = collection.aggregate(_page_cuts(items_per_page), hint={"_id": 1}, session=session)
+    cuts = collection.aggregate(
+        _page_cuts(items_per_page), hint={"_id": 1}, allowDiskUse=True, batchSize=1000, session=session
+    )
     pages: list[Page] = []
     first = None  # the cut that starts the page being built
 
     def close(upper: Any, upper_inclusive: bool, documents: int) -> None:
         pages.append(Page(len(pages), first["_id"], upper, upper_inclusive, documents))
 
-    for cut in sorted(cuts, key=lambda cut: cut["position"]):
+    for cut in sorted(cuts, key=lambda cut: cut["position"]):  # $setWindowFields promises no order
         if first is not None and cut["starts_page"]:
             if cut["starts_group"]:  # the group before ended just before it
                 close(cut["previous"], True, cut["position"] - first["position"])
@@ -240,6 +242,42 @@ def _group_of(path: str) -> dict:
             {"$cond": [{"$eq": [{"$type": path}, "binData"]}, {"$binarySize": path}, {"$type": path}]},
         ]
     }
+
+
+def fewer_pages(pages: list[Page], most: int) -> list[Page]:
+    """``pages`` merged with their neighbours of the same group, as few at a time as leaves ``most`` pages.
+
+    Airflow maps at most ``[core] max_map_length`` tasks; merging the planned pages
+    rather than planning larger ones keeps every bound the server found. A group
+    cannot merge with another, so more groups than ``most`` cannot fit.
+    """
+    merging = math.ceil(len(pages) / most)
+    while len(merged := _merge(pages, merging)) > most and merging < len(pages):
+        merging += 1
+    if len(merged) > most:
+        raise ValueError(
+            f"{len(merged)} pages even merged as far as they go: the _id values are of more types "
+            f"(a page never holds two) than the {most} pages allowed"
+        )
+    return merged
+
+
+def _merge(pages: list[Page], count: int) -> list[Page]:
+    """Each run of up to ``count`` consecutive pages of one group as one page."""
+    merged: list[Page] = []
+    taken = 0
+    for page in pages:
+        if merged and not merged[-1].upper_inclusive and taken < count:  # its group goes on
+            last = merged[-1]
+            documents = last.planned_documents + page.planned_documents
+            merged[-1] = Page(last.number, last.lower, page.upper, page.upper_inclusive, documents)
+            taken += 1
+        else:
+            merged.append(
+                Page(len(merged), page.lower, page.upper, page.upper_inclusive, page.planned_documents)
+            )
+            taken = 1
+    return merged
 
 
 def planned_range_filter(pages: list[Page]) -> dict:

@@ -20,12 +20,20 @@ from bson.son import SON
 from bson.timestamp import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from pymongo.errors import BulkWriteError
 
 from mongo_migration.documents import CODEC_OPTIONS
-from mongo_migration.pages import Page, comparison_group, plan_pages, planned_range_filter, type_rank
+from mongo_migration.pages import (
+    Page,
+    comparison_group,
+    fewer_pages,
+    plan_pages,
+    planned_range_filter,
+    type_rank,
+)
 from tests.bson_strategies import ids
+from tests.mongo_replies import Replies
 
 
 def test_pages_cover_every_document_once_with_a_short_last_page(mongo_collection):
@@ -151,28 +159,11 @@ def test_a_page_is_labelled_by_its_number_and_id_range():
     assert Page(5, None, None, True, 1).label() == "page 5: _id null"
 
 
-class _Replies(monitoring.CommandListener):
-    """Counts the documents the server sends back: the ``_id`` values that reach Python."""
-
-    def __init__(self):
-        self.documents = 0
-
-    def started(self, event):
-        pass
-
-    def succeeded(self, event):
-        cursor = event.reply.get("cursor", {})
-        self.documents += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
-
-    def failed(self, event):
-        pass
-
-
 def test_planning_brings_one_id_per_page_into_python_not_every_id(mongo_collection):
     mongo_collection.insert_many(
         [{"_id": n} for n in range(1000)] + [{"_id": f"user-{n:04}"} for n in range(1050)]
     )
-    replies = _Replies()
+    replies = Replies()
     address = "mongodb://{}:{}/?directConnection=true".format(*mongo_collection.database.client.address)
 
     with MongoClient(address, event_listeners=[replies]) as client:
@@ -222,3 +213,25 @@ def test_ids_of_any_types_each_land_in_exactly_one_page_of_at_most_items_per_pag
         group != following for group, following in zip(groups, [*groups[1:], None], strict=True)
     ]
     assert [page.upper_inclusive for page in pages] == ends_of_groups  # the others reach the next page
+
+
+def test_more_pages_than_airflow_maps_merge_within_their_group_to_at_most_1024(mongo_collection):
+    ids = [*range(2045), "a", "b"]  # the strings start off a merged page's boundary
+    mongo_collection.insert_many([{"_id": value, "n": n} for n, value in enumerate(ids)])
+    pages = plan_pages(mongo_collection, items_per_page=1)
+
+    merged = fewer_pages(pages, 1024)
+
+    assert len(pages) == 2047 and len(merged) == 1024
+    assert [page.number for page in merged] == list(range(1024))
+    assert all(comparison_group(page.lower) == comparison_group(page.upper) for page in merged)
+    seen = [document["n"] for page in merged for document in mongo_collection.find(page.mongo_filter())]
+    assert sorted(seen) == list(range(len(ids)))
+    assert sum(page.planned_documents for page in merged) == len(ids)
+
+
+def test_more_types_than_pages_allowed_cannot_merge():
+    pages = [Page(number, value, value, True, 1) for number, value in enumerate([1, "a", ObjectId()])]
+
+    with pytest.raises(ValueError, match="more types"):
+        fewer_pages(pages, 2)
