@@ -16,16 +16,14 @@ each way writes is reported too, since production replicates it.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import NamedTuple
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from benchmarks.machine import machine, measured_on
+from benchmarks.machine import machine, measured_on, save_results
 from benchmarks.write_path import build_pages
 from include import config
 from mongo_migration import target
@@ -33,7 +31,6 @@ from mongo_migration.connections import transaction
 from mongo_migration.documents import copy_rows
 from tests.staging import OUTSIDE_A_RUN, drop_tables, reset_staging, staged
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TABLE = "benchmark_bulk_load"
 # The statements that drop each index of a table (its primary key by its constraint) and build it
 # again, read from the catalog, so the table's definition stays in include/sql/reset_table.sql alone.
@@ -180,10 +177,7 @@ def main() -> None:
             ),
         ]
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bulk_load.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "bulk_load.md").write_text(markdown + "\n")
-    print(markdown)
+    save_results("bulk_load", result, markdown)
 
 
 if __name__ == "__main__":

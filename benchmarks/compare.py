@@ -26,7 +26,7 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from psycopg import sql
 
-from benchmarks.machine import machine, measured_on
+from benchmarks.machine import RESULTS, machine, measured_on, save_results
 from include import config
 from mongo_migration import target
 from mongo_migration.documents import copy_rows
@@ -37,7 +37,6 @@ from tests.airflow_api import AirflowApi
 from tests.staging import OUTSIDE_A_RUN, reset_staging
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 DATABASE, COLLECTION = "benchmark", "users"
 AIRFLOW_URL = f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8088')}"
 
@@ -252,7 +251,7 @@ def _count_published(table: str) -> int:
 # --- the report --------------------------------------------------------------
 
 
-def write_report(results: list[Result], documents: int, seed_seconds: float) -> str:
+def write_report(results: list[Result], documents: int, seed_seconds: float) -> None:
     lines = [
         f"{documents:,} documents, pages of {config.ITEMS_PER_PAGE}; measured {measured_on()} on {machine()}",
         "",
@@ -265,23 +264,15 @@ def write_report(results: list[Result], documents: int, seed_seconds: float) -> 
             f"{documents / result.seconds:,.0f} | {result.documents:,} | {result.page_peak_memory_mb or ''} |"
         )
     markdown = "\n".join(lines)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "compare.md").write_text(markdown + "\n")
-    (RESULTS / "compare.json").write_text(
-        json.dumps(
-            {
-                "documents": documents,
-                "measured": measured_on(),
-                "machine": machine(),
-                "seed_seconds": round(seed_seconds, 1),
-                "results": [result.__dict__ for result in results],
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    figures = {
+        "documents": documents,
+        "measured": measured_on(),
+        "machine": machine(),
+        "seed_seconds": round(seed_seconds, 1),
+        "results": [result.__dict__ for result in results],
+    }
+    save_results("compare", figures, markdown)
     _draw_chart(results, documents)
-    return markdown
 
 
 def _draw_chart(results: list[Result], documents: int) -> None:
@@ -337,7 +328,7 @@ def main() -> None:
         result = method()
         print(f"  {result.method}: {result.seconds:.1f} s, {result.documents:,} rows", flush=True)
         results.append(result)
-    print(write_report(results, documents, seed_seconds))
+    write_report(results, documents, seed_seconds)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,11 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from bson.objectid import ObjectId
 
-from benchmarks.machine import machine, measured_on
+from benchmarks.machine import machine, measured_on, save_results
 from mongo_migration.target import PUBLISHED_TABLE, STAGING_SCHEMA
 from mongo_migration.users import seed_users
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 DATABASE, COLLECTION, TABLE = "benchmark", "incremental_users", "benchmark_incremental"
 
 
@@ -80,13 +79,6 @@ def main() -> None:
         full = run("full")
     when, where = measured_on(), machine()
     runs = [first, incremental, full]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "incremental.json").write_text(
-        json.dumps(
-            {"measured": when, "machine": where, "documents": documents, "changed": changed, "runs": runs},
-            indent=2,
-        )
-    )
     lines = [
         f"Incremental against full, {documents:,} documents, {changed:,} changed "
         f"({100 * changed / documents:.0f} %), `airflow dags test` on the local stack; {when} on {where}.",
@@ -104,9 +96,8 @@ def main() -> None:
             f"| {label} | {result['seconds']} s | {result['rows']:,} | {result['inserted']:,} | "
             f"{result['updated']:,} | {result['deleted']:,} |"
         )
-    report = "\n".join(lines) + "\n"
-    (RESULTS / "incremental.md").write_text(report)
-    print(report)
+    figures = {"measured": when, "machine": where, "documents": documents, "changed": changed, "runs": runs}
+    save_results("incremental", figures, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""Where and when a benchmark ran, written beside every figure it reports."""
+"""Where and when a benchmark ran, written beside every figure it reports, and where its results go."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measured_on() -> str:
@@ -23,3 +26,11 @@ def machine() -> str:
         f"{platform.freedesktop_os_release().get('PRETTY_NAME', platform.system())}, "
         f"Python {platform.python_version()}"
     )
+
+
+def save_results(name: str, figures: dict, markdown: str) -> None:
+    """``results/<name>.json`` and ``results/<name>.md``, and the Markdown on the console."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown + "\n")
+    print(markdown)

@@ -23,13 +23,12 @@ from pathlib import Path
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
 
-from benchmarks.machine import machine, measured_on
+from benchmarks.machine import RESULTS, machine, measured_on, save_results
 from include import config
 from mongo_migration.failpoint import FAILPOINT_VARIABLE
 from tests.airflow_api import running_airflow
 from tests.pages_at_once import COMPOSE_SHAPE, hold_every_page, memory_in_use_gb, page_timings
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DATABASE, COLLECTION = "benchmark", "pages_at_once_users"
 
 
@@ -89,13 +88,10 @@ def main() -> None:
         "measured": measured_on(),
         "machine": machine(),
     }
-    RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "pages_at_once.json"
-    runs = json.loads(path.read_text()) if path.exists() else {}
+    runs = json.loads(path.read_text()) if path.exists() else {}  # one column per labelled run
     runs[args.label] = figures
-    path.write_text(json.dumps(runs, indent=2) + "\n")
-    (RESULTS / "pages_at_once.md").write_text(markdown(runs) + "\n")
-    print(markdown(runs))
+    save_results("pages_at_once", runs, markdown(runs))
 
 
 def markdown(runs: dict) -> str:

@@ -19,20 +19,17 @@ reads one page's worth of index keys.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from pymongo import monitoring
 
-from benchmarks.machine import machine, measured_on
+from benchmarks.machine import machine, measured_on, save_results
 from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.pages import comparison_group, plan_pages
 from mongo_migration.users import seed_users
 from tests.mongo_replies import Replies
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DATABASE, COLLECTION = "benchmark", "planning_users"
 WALKED_PAGES = 5
 REPLIES = Replies()
@@ -108,10 +105,7 @@ def main() -> None:
             *(f"| {name} | {s:.1f} | {s * 1e6 / documents:.1f} | {n:,} |" for name, s, n in rows),
         ]
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "planning.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "planning.md").write_text(markdown + "\n")
-    print(markdown)
+    save_results("planning", result, markdown)
 
 
 if __name__ == "__main__":

@@ -11,17 +11,14 @@ table and moving the staging table in, is measured on the same rows.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from benchmarks.machine import machine, measured_on
+from benchmarks.machine import machine, measured_on, save_results
 from mongo_migration import target
 from tests.staging import OUTSIDE_A_RUN, drop_tables, reset_staging
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TABLE = "benchmark_publish"
 STAGED = f"{target.STAGING_SCHEMA}.{TABLE}"
 # Rows shaped like the seeded users; "version" changes the documents of the rows n % every = 0.
@@ -97,21 +94,13 @@ def main() -> None:
             *(f"| {label} | {seconds:.2f} | {written:,} |" for label, seconds, written in results),
         ]
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "publish.md").write_text(markdown + "\n")
-    (RESULTS / "publish.json").write_text(
-        json.dumps(
-            {
-                "rows": rows,
-                "measured": when,
-                "machine": where,
-                "results": [{"method": m, "seconds": round(s, 2), "rows_written": w} for m, s, w in results],
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(markdown)
+    figures = {
+        "rows": rows,
+        "measured": when,
+        "machine": where,
+        "results": [{"method": m, "seconds": round(s, 2), "rows_written": w} for m, s, w in results],
+    }
+    save_results("publish", figures, markdown)
 
 
 if __name__ == "__main__":

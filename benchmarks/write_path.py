@@ -12,14 +12,12 @@ into a fresh table of the same definition.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import bson
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from benchmarks.machine import machine, measured_on
+from benchmarks.machine import machine, measured_on, save_results
 from mongo_migration import target
 from mongo_migration.documents import copy_rows
 from mongo_migration.page_copy import READ_BATCH_SIZE, copy_page
@@ -27,7 +25,6 @@ from mongo_migration.pages import Page
 from mongo_migration.users import fake_users, user_id
 from tests.staging import OUTSIDE_A_RUN, drop_tables, reset_staging
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TABLE = "benchmark_write_path"
 
 
@@ -121,10 +118,7 @@ def main() -> None:
             f"| ratio | {ours / floor:.2f}x | |",
         ]
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "write_path.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "write_path.md").write_text(markdown + "\n")
-    print(markdown)
+    save_results("write_path", result, markdown)
 
 
 if __name__ == "__main__":
