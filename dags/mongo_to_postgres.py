@@ -1,44 +1,50 @@
 """
-### MongoDB users → PostgreSQL
+### MongoDB → PostgreSQL, one DAG per mapping
 
-Copies the `users` collection of MongoDB into a PostgreSQL table, one mapped
-task per page of `_id` values, proves that nothing was lost, and only then
-replaces the live table. Readers never see a half-loaded table.
+Copies a MongoDB collection into a PostgreSQL table shaped by its mapping
+(`include/mappings/<name>.yaml`: typed columns, child tables for arrays), one
+mapped task per page of `_id` values, proves that nothing was lost, and only
+then changes the live table in place. Readers never see a half-loaded table.
 
-1. **reset_table** recreates this run's staging tables (schema `mongo_migration_staging`);
-   the live table is not touched. A run of another DAG still loading the same table
-   keeps it: this run then fails without touching anything.
-2. **seed_users** ensures fake users 0 to *seed_users* - 1 in the source collection, only where
-   the deployment allows seeding and never in a scheduled run (0: leave it alone).
+1. **reset_table** recreates this run's staging tables (schema `mongo_migration_staging`,
+   named `"<schema>.<table>"`); the live tables are not touched. A run of another DAG still
+   loading the same target keeps it: this run then fails without touching anything.
+2. **seed_users** (the users DAG only) ensures fake users 0 to *seed_users* - 1 in the source
+   collection, only where the deployment allows seeding and never in a scheduled run.
 3. **open_change_stream** chooses the copy: *incremental*, from the point the live table
-   was published as of (the staging tables start as the live ones), or *full*, saying why;
-   it records where the collection's change stream starts, before anything of the run reads it.
+   was published as of (the staging tables start as the live ones), or *full*, saying why
+   (the first run, a changed mapping, ...); it records where the collection's change stream
+   starts, before anything of the run reads it.
 4. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents, larger
    where more pages than Airflow's `[core] max_map_length` would be needed (none in an
    incremental run).
-5. **migrate_page** (one per page) deletes its range in the staging table and COPYs its
-   documents, in one transaction: a retried page is replaced, never duplicated.
+5. **migrate_page** (one per page) deletes its range in the staging tables and COPYs its
+   documents' rows, child rows and rejects, in one transaction: a retried page is replaced,
+   never duplicated.
 6. **catch_up** applies every change made since the stream's start, batch by batch, each
-   with the position it reaches: the staging table then equals the source as of that point.
+   with the position it reaches: the staging tables then equal the source as of that point.
 7. **verify** reads every `_id` of the source again and fails the run unless the staging
    tables hold exactly those, catching up again for the ones changed meanwhile; it logs and
-   returns a Markdown report.
-8. **publish** makes the live table equal to the verified staging table in one
-   transaction, changing its rows in place so that its views, keys, policies,
-   triggers, publications, owner, grants and comments stay; it refuses an
-   unverified, empty or shrunken copy unless a Param of the *Publish* section
-   allows it, and emits the table as an Asset (alias `mongo_to_postgres_target`).
+   returns a Markdown report, with the rejects by column.
+8. **publish** makes the live tables equal to the verified staging tables in one
+   transaction, changing their rows (and the columns a changed mapping changed) in place so
+   that their views, keys, policies, triggers, publications, owner, grants and comments
+   stay; it refuses an unverified, empty or shrunken copy, or one with too many rejects,
+   unless a Param of the *Publish* section allows it, and emits the table as an Asset
+   (alias `<dag_id>_target`).
 
-Connections: `mongo_default` (source) and `postgres_default` (target).
+Connections: `mongo_default` (source) and `postgres_default` (target). A mapping that
+cannot be used is an import error of `dags/mapping_errors.py`; the other DAGs go on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Param, dag
+from airflow.sdk import DAG, Param, dag
 
 from include import config
+from mongo_migration.mapping import STAGING_SCHEMA, Mapping, load_mappings
 from mongo_migration.operators import (
     CatchUpOperator,
     MigratePageOperator,
@@ -48,8 +54,8 @@ from mongo_migration.operators import (
     ResetTableOperator,
     SeedUsersOperator,
     VerifyMigrationOperator,
+    asset_alias,
 )
-from mongo_migration.target import SCHEMA_NAME, TABLE_NAME  # the same names the SQL side accepts
 
 
 def whole(pattern: str) -> str:
@@ -57,37 +63,39 @@ def whole(pattern: str) -> str:
     return rf"^(?![\s\S]*\n){pattern}$"
 
 
-SOURCE = {
-    "mongo_conn_id": config.MONGO_CONN_ID,
-    "mongo_database": "{{ params.mongo_database }}",
-    "mongo_collection": "{{ params.mongo_collection }}",
-}
-TARGET = {
-    "postgres_conn_id": config.POSTGRES_CONN_ID,
-    "target_schema": "{{ params.target_schema }}",
-    "target_table": "{{ params.target_table }}",
-}
+# Names a run may give instead of the mapping's: plain lowercase PostgreSQL names (the operators
+# check again, with the rejects and child tables, before any SQL is built).
+TABLE_NAME = r"(?!.*_rejects$)[a-z_][a-z0-9_]{0,54}"
+SCHEMA_NAME = rf"(?!{STAGING_SCHEMA}$)[a-z_][a-z0-9_]{{0,62}}"
 
 
-@dag(
-    schedule=config.SCHEDULE,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    max_active_runs=1,
-    max_active_tasks=config.CLUSTER_SIZE,
-    dagrun_timeout=config.RUN_TIMEOUT,
-    doc_md=__doc__,
-    default_args={
-        "owner": "data-platform",
-        "retries": 3,
-        "retry_delay": dt.timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-    },
-    tags=["mongodb", "postgres", "migration"],
-    params={
-        # The trigger form shows these in this order, grouped by section.
+def params(mapping: Mapping) -> dict[str, Param]:
+    """The trigger form, in this order, grouped by section; the mapping's values are the defaults."""
+    defaults = mapping.params
+    seeding = (
+        {
+            "seed_users": Param(
+                config.SEED_USERS if config.seeding_allowed() else 0,
+                type="integer",
+                minimum=0,
+                maximum=100_000_000,
+                title="Users to seed",
+                description="Fake users 0 to N-1 to ensure in the collection before copying; 0 copies it "
+                "as it is. Writes into the source: "
+                + (
+                    "allowed in this deployment, in manually triggered runs only."
+                    if config.seeding_allowed()
+                    else f"refused in this deployment ({config.ALLOW_SEEDING_VARIABLE} is not true)."
+                ),
+                section="Source",
+            )
+        }
+        if mapping.seed_users
+        else {}
+    )
+    return {
         "mongo_database": Param(
-            config.MONGO_DATABASE,
+            mapping.source.database,
             type="string",
             pattern=whole(r"[A-Za-z0-9_\[\]-]{1,63}"),
             title="MongoDB database",
@@ -95,41 +103,27 @@ TARGET = {
             section="Source",
         ),
         "mongo_collection": Param(
-            config.MONGO_COLLECTION,
+            mapping.source.collection,
             type="string",
             pattern=whole(r"(?!system\.)[A-Za-z0-9_.\[\]-]{1,120}"),
             title="MongoDB collection",
             description="The collection to copy. It must exist: a missing one fails the run by name.",
             section="Source",
         ),
-        "seed_users": Param(
-            config.SEED_USERS if config.seeding_allowed() else 0,
-            type="integer",
-            minimum=0,
-            maximum=100_000_000,
-            title="Users to seed",
-            description="Fake users 0 to N-1 to ensure in the collection before copying; 0 copies it as "
-            "it is. Writes into the source: "
-            + (
-                "allowed in this deployment, in manually triggered runs only."
-                if config.seeding_allowed()
-                else f"refused in this deployment ({config.ALLOW_SEEDING_VARIABLE} is not true)."
-            ),
-            section="Source",
-        ),
+        **seeding,
         "mode": Param(
-            config.COPY_MODE,
+            defaults.mode,
             type="string",
             enum=["incremental", "full"],
             title="Copy mode",
             description="incremental: apply only the changes since the point the live table was "
             "published as of, or copy in full when that cannot be done (first run, changes gone from "
-            "the source's history, collection made again, table changed by someone else), saying why; "
-            "full: copy the whole collection.",
+            "the source's history, collection made again, mapping changed, table changed by someone "
+            "else), saying why; full: copy the whole collection.",
             section="Source",
         ),
         "items_per_page": Param(
-            config.ITEMS_PER_PAGE,
+            defaults.items_per_page,
             type="integer",
             minimum=1,
             maximum=100_000,
@@ -140,30 +134,40 @@ TARGET = {
             section="Pages",
         ),
         "target_schema": Param(
-            config.TARGET_SCHEMA,
+            mapping.target.schema_,
             type="string",
-            pattern=whole(SCHEMA_NAME.pattern),
+            pattern=whole(SCHEMA_NAME),
             title="PostgreSQL schema",
             description="An existing schema of the target database: lowercase letters, digits and _.",
             section="Target",
         ),
         "target_table": Param(
-            config.TARGET_TABLE,
+            mapping.target.table,
             type="string",
-            pattern=whole(TABLE_NAME.pattern),
+            pattern=whole(TABLE_NAME),
             title="PostgreSQL table",
-            description="Replaced as a whole, with its <table>_rejects, when the run has verified its copy: "
-            "lowercase letters, digits and _, at most 55.",
+            description="Changed in place, with its <table>_rejects and child tables, when the run has "
+            "verified its copy: lowercase letters, digits and _, at most 55.",
             section="Target",
         ),
         "max_shrink_percent": Param(
-            config.MAX_SHRINK_PERCENT,
+            defaults.max_shrink_percent,
             type="integer",
             minimum=0,
             maximum=100,
             title="Largest shrink allowed",
             description="publish refuses a copy with this many percent fewer rows than the live table "
             "(100: any).",
+            section="Publish",
+        ),
+        "max_reject_percent": Param(
+            defaults.max_reject_percent,
+            type="number",
+            minimum=0,
+            maximum=100,
+            title="Most rejects allowed",
+            description="publish refuses a copy that set aside more than this percent of its documents "
+            "(in <table>_rejects, each with its column and reason; 100: any).",
             section="Publish",
         ),
         "publish_empty": Param(
@@ -174,11 +178,12 @@ TARGET = {
             section="Publish",
         ),
         "verify_content": Param(
-            False,
+            defaults.verify_content,
             type="boolean",
             title="Verify every document's content",
-            description="verify reads every document of the source again and compares it with its row, "
-            "not only every _id: a second full read of the collection, for a run that must prove it.",
+            description="verify reads every document of the source again and compares it with its row "
+            "and child rows, not only every _id: a second full read of the collection, for a run that "
+            "must prove it.",
             section="Publish",
         ),
         "publish_unverified": Param(
@@ -189,7 +194,7 @@ TARGET = {
             section="Publish",
         ),
         "publish_wait_seconds": Param(
-            config.PUBLISH_WAIT_SECONDS,
+            defaults.publish_wait_seconds,
             type="integer",
             minimum=0,
             maximum=1800,  # leaves publish's execution_timeout (1 h) half its time to work
@@ -198,74 +203,150 @@ TARGET = {
             "the live table.",
             section="Publish",
         ),
-    },
-)
-def mongo_to_postgres():
-    timeout = config.TASK_TIMEOUTS
-    reset_table = ResetTableOperator(
-        task_id="reset_table", execution_timeout=timeout["reset_table"], **TARGET
-    )
-    seed_users = SeedUsersOperator(
-        task_id="seed_users",
-        users="{{ params.seed_users }}",
-        faker_seed=config.FAKER_SEED,
-        execution_timeout=timeout["seed_users"],
-        **SOURCE,
-    )
-    open_change_stream = OpenChangeStreamOperator(
-        task_id="open_change_stream",
-        mode="{{ params.mode }}",
-        execution_timeout=timeout["open_change_stream"],
-        **SOURCE,
-        **TARGET,
-    )
-    plan_pages = PlanPagesOperator(
-        task_id="plan_pages",
-        items_per_page="{{ params.items_per_page }}",
-        start=open_change_stream.output,
-        execution_timeout=timeout["plan_pages"],
-        **SOURCE,
-    )
-    migrate_page = MigratePageOperator.partial(
-        task_id="migrate_page",
-        execution_timeout=timeout["migrate_page"],
-        max_active_tis_per_dag=config.CLUSTER_SIZE,
-        pool=config.PAGE_POOL,
-        map_index_template="{{ page_label }}",
-        start=open_change_stream.output,
-        **SOURCE,
-        **TARGET,
-    ).expand(page=plan_pages.output)
-    catch_up = CatchUpOperator(
-        task_id="catch_up",
-        trigger_rule="none_failed",  # an empty collection has no pages to wait for
-        execution_timeout=timeout["catch_up"],
-        **SOURCE,
-        **TARGET,
-    )
-    verify = VerifyMigrationOperator(
-        task_id="verify",
-        page_results=migrate_page.output,
-        start=open_change_stream.output,
-        content="{{ params.verify_content }}",
-        trigger_rule="none_failed",  # likewise
-        execution_timeout=timeout["verify"],
-        **SOURCE,
-        **TARGET,
-    )
-    publish = PublishOperator(
-        task_id="publish",
-        verified=verify.output,
-        publish_unverified="{{ params.publish_unverified }}",
-        publish_empty="{{ params.publish_empty }}",
-        max_shrink_percent="{{ params.max_shrink_percent }}",
-        wait_seconds="{{ params.publish_wait_seconds }}",
-        execution_timeout=timeout["publish"],
-        **SOURCE,
-        **TARGET,
-    )
-    reset_table >> seed_users >> open_change_stream >> plan_pages >> migrate_page >> catch_up >> verify
-    verify >> publish
+    }
 
 
-mongo_to_postgres()
+def migration_dag(mapping: Mapping) -> DAG:
+    """The DAG that copies one mapping's collection into its tables."""
+    timeout = {
+        task: dt.timedelta(minutes=mapping.timeout_minutes[task])
+        if task in mapping.timeout_minutes
+        else default
+        for task, default in config.TASK_TIMEOUTS.items()
+    }
+    run_timeout = mapping.timeout_minutes.get("run")
+    source = {
+        "mongo_conn_id": config.MONGO_CONN_ID,
+        "mongo_database": "{{ params.mongo_database }}",
+        "mongo_collection": "{{ params.mongo_collection }}",
+    }
+    target = {
+        "mapping": mapping,
+        "postgres_conn_id": config.POSTGRES_CONN_ID,
+        "target_schema": "{{ params.target_schema }}",
+        "target_table": "{{ params.target_table }}",
+    }
+
+    @dag(
+        dag_id=mapping.dag_id,
+        schedule=mapping.schedule,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        max_active_tasks=config.CLUSTER_SIZE,
+        dagrun_timeout=dt.timedelta(minutes=run_timeout) if run_timeout else config.RUN_TIMEOUT,
+        description=mapping.description or None,
+        doc_md=mapping_doc(mapping) + __doc__,
+        default_args={
+            "owner": "data-platform",
+            "retries": 3,
+            "retry_delay": dt.timedelta(seconds=30),
+            "retry_exponential_backoff": True,
+        },
+        tags=["mongodb", "postgres", "migration"],
+        params=params(mapping),
+    )
+    def migration():
+        reset_table = ResetTableOperator(
+            task_id="reset_table", execution_timeout=timeout["reset_table"], **target
+        )
+        open_change_stream = OpenChangeStreamOperator(
+            task_id="open_change_stream",
+            mode="{{ params.mode }}",
+            execution_timeout=timeout["open_change_stream"],
+            **source,
+            **target,
+        )
+        if mapping.seed_users:
+            seed_users = SeedUsersOperator(
+                task_id="seed_users",
+                users="{{ params.seed_users }}",
+                faker_seed=config.FAKER_SEED,
+                execution_timeout=timeout["seed_users"],
+                **source,
+            )
+            reset_table >> seed_users >> open_change_stream
+        else:
+            reset_table >> open_change_stream
+        plan_pages = PlanPagesOperator(
+            task_id="plan_pages",
+            items_per_page="{{ params.items_per_page }}",
+            start=open_change_stream.output,
+            execution_timeout=timeout["plan_pages"],
+            **source,
+        )
+        migrate_page = MigratePageOperator.partial(
+            task_id="migrate_page",
+            execution_timeout=timeout["migrate_page"],
+            max_active_tis_per_dag=config.CLUSTER_SIZE,
+            pool=mapping.pool,
+            map_index_template="{{ page_label }}",
+            start=open_change_stream.output,
+            **source,
+            **target,
+        ).expand(page=plan_pages.output)
+        catch_up = CatchUpOperator(
+            task_id="catch_up",
+            trigger_rule="none_failed",  # an empty collection has no pages to wait for
+            execution_timeout=timeout["catch_up"],
+            **source,
+            **target,
+        )
+        verify = VerifyMigrationOperator(
+            task_id="verify",
+            page_results=migrate_page.output,
+            start=open_change_stream.output,
+            content="{{ params.verify_content }}",
+            trigger_rule="none_failed",  # likewise
+            execution_timeout=timeout["verify"],
+            **source,
+            **target,
+        )
+        publish = PublishOperator(
+            task_id="publish",
+            verified=verify.output,
+            publish_unverified="{{ params.publish_unverified }}",
+            publish_empty="{{ params.publish_empty }}",
+            max_shrink_percent="{{ params.max_shrink_percent }}",
+            max_reject_percent="{{ params.max_reject_percent }}",
+            wait_seconds="{{ params.publish_wait_seconds }}",
+            asset_alias=asset_alias(mapping.dag_id),
+            execution_timeout=timeout["publish"],
+            **source,
+            **target,
+        )
+        open_change_stream >> plan_pages >> migrate_page >> catch_up >> verify >> publish
+
+    return migration()
+
+
+def mapping_doc(mapping: Mapping) -> str:
+    """The mapping, as the DAG's page shows it."""
+    lines = [
+        f"## {mapping.source.database}.{mapping.source.collection} → "
+        f"{mapping.target.schema_}.{mapping.target.table}",
+        "",
+        f"{mapping.description} Mapping: `{mapping.file.name}` (version {mapping.version}); "
+        f"the whole document {'is kept in `document`' if mapping.keep_document else 'is not kept'}.",
+        "",
+        "| table | column | path | type | accepts | nullable | on violation |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for table, prefix, columns in [
+        (mapping.target.table, (), mapping.columns),
+        *(
+            (f"{mapping.target.table}_{child.name}", (*child.path, "[]"), child.columns)
+            for child in mapping.children
+        ),
+    ]:
+        for column in columns:
+            path = ".".join((*prefix, *column.path)) or "the element"
+            lines.append(
+                f"| {table} | {column.name} | `{path}` | {column.type} | {', '.join(column.accepts)} | "
+                f"{'yes' if column.nullable else 'no'} | {column.on_violation} |"
+            )
+    return "\n".join(lines) + "\n\n"
+
+
+for _mapping in load_mappings()[0]:  # the errors of the others are dags/mapping_errors.py's
+    migration_dag(_mapping)

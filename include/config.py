@@ -1,11 +1,12 @@
 """Defaults for the migration: the counterpart of the seed project's ``params.py``.
 
-The DAG turns each of these into a Param, so the trigger form shows them and a
-run can override them.
+The DAGs turn these into Params, so the trigger form shows them and a run can
+override them; a mapping (``include/mappings``) can set its own defaults.
 """
 
 import datetime as dt
 import os
+from pathlib import Path
 
 SEED_USERS = 1_000_000  # fake users to ensure in the source collection, where seeding is allowed
 # Seeding writes fake users into the source, so a deployment allows it only by
@@ -33,9 +34,13 @@ MONGO_COLLECTION = "users"
 TARGET_SCHEMA = "public"
 TARGET_TABLE = "users"
 MAX_SHRINK_PERCENT = 10  # publish refuses a copy this much smaller than the live table
+# publish refuses a copy whose rejects are more than this percent of the documents
+MAX_REJECT_PERCENT = 1.0
 PUBLISH_WAIT_SECONDS = 300  # how long publish keeps trying while other sessions lock the live table
 
-SCHEDULE = "0 2 * * *"  # nightly at 02:00 UTC
+# The mappings, one DAG each (the users DAG's schedule, nightly at 02:00 UTC, is in users.yaml);
+# a deployment that keeps them elsewhere sets this variable.
+MAPPINGS_DIR = Path(os.environ.get("MONGO_MIGRATION_MAPPINGS_DIR", Path(__file__).parent / "mappings"))
 # A hung run must not block the next night (max_active_runs is 1): the whole run
 # ends by 14:00 UTC, and each task has a bound fitted to its work.
 RUN_TIMEOUT = dt.timedelta(hours=12)

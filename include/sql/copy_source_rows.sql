@@ -1,1 +1,1 @@
-COPY source_rows ({columns}) FROM STDIN;
+COPY {source} ({columns}) FROM STDIN;

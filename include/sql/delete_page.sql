@@ -1,5 +1,4 @@
--- Remove what an earlier attempt of this page wrote, rows and rejects, in the
--- same transaction as the page's COPY, so a retried page never leaves a
--- duplicate or a gap.
-WITH earlier_rows AS (DELETE FROM {staging} WHERE page = %(page)s)
-DELETE FROM {staging_rejects} WHERE page = %(page)s;
+-- Remove what an earlier attempt of this page wrote into one staging table (run for
+-- the table, its rejects and each child table), in the same transaction as the
+-- page's COPY, so a retried page never leaves a duplicate or a gap.
+DELETE FROM {staging} WHERE page = %(page)s;

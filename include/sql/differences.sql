@@ -1,8 +1,9 @@
 -- How the staging tables differ from the source's documents read into
 -- source_rows: "missing" (the source holds it, the staging tables do not),
 -- "unknown" (the other way round) and, with %(content)s, "changed" (a row whose
--- columns or document differ; rejects are compared by _id only). With %(keys)s,
--- only at those _id keys. A document with no readable _id counts as ''.
+-- columns or document differ, compared as text where equality would hide a
+-- difference; rejects are compared by _id only). With %(keys)s, only at those
+-- _id keys. A document with no readable _id counts as ''.
 WITH target_keys AS (
     SELECT _id FROM {staging} WHERE %(keys)s::text[] IS NULL OR _id = ANY(%(keys)s)
     UNION ALL
@@ -16,8 +17,7 @@ differences AS (
     WHERE NOT EXISTS (SELECT FROM source_rows AS source WHERE source._id = target_keys._id)
     UNION ALL
     SELECT source._id, 'changed' FROM source_rows AS source JOIN {staging} AS staged USING (_id)
-    WHERE %(content)s AND source.document IS NOT NULL
-      AND (source.username, source.email, source.age, source.created_at, source.document::text)
-          IS DISTINCT FROM (staged.username, staged.email, staged.age, staged.created_at, staged.document::text)
+    WHERE %(content)s AND source.page IS NOT NULL
+      AND ({source_compared}) IS DISTINCT FROM ({staged_compared})
 )
 SELECT _id, difference FROM differences ORDER BY _id LIMIT %(most)s;

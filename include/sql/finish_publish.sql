@@ -1,6 +1,5 @@
--- Statistics before readers see the new rows, and the staging tables go.
+-- Statistics before readers see the new rows (run for each live table), and its
+-- staging table goes.
 ANALYZE {live};
 
-ANALYZE {live_rejects};
-
-DROP TABLE IF EXISTS {staging}, {staging_rejects};
+DROP TABLE IF EXISTS {staging};

@@ -1,2 +1,2 @@
--- Whether the live table and its rejects table exist.
-SELECT to_regclass(%(live)s) IS NOT NULL, to_regclass(%(live_rejects)s) IS NOT NULL;
+-- Which of a target's live tables (%(names)s, qualified) exist.
+SELECT name, to_regclass(name) IS NOT NULL FROM unnest(%(names)s::text[]) AS name;

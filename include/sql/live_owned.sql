@@ -2,4 +2,4 @@
 -- owns them or inherits from their owner): ANALYZE by anyone else does nothing but warn.
 SELECT coalesce(bool_and(pg_has_role(relowner, 'USAGE')), false)
 FROM pg_class
-WHERE oid IN (to_regclass(%(live)s), to_regclass(%(live_rejects)s));
+WHERE oid IN (SELECT to_regclass(name) FROM unnest(%(names)s::text[]) AS name);

@@ -6,7 +6,7 @@ WITH table_locks AS (
     SELECT locks.pid, locks.mode, locks.granted
     FROM pg_locks AS locks
     WHERE locks.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND locks.relation IN (to_regclass(%(live)s), to_regclass(%(live_rejects)s))
+      AND locks.relation IN (SELECT to_regclass(name) FROM unnest(%(names)s::text[]) AS name)
       AND locks.pid <> pg_backend_pid()
 )
 SELECT activity.pid, activity.usename, activity.application_name,

@@ -1,5 +1,8 @@
--- First publish of a table (no live table yet): the staging table moves in
--- whole, with its indexes and constraints; nothing else can depend on it yet.
+-- First publish of a live table (the table, its rejects or a child table: none yet):
+-- its staging table moves in whole, with its indexes and constraints, and takes
+-- the live name; nothing else can depend on it yet.
 ALTER TABLE {staging} SET SCHEMA {schema};
+
+ALTER TABLE {moved} RENAME TO {relation};
 
 COMMENT ON TABLE {live} IS NULL;

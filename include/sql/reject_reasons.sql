@@ -1,1 +1,3 @@
-SELECT reason, count(*) FROM {staging_rejects} GROUP BY reason ORDER BY count(*) DESC, reason LIMIT 10;
+-- The rejects by column (NULL: the document as a whole) and reason, most frequent first.
+SELECT column_name, reason, count(*) FROM {staging_rejects}
+GROUP BY column_name, reason ORDER BY count(*) DESC, column_name NULLS FIRST, reason LIMIT 20;

@@ -1,10 +1,9 @@
 -- Then the rows whose content changed (page is where they were read, not content).
--- The documents compare as text: jsonb's equality takes 42 and 42.0 for equal,
--- though they read back as an int32 and a double.
+-- jsonb, numeric and double precision values compare as text: jsonb's equality
+-- takes 42 and 42.0 for equal (an int32 and a double), numeric's 1.0 and 1.00,
+-- double precision's 0 and -0.
 UPDATE {live} AS live
-SET username = staged.username, email = staged.email, age = staged.age,
-    created_at = staged.created_at, document = staged.document, page = staged.page
+SET ({assigned}) = ({staged_values})
 FROM {staging} AS staged
-WHERE staged._id = live._id
-  AND (live.username, live.email, live.age, live.created_at, live.document::text)
-      IS DISTINCT FROM (staged.username, staged.email, staged.age, staged.created_at, staged.document::text);
+WHERE ({staged_key}) = ({live_key})
+  AND ({live_compared}) IS DISTINCT FROM ({staged_compared});

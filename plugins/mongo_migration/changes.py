@@ -42,8 +42,8 @@ from pymongo.errors import OperationFailure
 
 from mongo_migration import target
 from mongo_migration.connections import transaction
-from mongo_migration.documents import copy_rows, readable_id_key
-from mongo_migration.target import Owner
+from mongo_migration.documents import Conversion, readable_id_key
+from mongo_migration.target import Owner, Tables
 
 CHANGES_PER_BATCH = 1000  # changes applied in one transaction
 # How long the catch-up keeps reading a stream that never falls quiet, once it has
@@ -274,22 +274,28 @@ class CatchUp:
 
 
 def catch_up(
-    collection: Collection, conn: Connection, table: str, owner: Owner, watched: Iterable[str] = ()
+    collection: Collection,
+    conn: Connection,
+    tables: Tables,
+    conversion: Conversion,
+    owner: Owner,
+    watched: Iterable[str] = (),
 ) -> CatchUp:
     """Apply the changes since the staging tables' position, batch by batch, each with its new position.
 
+    A changed document's row, child rows and reject are replaced together.
     ``watched``: ``_id`` keys to report in ``CatchUp.touched`` when a change touches them.
     """
     with transaction(conn):
-        start = target.staging_position(conn, table)
+        start = target.staging_position(conn, tables)
     result = CatchUp(position=start)
     if start is None:
         return result
     watched = set(watched)
     for batch in read_changes(collection, Position.from_json(start)):
-        rows = copy_rows(batch.documents, target.CAUGHT_UP_PAGE)
+        rows = conversion.rows(batch.documents, target.CAUGHT_UP_PAGE)
         position = {**batch.position.to_json(), "quiet": batch.quiet}
-        target.apply_changes(conn, table, owner, batch.keys, rows.rows, rows.rejects, position)
+        target.apply_changes(conn, tables, owner, batch.keys, rows, position)
         result.position = position
         result.changes += batch.changes
         result.documents += len(batch.keys)

@@ -1,16 +1,18 @@
-"""Turning MongoDB documents into rows of the target table, as COPY text.
+"""Turning MongoDB documents into the rows of a mapping's tables, as COPY text.
 
-A row is the document's ``_id`` key, the typed user columns, and the whole
-document as MongoDB Extended JSON (relaxed mode, with 64-bit integers kept in
-their canonical ``$numberLong`` form so they come back as int64, and doubles
-that JSON would not bring back as doubles, NaN, the infinities, -0.0 and those
-of 2**53 or more, as ``$numberDouble``). A typed column whose field is missing or
-of another type is NULL; the value is still in the ``document`` column.
+A document becomes one row of the target table: its ``_id`` key, a value per
+column of the mapping (taken at the column's path and written by the type
+contract, ``contract.py``), the whole document as Extended JSON when the
+mapping keeps it, and the page that wrote it; and a row per element of each
+array the mapping makes a child table, keyed by the ``_id`` and the index.
 
-A document that cannot be written faithfully (it does not decode, holds the
-NUL character PostgreSQL cannot store, or has a field name starting with ``$``
-that Extended JSON would read as a type) is not dropped: it becomes a
-``Reject`` with its raw BSON and the reason, for the rejects table.
+A document that cannot be written faithfully is not dropped: it becomes a
+``Reject`` with its raw BSON and the reason, for the rejects table. That is a
+document that does not decode, holds the NUL character PostgreSQL cannot
+store, has a field name starting with ``$``, or violates the mapping: a field
+of a type its column does not accept, a missing or null field whose column is
+not nullable, a value its column cannot hold exactly. A column whose mapping
+says ``on_violation: fail`` fails the run instead (``ViolationFailsRun``).
 
 This is the hot path of a migration: a page arrives as raw BSON batches and
 leaves as COPY text, with as little Python per document as the profile allowed
@@ -19,95 +21,299 @@ leaves as COPY text, with as little Python per document as the profile allowed
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
 import gc
-import json
-import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-import orjson
 from bson import json_util
+from bson.binary import Binary
 from bson.code import Code
 from bson.codec_options import CodecOptions, DatetimeConversion
-from bson.datetime_ms import DatetimeMS
-from bson.dbref import DBRef
-from bson.decimal128 import Decimal128
 from bson.errors import InvalidBSON
-from bson.int64 import Int64
 from bson.objectid import ObjectId
 
+from mongo_migration import contract
+from mongo_migration.contract import NULL, Violation
+from mongo_migration.mapping import Child, Column, Mapping
+
+# The version of the rows' form: raise it with any change to this module or to contract.py that
+# writes a value differently. A live table published by another version is copied again in full
+# (tests/plugins/test_conversion_version.py fails until it is raised).
+CONVERSION_VERSION = 2
 # Naive datetimes, which are UTC (decoding them timezone-aware costs a third
 # more), and dates beyond Python's years 1-9999 as DatetimeMS, not an error.
 CODEC_OPTIONS = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
-
-COLUMNS = ("_id", "username", "email", "age", "created_at", "document", "page")
-
-NULL = "\\N"
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-_JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 _LENIENT_CODEC_OPTIONS = CODEC_OPTIONS.with_options(unicode_decode_error_handler="backslashreplace")
-_EXACT_DOUBLES = 2.0**53  # from here on, JSON numbers read back as integers
-_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-class RejectedDocument(ValueError):
-    """A document that cannot be written faithfully; the message is the reason."""
+class ViolationFailsRun(Exception):
+    """A violation of a column whose mapping says ``on_violation: fail``; the message says which."""
 
 
 @dataclass(frozen=True)
 class Reject:
+    """A document set aside, with why: for a violation, the column, the path, the types expected and found."""
+
     key: str | None  # the _id key, when the _id could be read
     reason: str
     raw: bytes  # the document's BSON, as the server sent it
+    column: str | None = None  # a column of the table, or <child>.<column> of a child table
+    path: tuple[str, ...] | None = None
+    expected: str | None = None  # the BSON types the column accepts
+    actual: str | None = None  # the BSON type found ("missing" when there is none)
+
+    def row(self, page: int) -> tuple:
+        """The row of the rejects table, in the order of ``REJECT_COLUMNS``."""
+        path = list(self.path) if self.path is not None else None
+        return (self.key, self.column, path, self.expected, self.actual, self.reason, self.raw, page)
+
+
+REJECT_COLUMNS = ("_id", "column_name", "path", "expected", "actual", "reason", "document", "page")
 
 
 @dataclass
 class Batch:
-    rows: bytes  # COPY text, one line per written document
+    rows: bytes  # COPY text of the target table, one line per written document
     documents: int  # documents read: written + rejected
     rejects: list[Reject]
+    children: dict[str, bytes] = field(default_factory=dict)  # COPY text of each child table, by child name
 
 
-def copy_rows(raw_batch: bytes, page: int) -> Batch:
-    """A batch of raw BSON documents of ``page`` as COPY text rows, and the documents set aside.
+class _Missing:
+    """The value of a path the document does not have."""
 
-    The cyclic garbage collector is paused meanwhile: decoding creates tens of
-    thousands of containers, none in a cycle, and in a task process collecting
-    them would walk Airflow's whole heap again and again (a third of the time).
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _copy_rows(raw_batch, f"\t{page}\n")
-    finally:
-        if collecting:
-            gc.enable()
+    __slots__ = ()
 
 
-def _copy_rows(raw_batch: bytes, end_of_row: str) -> Batch:
-    raw_documents = None  # split only when a document is set aside
-    try:
-        decoded: list = bson.decode_all(raw_batch, CODEC_OPTIONS)
-    except InvalidBSON:  # one or more documents do not decode: take them one by one
-        raw_documents = split_documents(raw_batch)
-        decoded = [_decode_or_error(raw) for raw in raw_documents]
-    lines, rejects = [], []
-    for number, document in enumerate(decoded):
+MISSING = _Missing()
+
+
+class _ColumnViolation(Exception):
+    def __init__(self, column: Column, name: str, path: tuple, value: Any, reason: str):
+        self.column, self.name, self.path, self.value, self.reason = column, name, path, value, reason
+
+
+class Conversion:
+    """How a mapping turns raw BSON batches into rows, rejects and child rows (``rows``)."""
+
+    def __init__(self, mapping: Mapping):
+        self.mapping = mapping
+        self.columns = table_columns(mapping)
+        self._cells = [_cell(column, column.name) for column in mapping.columns]
+        self._children = [(child, _child_rows(child)) for child in mapping.children]
+        self._keep_document = mapping.keep_document
+
+    def rows(self, raw_batch: bytes, page: int) -> Batch:
+        """A batch of raw BSON documents of ``page`` as COPY text rows, and the documents set aside.
+
+        The cyclic garbage collector is paused meanwhile: decoding creates tens of
+        thousands of containers, none in a cycle, and in a task process collecting
+        them would walk Airflow's whole heap again and again (a third of the time).
+        """
+        collecting = gc.isenabled()
+        gc.disable()
         try:
-            if isinstance(document, InvalidBSON):
-                key = readable_id_key(raw_documents[number])
-                raise RejectedDocument(f"does not decode as BSON: {document}")
-            key = id_key(document["_id"])
-            lines.append(copy_row(document, key) + end_of_row)
-        except RejectedDocument as error:
-            raw_documents = raw_documents or split_documents(raw_batch)
-            rejects.append(Reject(key, str(error), raw_documents[number]))
-    return Batch("".join(lines).encode(), len(decoded), rejects)
+            return self._rows(raw_batch, page)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _rows(self, raw_batch: bytes, page: int) -> Batch:
+        raw_documents = None  # split only when a document is set aside
+        try:
+            decoded: list = bson.decode_all(raw_batch, CODEC_OPTIONS)
+        except InvalidBSON:  # one or more documents do not decode: take them one by one
+            raw_documents = split_documents(raw_batch)
+            decoded = [_decode_or_error(raw) for raw in raw_documents]
+        end_of_row = f"\t{page}\n"
+        lines, rejects = [], []
+        children = {child.name: [] for child, _ in self._children}
+        for number, document in enumerate(decoded):
+            key = None
+            try:
+                if isinstance(document, InvalidBSON):
+                    key = readable_id_key(raw_documents[number])
+                    raise Violation(f"does not decode as BSON: {document}")
+                key = id_key(document["_id"])
+                line, child_lines = self._row(document, key)
+            except Violation as error:
+                raw_documents = raw_documents or split_documents(raw_batch)
+                rejects.append(Reject(key, str(error), raw_documents[number]))
+                continue
+            except _ColumnViolation as violation:
+                raw_documents = raw_documents or split_documents(raw_batch)
+                rejects.append(self._reject(violation, key, raw_documents[number]))
+                continue
+            lines.append(line + end_of_row)
+            for name, rows in child_lines:
+                children[name].extend(row + end_of_row for row in rows)
+        return Batch(
+            rows="".join(lines).encode(),
+            documents=len(decoded),
+            rejects=rejects,
+            children={name: "".join(rows).encode() for name, rows in children.items()},
+        )
+
+    def _row(self, document: dict, key: str) -> tuple[str, list[tuple[str, list[str]]]]:
+        """The document's row (without its page) and its child tables' rows."""
+        values = [contract.text(key)]
+        values += [cell(document) for cell in self._cells]
+        child_lines = [(child.name, child_rows(document, key)) for child, child_rows in self._children]
+        if self._keep_document:
+            values.append(contract.jsonb(document))
+        return "\t".join(values), child_lines
+
+    def _reject(self, violation: _ColumnViolation, key: str | None, raw: bytes) -> Reject:
+        actual = "missing" if violation.value is MISSING else contract.bson_type(violation.value)
+        column = violation.column
+        reason = f"{violation.name} ({column.type}, at {_dotted(violation.path)}): {violation.reason}"
+        if column.on_violation == "fail":
+            raise ViolationFailsRun(
+                f"document _id {key} violates the mapping {self.mapping.file.name}, whose column says "
+                f"on_violation: fail: {reason}"
+            )
+        return Reject(key, reason, raw, violation.name, violation.path, ", ".join(column.accepts), actual)
+
+
+def table_columns(mapping: Mapping) -> tuple[str, ...]:
+    """The target table's columns in COPY order: the key, the mapping's columns, the document, the page."""
+    document = ("document",) if mapping.keep_document else ()
+    return ("_id", *(column.name for column in mapping.columns), *document, "page")
+
+
+def child_columns(child: Child) -> tuple[str, ...]:
+    """A child table's columns in COPY order: the parent's key, the index, the child's columns, the page."""
+    return ("_id", "_index", *(column.name for column in child.columns), "page")
+
+
+def _getter(path: tuple[str, ...]) -> Callable[[Any], Any]:
+    """The value at ``path`` below a document (MISSING where a field is absent or not an object)."""
+    if not path:
+        return lambda value: value
+    if len(path) == 1:
+        (key,) = path
+        return lambda document: document.get(key, MISSING) if type(document) is dict else MISSING
+
+    def get(value: Any) -> Any:
+        for key in path:
+            if type(value) is not dict:
+                return MISSING
+            value = value.get(key, MISSING)
+        return value
+
+    return get
+
+
+def _writers_by_python_type(column: Column) -> dict[type, Callable[[Any], str]]:
+    """What writes a value of each Python type the column accepts (a missing or null one: NULL if nullable)."""
+    holds = contract.writers(column.type)
+    by_type: dict[type, Callable[[Any], str]] = {}
+    for name in column.accepts:
+        for python_type in contract.PYTHON_TYPES[name]:
+            by_type[python_type] = holds[name]
+    # Binary and Code stand for two BSON types each: the value decides which.
+    if Binary in by_type:
+        by_type[Binary] = _by_subtype(
+            {name: holds[name] for name in ("uuid", "binData") if name in column.accepts}
+        )
+    if Code in by_type:
+        by_type[Code] = _by_scope({name: holds[name] for name in column.accepts if name in holds})
+    if column.nullable:
+        by_type[type(None)] = by_type[_Missing] = _null
+    return by_type
+
+
+def _by_subtype(holds: dict) -> Callable[[Binary], str]:
+    def write(value: Binary) -> str:
+        name = "uuid" if value.subtype == 4 else "binData"
+        if name not in holds:
+            raise Violation(
+                f"has the BSON type {contract.bson_type(value)}, which the column does not accept"
+            )
+        return holds[name](value)
+
+    return write
+
+
+def _by_scope(holds: dict) -> Callable[[Code], str]:
+    def write(value: Code) -> str:
+        name = contract.bson_type(value)
+        if name not in holds:
+            raise Violation(f"has the BSON type {name}, which the column does not accept")
+        return holds[name](value)
+
+    return write
+
+
+def _null(value: Any) -> str:
+    return NULL
+
+
+def _cell(column: Column, name: str, prefix: tuple = ()) -> Callable[[Any], str]:
+    """A column's COPY text from a document (or an array element), or a ``_ColumnViolation``."""
+    get = _getter(column.path)
+    by_type = _writers_by_python_type(column)
+    path = prefix + column.path
+
+    def cell(document: Any) -> str:
+        value = get(document)
+        write = by_type.get(type(value))
+        if write is None:
+            raise _ColumnViolation(column, name, path, value, _type_problem(column, value))
+        try:
+            return write(value)
+        except Violation as error:
+            raise _ColumnViolation(column, name, path, value, str(error)) from None
+
+    return cell
+
+
+def _type_problem(column: Column, value: Any) -> str:
+    if value is MISSING or value is None:
+        what = "is missing" if value is MISSING else "is null"
+        return f"{what} and the column is not nullable"
+    return f"has the BSON type {contract.bson_type(value)}; the column accepts {', '.join(column.accepts)}"
+
+
+def _child_rows(child: Child) -> Callable[[dict, str], list[str]]:
+    """A child table's rows of a document (without their page): one per element of its array."""
+    get = _getter(child.path)
+    array_column = Column(
+        name=child.name, path=child.path, type="jsonb", accepts=("array",), on_violation=child.on_violation
+    )
+    cells = [
+        (column, _cell(column, f"{child.name}.{column.name}", (*child.path, "[]")))
+        for column in child.columns
+    ]
+
+    def rows(document: dict, key: str) -> list[str]:
+        array = get(document)
+        if type(array) is not list:
+            if (array is MISSING or array is None) and child.nullable:
+                return []
+            problem = _type_problem(array_column, array)
+            raise _ColumnViolation(array_column, child.name, child.path, array, problem)
+        parent = contract.text(key)
+        lines = []
+        for index, element in enumerate(array):
+            try:
+                values = [cell(element) for _, cell in cells]
+            except _ColumnViolation as violation:  # name the element's index in the path
+                index_path = (*child.path, str(index), *violation.path[len(child.path) + 1 :])
+                raise _ColumnViolation(
+                    violation.column, violation.name, index_path, violation.value, violation.reason
+                ) from None
+            lines.append("\t".join((parent, str(index), *values)))
+        return lines
+
+    return rows
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(path) or "the element"
 
 
 def _decode_or_error(raw: bytes) -> dict | InvalidBSON:
@@ -141,32 +347,6 @@ def readable_id_key(raw: bytes) -> str | None:
         return None
 
 
-def copy_row(document: dict, key: str) -> str:
-    """One document as COPY text: its values in the order of ``COLUMNS``, but for the page.
-
-    ``key`` is the document's ``id_key``, which the caller needs too.
-    """
-    age = document.get("age")
-    created_at = document.get("created_at")
-    extended_json = to_extended_json(document)
-    if "\\u0000" in extended_json and _NUL.search(extended_json):
-        raise RejectedDocument(
-            "holds the NUL character (\\u0000), which PostgreSQL text and jsonb cannot store"
-        )
-    if "\\" in extended_json:  # JSON escapes control characters itself; only its backslashes need escaping
-        extended_json = extended_json.replace("\\", "\\\\")
-    return "\t".join(
-        (
-            _text(key),
-            _text(document.get("username")),
-            _text(document.get("email")),
-            str(age) if type(age) in (int, Int64) and _INT32_MIN <= age <= _INT32_MAX else NULL,
-            f"{created_at.isoformat()}+00" if type(created_at) is dt.datetime else NULL,
-            extended_json,
-        )
-    )
-
-
 def id_key(value: Any) -> str:
     """The target's primary key for an ``_id``: an ObjectId's hex, else canonical Extended JSON.
 
@@ -197,119 +377,3 @@ def id_keys(raw_batch: bytes) -> list[str]:
         return [id_key(document["_id"]) for document in bson.decode_all(raw_batch, CODEC_OPTIONS)]
     except InvalidBSON:
         return [readable_id_key(raw) or "" for raw in split_documents(raw_batch)]
-
-
-def to_extended_json(document: dict) -> str:
-    if _needs_care(document):
-        document = _with_exact_doubles(document)
-    try:
-        return orjson.dumps(document, default=_extended_json_value, option=_JSON_OPTIONS).decode()
-    except orjson.JSONEncodeError as error:
-        raise RejectedDocument(f"cannot be written as JSON: {error}") from None
-
-
-def _needs_care(value: Any) -> bool:
-    """Whether a document holds a double plain JSON would change, or a field name starting with ``$``.
-
-    One walk in Python (about 3 µs a user document) finds the few that do.
-    """
-    kind = type(value)
-    if kind is dict:
-        return any(key[:1] == "$" or _needs_care(item) for key, item in value.items())
-    if kind is list:
-        return any(_needs_care(item) for item in value)
-    if kind is float:
-        return _inexact_in_json(value)
-    if kind is Code or kind is DBRef:
-        return _needs_care(_embedded(value))
-    return False
-
-
-def _with_exact_doubles(value: Any) -> Any:
-    kind = type(value)
-    if kind is dict:
-        for key in value:
-            _check_field_name(key)
-        return {key: _with_exact_doubles(item) for key, item in value.items()}
-    if kind is list:
-        return [_with_exact_doubles(item) for item in value]
-    if kind is float and _inexact_in_json(value):
-        return _ExactDouble(value)
-    if kind is Code or kind is DBRef:  # written in canonical Extended JSON, which keeps their numbers exact
-        _refuse_dollar_names(_embedded(value))
-    return value
-
-
-def _embedded(value: Code | DBRef) -> Any:
-    """The values a code (its scope) or a DBRef (its ``$id`` and extra fields) carries inside it."""
-    if type(value) is Code:
-        return value.scope
-    extra = {key: item for key, item in value.as_doc().items() if key not in ("$ref", "$id", "$db")}
-    return [value.id, extra]
-
-
-def _refuse_dollar_names(value: Any) -> None:
-    kind = type(value)
-    if kind is dict:
-        for key, item in value.items():
-            _check_field_name(key)
-            _refuse_dollar_names(item)
-    elif kind is list:
-        for item in value:
-            _refuse_dollar_names(item)
-    elif kind is Code or kind is DBRef:
-        _refuse_dollar_names(_embedded(value))
-
-
-def _check_field_name(key: str) -> None:
-    if key[:1] == "$":
-        raise RejectedDocument(
-            f"has the field name {key!r}: a name starting with $ reads back as an Extended JSON type"
-        )
-
-
-def _inexact_in_json(value: float) -> bool:
-    """NaN, the infinities, -0.0 (jsonb drops its sign) and 2**53 or more (which read back as integers)."""
-    return not -_EXACT_DOUBLES < value < _EXACT_DOUBLES or (value == 0.0 and math.copysign(1.0, value) < 0)
-
-
-class _ExactDouble:
-    """A double that Extended JSON must spell out (``orjson`` writes NaN as null, 1e20 as an integer)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: float):
-        self.value = value
-
-
-def _text(value: Any) -> str:
-    """A string as a COPY text value (escaped only when it holds a special character), else NULL."""
-    if type(value) is not str:
-        return NULL
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.translate(_COPY_ESCAPES)
-    return value
-
-
-def _extended_json_value(value: Any) -> Any:
-    """orjson calls this for each value it cannot write as plain JSON."""
-    kind = type(value)
-    if kind is ObjectId:
-        return {"$oid": str(value)}
-    if kind is dt.datetime:  # naive, in UTC
-        if value.year >= 1970:
-            return {"$date": value.isoformat(timespec="milliseconds") + "Z"}
-        millis = calendar.timegm(value.timetuple()) * 1000 + value.microsecond // 1000
-        return {"$date": {"$numberLong": str(millis)}}
-    if kind is DatetimeMS:
-        return {"$date": {"$numberLong": str(int(value))}}
-    if kind is Int64:
-        return {"$numberLong": str(int(value))}
-    if kind is Decimal128:
-        return {"$numberDecimal": str(value)}
-    if kind is _ExactDouble:
-        return json.loads(json_util.dumps(value.value, json_options=json_util.CANONICAL_JSON_OPTIONS))
-    # The rarer BSON types (binary, regex, code, timestamp, min/max key, DBRef)
-    # take pymongo's own canonical Extended JSON, which keeps the type of every
-    # number inside them (a code's scope, a DBRef's $id) too.
-    return json.loads(json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS))

@@ -1,24 +1,26 @@
-"""The operators of the ``mongo_to_postgres`` DAG.
+"""The operators of the DAGs that copy a collection, one DAG per mapping (``dags/mongo_to_postgres.py``).
 
 Each one creates its hooks in ``execute`` and leaves the work to the modules
 beside it: ``users`` (seeding), ``pages`` (planning), ``page_copy`` (one page:
-read, convert, COPY), ``documents`` (the row of a document) and ``target`` (the
-SQL, the staging tables and publishing).
+read, convert, COPY), ``documents`` (the rows of a document, by its mapping),
+``changes`` (the change stream), ``verification`` and ``target`` (the SQL, the
+staging tables and publishing). The mapping (``mapping.py``) gives every
+operator that writes the target the shape of its tables.
 
 Lineage: the source collection (the Mongo provider's
 ``mongodb://host:port/database/collection``) is the inlet of each task that
 reads it, declared when the task runs, since its host comes from the
 connection, which the DAG file must not read at import. The table
 (``postgres://host:port/database/schema/table``) is what ``publish`` emits
-through its outlet, the asset alias ``ASSET_ALIAS``.
+through its outlet, the asset alias ``asset_alias(dag_id)``.
 """
 
 from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,15 +50,21 @@ from mongo_migration.changes import (
     why_not_from,
 )
 from mongo_migration.connections import mongo_hook, postgres_connection, transaction
-from mongo_migration.documents import CODEC_OPTIONS
+from mongo_migration.documents import CODEC_OPTIONS, CONVERSION_VERSION, Conversion, ViolationFailsRun
+from mongo_migration.mapping import Mapping
 from mongo_migration.page_copy import copy_page, read_page
 from mongo_migration.pages import Page, fewer_pages, plan_pages, planned_range_filter
 from mongo_migration.report import markdown_report, summarize, summary_line
-from mongo_migration.target import Owner
+from mongo_migration.target import Owner, Tables
 from mongo_migration.users import seed_users
 from mongo_migration.verification import compare, settle
 
-ASSET_ALIAS = "mongo_to_postgres_target"  # publish names the table it replaced in an event of this alias
+
+def asset_alias(dag_id: str) -> str:
+    """The asset alias in whose events publish names the table it published."""
+    return f"{dag_id}_target"
+
+
 _SOURCE_FIELDS = ("mongo_database", "mongo_collection")
 _TARGET_FIELDS = ("target_table", "target_schema")
 
@@ -104,23 +112,37 @@ class _SourceOperator(BaseOperator):
 
 
 class _TargetOperator(BaseOperator):
-    """An operator that works on the target table through the ``postgres_conn_id`` connection."""
+    """An operator that works on the target table, shaped by ``mapping``, through the ``postgres_conn_id``
+    connection."""
 
     def __init__(
         self,
         *,
+        mapping: Mapping,
         target_table: str,
         target_schema: str = "public",
         postgres_conn_id: str = "postgres_default",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.mapping = mapping
         self.target_table = target_table
         self.target_schema = target_schema
         self.postgres_conn_id = postgres_conn_id
 
     def target_connection(self) -> AbstractContextManager[Connection]:
         return postgres_connection(self.postgres_conn_id, application_name=f"mongo_migration:{self.task_id}")
+
+    def tables(self) -> Tables:
+        """The target table with its rejects and child tables, as the mapping shapes them."""
+        try:
+            return Tables(self.target_schema, self.target_table, self.mapping)
+        except ValueError as error:
+            raise AirflowFailException(str(error)) from None
+
+    def versions(self) -> dict:
+        """What decides the rows' form: a publish records it, and a difference means a full copy."""
+        return {"mapping": self.mapping.version, "conversion": CONVERSION_VERSION}
 
     def target_asset(self) -> Asset:
         """The live table, in the Postgres provider's asset form."""
@@ -150,14 +172,13 @@ class ResetTableOperator(_TargetOperator):
             states = ["queued", "running"]
             return context["ti"].get_dr_count(dag_id=other.dag_id, run_ids=[other.run_id], states=states) > 0
 
+        tables = self.tables()
         with self.target_connection() as conn:
-            previous = target.reset_table(conn, self.target_table, self.target_schema, owner, still_running)
+            previous = target.reset_table(conn, tables, owner, still_running)
         if previous:
-            self.log.warning(
-                "Took the staging tables of %s over from %s, which has ended", self.target_table, previous
-            )
+            self.log.warning("Took the staging tables of %s over from %s, which has ended", tables, previous)
         self.log.info(
-            "Recreated the staging tables of %s.%s for %s", self.target_schema, self.target_table, owner
+            "Recreated the staging tables of %s (%s) for %s", tables, ", ".join(tables.relations), owner
         )
 
 
@@ -227,25 +248,22 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
     def execute(self, context: Any) -> dict:
         self.declare_source_inlet()
         owner = _owner(context)
-        table, schema = self.target_table, self.target_schema
+        tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
-            (start, fingerprint), reason = self.why_full(source, conn)
-            if reason is None and not target.copy_live_in(conn, table, schema, owner, start, fingerprint):
-                reason = (
-                    f"{schema}.{table} or its rejects table was changed by someone else since its publish"
-                )
+            (start, fingerprint), reason = self.why_full(source, conn, tables)
+            if reason is None and not target.copy_live_in(conn, tables, owner, start, fingerprint):
+                reason = f"{tables}, its rejects or its child tables were changed by someone else since its publish"
             if reason is not None:
                 position = open_position(source)
                 start = position.to_json() if position else None
-                target.record_start(conn, table, owner, start)
+                target.record_start(conn, tables, owner, start)
         if reason is None:
             self.log.info(
-                "Incremental: the changes of %s since %s, the point %s.%s was published as of",
+                "Incremental: the changes of %s since %s, the point %s was published as of",
                 self.source_name(),
                 Position.from_json(start),
-                self.target_schema,
-                self.target_table,
+                tables,
             )
         elif str(self.mode) == "full":
             self.log.info("A full copy of %s: %s", self.source_name(), reason)
@@ -262,21 +280,38 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
         return {"mode": "full" if reason else "incremental", "reason": reason, "position": start}
 
     def why_full(
-        self, source: Collection, conn: Connection
+        self, source: Collection, conn: Connection, tables: Tables
     ) -> tuple[tuple[dict | None, str | None], str | None]:
         """The point and fingerprint the live tables were published with, and why the run cannot start
         there without looking at the tables (None: it can)."""
         nothing = (None, None)
         if str(self.mode) == "full":
             return nothing, "the Param mode asks for one"
-        published = target.published_state(conn, self.target_table, self.target_schema)
+        published = target.published_state(conn, tables)
         if published is None or published[0] is None:
-            live = f"{self.target_schema}.{self.target_table}"
             return (
                 nothing,
-                f"{live} has no published point to start from (no publish of this DAG with a change stream)",
+                f"{tables} has no published point to start from (no publish of this DAG with a change stream)",
             )
-        return published, why_not_from(source, Position.from_json(published[0]))
+        position, fingerprint, versions = published
+        if why := _versions_differ(versions or {}, self.versions()):
+            return nothing, why
+        return (position, fingerprint), why_not_from(source, Position.from_json(position))
+
+
+def _versions_differ(published: dict, now: dict) -> str | None:
+    """Why rows published with ``published`` versions cannot be brought up to date by changes alone."""
+    if published.get("mapping") != now["mapping"]:
+        return (
+            f"the mapping changed since the last publish (version {published.get('mapping') or 'none recorded'}, "
+            f"now {now['mapping']}): every row is written again in its new shape"
+        )
+    if published.get("conversion") != now["conversion"]:
+        return (
+            f"the conversion changed since the last publish (version {published.get('conversion')}, now "
+            f"{now['conversion']}): every row is written again as this version writes it"
+        )
+    return None
 
 
 STILL_CHANGING = (
@@ -422,18 +457,19 @@ class MigratePageOperator(_SourceToTargetOperator):
         self.declare_source_inlet()
         started = time.monotonic()
         position = (self.start or {}).get("position")
+        tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as mongo, self.target_connection() as conn:
             source = self.source(mongo)
-            with session_as_of(source, position) as session:
+            with session_as_of(source, position) as session, _violations_fail_the_run():
                 batches = read_page(source, page, session)
-                stats = copy_page(batches, conn, self.target_table, _owner(context), page)
+                stats = copy_page(batches, conn, tables, Conversion(self.mapping), _owner(context), page)
         seconds = time.monotonic() - started
         self.log.info(
-            "Page %s: copied %s documents into the staging table of %s in %.2f s "
+            "Page %s: copied %s documents into the staging tables of %s in %.2f s "
             "(read %.2f s, convert %.2f s, copy %.2f s)",
             page.number,
             stats.documents,
-            self.target_table,
+            tables,
             seconds,
             stats.read_seconds,
             stats.convert_seconds,
@@ -460,8 +496,9 @@ class CatchUpOperator(_SourceToTargetOperator):
     def execute(self, context: Any) -> dict:
         self.declare_source_inlet()
         started = time.monotonic()
+        tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
-            result = self.catch_up_or_fail(self.source(hook), conn, _owner(context))
+            result = self.catch_up_or_fail(self.source(hook), conn, tables, _owner(context))
         if result.position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
         else:
@@ -474,7 +511,7 @@ class CatchUpOperator(_SourceToTargetOperator):
                 result.rejected,
                 result.batches,
                 time.monotonic() - started,
-                self.target_table,
+                tables,
                 Position.from_json(result.position),
             )
         if not result.quiet:
@@ -487,11 +524,17 @@ class CatchUpOperator(_SourceToTargetOperator):
         }
 
     def catch_up_or_fail(
-        self, source: Collection, conn: Connection, owner: Owner, watched: set[str] = frozenset()
+        self,
+        source: Collection,
+        conn: Connection,
+        tables: Tables,
+        owner: Owner,
+        watched: set[str] = frozenset(),
     ):
         """``changes.catch_up``, its lost history or invalidated stream failing the run by name."""
         try:
-            return catch_up(source, conn, self.target_table, owner, watched)
+            with _violations_fail_the_run():
+                return catch_up(source, conn, tables, Conversion(self.mapping), owner, watched)
         except (ChangeHistoryLost, StreamInvalidated) as error:
             raise AirflowFailException(
                 f"{self.source_name()} cannot be caught up: {error}. Nothing was published; a new run "
@@ -523,40 +566,49 @@ class VerifyMigrationOperator(CatchUpOperator):
         page_results = list((self.page_results or [])[:])
         self.declare_source_inlet()
         owner = _owner(context)
+        tables = self.tables()
+        conversion = Conversion(self.mapping)
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
             with transaction(conn):
-                caught_up = target.staging_position(conn, self.target_table)
+                caught_up = target.staging_position(conn, tables)
             streaming = caught_up is not None
-            with session_as_of(source, caught_up) as session:
+            with session_as_of(source, caught_up) as session, _violations_fail_the_run():
 
                 def catch_up_again(keys: set[str]) -> set[str]:
-                    caught = self.catch_up_or_fail(source, conn, owner, keys)
+                    caught = self.catch_up_or_fail(source, conn, tables, owner, keys)
                     advance_to(session, caught.position)
                     return caught.touched
 
                 content = _flag(self.content)
-                check = compare(source, conn, self.target_table, session, content)
+                check = compare(source, conn, tables, conversion, session, content)
                 catching_up = catch_up_again if streaming else None
-                check = settle(check, source, conn, self.target_table, catching_up, session, content)
+                check = settle(check, source, conn, tables, conversion, catching_up, session, content)
             with transaction(conn):
-                rows, rejected = target.count_rows(conn, self.target_table)
-                reasons = target.reject_reasons(conn, self.target_table) if rejected else []
-                position = target.staging_position(conn, self.target_table)
+                rows, rejected = target.count_rows(conn, tables)
+                reasons = target.reject_reasons(conn, tables) if rejected else []
+                by_column = target.rejects_by_column(conn, tables) if rejected else {}
+                position = target.staging_position(conn, tables)
         self.log.info(
             "Source %s: %s _id values read again; target %s: %s rows and %s rejects; %s catch-up rounds",
             self.source_name(),
             check.source,
-            self.target_table,
+            tables,
             rows,
             rejected,
             check.rounds,
         )
-        for reason, count in reasons:
-            self.log.warning("%s documents set aside in %s_rejects: %s", count, self.target_table, reason)
+        for column, reason, count in reasons:
+            self.log.warning(
+                "%s documents set aside in %s for %s: %s",
+                count,
+                tables.rejects,
+                f"column {column}" if column else "the document as a whole",
+                reason,
+            )
         if check.differences or check.duplicates:
             raise AirflowFailException(
-                f"Source {self.source_name()} and target {self.target_table} differ: "
+                f"Source {self.source_name()} and target {tables} differ: "
                 + _differences(check.differences)
                 + f": {check.why}"
                 + (f"; _id held more than once by the target: {check.duplicates}" if check.duplicates else "")
@@ -576,15 +628,14 @@ class VerifyMigrationOperator(CatchUpOperator):
         copy = (f"{mode}: {reason}" if reason else mode) + (
             "; verified: every document's _id and content" if content else "; verified: every _id"
         )
-        report = markdown_report(
-            summary, self.source_name(), f"{self.target_schema}.{self.target_table}", rows, copy, point
-        )
+        report = markdown_report(summary, self.source_name(), str(tables), rows, copy, point, by_column)
         self.log.info("Run summary: %s", line)
         self.log.info("Run report:\n%s", report)
         return {
             "source": check.source,
             "target": rows,
             "rejected": rejected,
+            "rejects_by_column": by_column,
             "position": position,
             "mode": mode,
             "reason": reason,
@@ -609,9 +660,9 @@ def _differences(differences: dict[str, str]) -> str:
 class PublishOperator(_SourceToTargetOperator):
     """Make the live table equal to this run's verified staging table in one transaction (target.publish).
 
-    It refuses an unverified, empty or shrunken copy unless a Param allows it
-    for the run. Then an event of the asset alias ``ASSET_ALIAS`` names the
-    table as an Asset (``postgres://host:port/database/schema/table``), with the
+    It refuses an unverified, empty or shrunken copy, or one with more rejects
+    than allowed, unless a Param allows it for the run. Then an event of the
+    asset alias ``asset_alias`` names the table as an Asset (``postgres://host:port/database/schema/table``), with the
     source collection, the run summary and what changed in its extra.
     """
 
@@ -620,6 +671,7 @@ class PublishOperator(_SourceToTargetOperator):
         "publish_unverified",
         "publish_empty",
         "max_shrink_percent",
+        "max_reject_percent",
         "wait_seconds",
         *_TARGET_FIELDS,
         *_SOURCE_FIELDS,
@@ -632,15 +684,19 @@ class PublishOperator(_SourceToTargetOperator):
         publish_unverified: bool | str = False,
         publish_empty: bool | str = False,
         max_shrink_percent: int | str = 10,
+        max_reject_percent: float | str = 1.0,
         wait_seconds: int | str = 300,
+        asset_alias: str,
         **kwargs,
     ):
-        super().__init__(outlets=[AssetAlias(ASSET_ALIAS)], **kwargs)
+        super().__init__(outlets=[AssetAlias(asset_alias)], **kwargs)
         self.verified = verified
         self.publish_unverified = publish_unverified
         self.publish_empty = publish_empty
         self.max_shrink_percent = max_shrink_percent
+        self.max_reject_percent = max_reject_percent
         self.wait_seconds = wait_seconds
+        self.asset_alias = asset_alias
 
     def execute(self, context: Any) -> dict:
         owner = _owner(context)
@@ -651,10 +707,11 @@ class PublishOperator(_SourceToTargetOperator):
             publish_unverified=_flag(self.publish_unverified),
             publish_empty=_flag(self.publish_empty),
             max_shrink_percent=int(self.max_shrink_percent),
+            max_reject_percent=float(self.max_reject_percent),
         )
         with self.target_connection() as conn:
             result = target.publish(
-                conn, self.target_table, self.target_schema, owner, guards, float(self.wait_seconds)
+                conn, self.tables(), owner, guards, float(self.wait_seconds), self.versions()
             )
         if result.get("already_published"):
             self.log.warning("%s was already published by %s (this is a retry)", table.name, owner)
@@ -669,7 +726,7 @@ class PublishOperator(_SourceToTargetOperator):
             result["deleted"],
         )
         summary = (self.verified or {}).get("summary", "")
-        context["outlet_events"][AssetAlias(ASSET_ALIAS)].add(
+        context["outlet_events"][AssetAlias(self.asset_alias)].add(
             table,
             extra={
                 "run_id": owner.run_id,
@@ -680,6 +737,15 @@ class PublishOperator(_SourceToTargetOperator):
             },
         )
         return result
+
+
+@contextmanager
+def _violations_fail_the_run() -> Iterator[None]:
+    """A violation of a column whose mapping says ``on_violation: fail`` fails the run, not to be retried."""
+    try:
+        yield
+    except ViolationFailsRun as error:
+        raise AirflowFailException(str(error)) from None
 
 
 def _flag(value: bool | str) -> bool:

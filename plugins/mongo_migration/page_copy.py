@@ -1,10 +1,11 @@
 """One page, top-down: read its documents from MongoDB, convert them, COPY them into the staging table.
 
 Everything a page does happens in one PostgreSQL transaction: take the
-table's load lock (shared), check that this run still owns the staging
+target's load lock (shared), check that this run still owns the staging
 tables, delete what an earlier try of the page wrote, then stream the page's
-documents into ``COPY ... FROM STDIN`` and its rejects into the rejects table.
-A retried page therefore replaces itself exactly; a killed one leaves nothing.
+documents into ``COPY ... FROM STDIN``, and its child rows and rejects into
+their tables. A retried page therefore replaces itself exactly; a killed one
+leaves nothing.
 
 The page arrives as raw BSON batches (no decoding until conversion); each
 batch is converted and handed to COPY on its own, so PostgreSQL parses one
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from psycopg import Connection, Cursor
 from pymongo.client_session import ClientSession
@@ -25,10 +26,10 @@ from pymongo.errors import CursorNotFound
 
 from mongo_migration import target
 from mongo_migration.connections import transaction
-from mongo_migration.documents import Reject, copy_rows, last_id
+from mongo_migration.documents import Conversion, Reject, last_id
 from mongo_migration.failpoint import failpoint
 from mongo_migration.pages import Page
-from mongo_migration.target import Owner
+from mongo_migration.target import Owner, Tables
 
 log = logging.getLogger(__name__)
 # Documents per batch. PostgreSQL idles while a page's first batch is converted, and the page
@@ -94,52 +95,76 @@ def read_page(source: Collection, page: Page, session: ClientSession | None = No
 
 
 def copy_page(
-    raw_batches: Iterable[bytes], conn: Connection, table: str, owner: Owner, page: Page
+    raw_batches: Iterable[bytes],
+    conn: Connection,
+    tables: Tables,
+    conversion: Conversion,
+    owner: Owner,
+    page: Page,
 ) -> PageStats:
-    """Replace the page's rows and rejects in the staging tables of ``table`` with ``raw_batches``.
+    """Replace the page's rows, child rows and rejects in the staging tables of ``tables`` with ``raw_batches``.
 
     The batches are read lazily (``read_page``), inside the transaction. The
-    documents set aside wait in memory until the rows' COPY ends, or until
-    they reach ``REJECTS_IN_MEMORY_BYTES``: then that COPY ends, they are
-    written, and another COPY goes on with the page's next batches.
+    table's rows stream into one COPY; the child rows and the documents set
+    aside wait in memory until it ends, or until they reach ``HELD_IN_MEMORY_BYTES``:
+    then that COPY ends, they are written, and another COPY goes on with the
+    page's next batches.
     """
     stats = PageStats()
     lap = _Laps()
     batches = iter(raw_batches)
     with transaction(conn), conn.cursor() as cursor:
-        target.start_page(conn, table, owner, page.number)
+        target.start_page(conn, tables, owner, page.number)
         more = True
         while more:
-            rejects, more = _copy_rows(cursor, table, page, batches, stats, lap)
-            with cursor.copy(target.statement("copy_rejects", table)) as copy:
-                for reject in rejects:
-                    copy.write_row((reject.key, reject.reason, reject.raw, page.number))
+            held, more = _copy_rows(cursor, tables, conversion, page, batches, stats, lap)
+            target.copy_children(conn, tables, {name: b"".join(rows) for name, rows in held.children.items()})
+            target.copy_rejects(conn, tables, held.rejects, page.number)
             stats.copy_seconds += lap()
     return stats
 
 
-REJECTS_IN_MEMORY_BYTES = 32 * 2**20  # keeps a page of large rejected documents within its memory
+HELD_IN_MEMORY_BYTES = (
+    32 * 2**20
+)  # keeps a page of large rejected documents or many child rows within its memory
+
+
+@dataclass
+class _Held:
+    """What waits for the table's COPY to end: the child rows and the documents set aside."""
+
+    rejects: list[Reject] = field(default_factory=list)
+    children: dict[str, list[bytes]] = field(default_factory=dict)
+    size: int = 0
 
 
 def _copy_rows(
-    cursor: Cursor, table: str, page: Page, batches: Iterator[bytes], stats: PageStats, lap: _Laps
-) -> tuple[list[Reject], bool]:
-    """COPY the rows of the next batches; the documents set aside, and whether batches are left."""
-    rejects: list[Reject] = []
-    held = 0
-    with cursor.copy(target.statement("copy_page", table)) as copy:
+    cursor: Cursor,
+    tables: Tables,
+    conversion: Conversion,
+    page: Page,
+    batches: Iterator[bytes],
+    stats: PageStats,
+    lap: _Laps,
+) -> tuple[_Held, bool]:
+    """COPY the table's rows of the next batches; what they hold back, and whether batches are left."""
+    held = _Held()
+    with cursor.copy(target.statement("copy_into_staging", tables)) as copy:
         stats.copy_seconds += lap()
         for raw_batch in batches:
             stats.read_seconds += lap()
-            batch = copy_rows(raw_batch, page.number)
+            batch = conversion.rows(raw_batch, page.number)
             stats.documents += batch.documents
             stats.rejected += len(batch.rejects)
-            rejects += batch.rejects
-            held += sum(len(reject.raw) for reject in batch.rejects)
+            held.rejects += batch.rejects
+            held.size += sum(len(reject.raw) for reject in batch.rejects)
+            for name, rows in batch.children.items():
+                held.children.setdefault(name, []).append(rows)
+                held.size += len(rows)
             stats.convert_seconds += lap()
             copy.write(batch.rows)
             stats.copy_seconds += lap()
             failpoint("page_batch_copied", page=page.number, documents=stats.documents)
-            if held >= REJECTS_IN_MEMORY_BYTES:
-                return rejects, True
-    return rejects, False
+            if held.size >= HELD_IN_MEMORY_BYTES:
+                return held, True
+    return held, False

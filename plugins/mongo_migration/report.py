@@ -36,9 +36,19 @@ def summary_line(summary: dict) -> str:
     )
 
 
-def markdown_report(summary: dict, source: str, target: str, written: int, copy: str, point: str) -> str:
-    """A short report for people: the counts, the point of the source copied, the speed, the slowest pages."""
+def markdown_report(
+    summary: dict,
+    source: str,
+    target: str,
+    written: int,
+    copy: str,
+    point: str,
+    rejects_by_column: dict[str, int],
+) -> str:
+    """A short report for people: the counts, the point of the source copied, the rejects by column, the
+    speed, the slowest pages."""
     slowest = ", ".join(f"page {page['page']} ({page['seconds']} s)" for page in summary["slowest_pages"])
+    by_column = ", ".join(f"{column}: {count:,}" for column, count in rejects_by_column.items())
     rows = [
         ("Source (MongoDB)", f"`{source}`"),
         ("Target (PostgreSQL)", f"`{target}`"),
@@ -47,6 +57,7 @@ def markdown_report(summary: dict, source: str, target: str, written: int, copy:
         ("Documents read", f"{summary['documents']:,}"),
         ("Rows written", f"{written:,}"),
         ("Rejected (kept in `_rejects` with their reason)", f"{summary['rejected']:,}"),
+        ("Rejects in the target, by column", by_column or "none"),
         ("Pages", f"{summary['pages']:,}"),
         ("Wall time", f"{summary['wall_seconds']} s"),
         ("Throughput", f"{summary['documents_per_second'] or 0:,} documents/s"),

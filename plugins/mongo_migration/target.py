@@ -1,21 +1,22 @@
 """The PostgreSQL side: the statements in ``include/sql``, run with identifiers quoted by psycopg.
 
-A run loads into staging tables (schema ``STAGING_SCHEMA``, same names as the
-live tables) and ``publish`` moves them over the live ones in one transaction.
-The staging tables belong to the run that reset them, named in their comment;
-an advisory lock keyed on the table name makes that ownership hold: reset and
-publish take it alone, the owner's pages share it, so no two runs ever write
-the same table.
+A target (``Tables``) is a table, its rejects table and a child table per array
+its mapping declares. A run loads them into staging tables (schema
+``STAGING_SCHEMA``, named ``"<schema>.<table>"``, so that targets of the same
+name in two schemas never share one) and ``publish`` applies them to the live
+ones in one transaction. The staging tables belong to the run that reset them,
+named in their comment; an advisory lock keyed on the target makes that
+ownership hold: reset and publish take it alone, the owner's pages share it, so
+no two runs ever write the same target.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -23,27 +24,28 @@ from psycopg import Connection, errors, sql
 from psycopg.types.json import Jsonb
 
 from mongo_migration.connections import transaction
-from mongo_migration.documents import COLUMNS, Reject
+from mongo_migration.documents import REJECT_COLUMNS, Batch, child_columns, table_columns
 from mongo_migration.failpoint import failpoint
+from mongo_migration.mapping import STAGING_SCHEMA, Mapping, check_relation_names
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
-STAGING_SCHEMA = "mongo_migration_staging"
 # Which run published each live table: in the staging schema, under a name no
 # target table can have (target names are lowercase).
 PUBLISHED_TABLE = "Published"
-# Where each staging table stands in the source's change stream (changes.py).
+# Where each target's staging tables stand in the source's change stream (changes.py).
 POSITIONS_TABLE = "Positions"
 CAUGHT_UP_PAGE = -1  # the page of the rows the catch-up wrote
-# 63 characters at most for PostgreSQL, less the "_rejects" of the rejects table; a name
-# ending in "_rejects" would be the rejects table of another target.
-TABLE_NAME = re.compile(r"(?!.*_rejects$)[a-z_][a-z0-9_]{0,54}")
-# Any plain name but the staging schema's own.
-SCHEMA_NAME = re.compile(rf"(?!{STAGING_SCHEMA}$)[a-z_][a-z0-9_]{{0,62}}")
+# Types whose equality hides a difference the copy must carry: compared as text.
+_COMPARED_AS_TEXT = ("jsonb", "numeric", "double precision")
+_REJECT_DEFINITIONS = (
+    '_id text COLLATE "C", column_name text, path text[], expected text, actual text, '
+    "reason text NOT NULL, document bytea NOT NULL, page integer NOT NULL"
+)
 
 
 @dataclass(frozen=True)
 class Owner:
-    """The Airflow run that loads a table's staging tables."""
+    """The Airflow run that loads a target's staging tables."""
 
     dag_id: str
     run_id: str
@@ -52,36 +54,147 @@ class Owner:
         return f"run {self.run_id!r} of DAG {self.dag_id!r}"
 
 
-def statement(name: str, table: str, schema: str = "public", **values: sql.Composable) -> sql.Composed:
-    """The statement in ``include/sql/<name>.sql`` for a target table, its names quoted by psycopg.
+@dataclass(frozen=True)
+class Tables:
+    """A target: ``schema.table`` as ``mapping`` shapes it, with its rejects table and child tables."""
 
-    Sets ``{staging}`` and ``{live}`` (and their ``_rejects``), ``{schema}``,
-    ``{staging_schema}``, ``{columns}`` and any ``values`` given.
+    schema: str
+    table: str
+    mapping: Mapping
+
+    def __post_init__(self):
+        try:
+            check_relation_names(self.schema, self.table, self.mapping)
+            if self.schema == STAGING_SCHEMA:
+                raise ValueError(f"{STAGING_SCHEMA} holds the staging tables")
+        except ValueError as error:
+            raise ValueError(f"target {self.schema}.{self.table} cannot be used: {error}") from None
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    @cached_property
+    def rejects(self) -> str:
+        return self.relations[1]
+
+    @cached_property
+    def children(self) -> list[str]:
+        """The child tables, in the mapping's order."""
+        return self.relations[2:]
+
+    @cached_property
+    def relations(self) -> list[str]:
+        """The table, its rejects table and its child tables."""
+        return self.mapping.relations(self.table)
+
+    def staged_name(self, relation: str | None = None) -> str:
+        return f"{self.schema}.{relation or self.table}"
+
+    def staging(self, relation: str | None = None) -> sql.Identifier:
+        return sql.Identifier(STAGING_SCHEMA, self.staged_name(relation))
+
+    def live(self, relation: str | None = None) -> sql.Identifier:
+        return sql.Identifier(self.schema, relation or self.table)
+
+    def columns(self, relation: str | None = None) -> tuple[str, ...]:
+        """A table's columns, in COPY order."""
+        relation = relation or self.table
+        if relation == self.table:
+            return table_columns(self.mapping)
+        if relation == self.rejects:
+            return REJECT_COLUMNS
+        return child_columns(self.mapping.children[self.children.index(relation)])
+
+    def key(self, relation: str | None = None) -> tuple[str, ...]:
+        """The columns that identify a row: the _id, and in a child table the index too."""
+        return ("_id", "_index") if relation in self.children else ("_id",)
+
+    def definitions(self, relation: str | None = None, *, keyed: bool = True) -> sql.Composed:
+        """A table's column definitions for CREATE TABLE (``keyed``: with its primary key and NOT NULLs)."""
+        relation = relation or self.table
+        if relation == self.rejects:
+            return sql.SQL(_REJECT_DEFINITIONS)
+        parts = [sql.SQL('_id text COLLATE "C" NOT NULL')]
+        if relation in self.children:
+            parts.append(sql.SQL("_index integer NOT NULL"))
+        for name, pg_type, nullable in self.typed_columns(relation):
+            null = sql.SQL(" NOT NULL" if keyed and not nullable else "")
+            parts.append(sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(pg_type), null))
+        parts.append(sql.SQL("page integer" + (" NOT NULL" if keyed else "")))
+        if keyed:
+            key = sql.SQL(", ").join(map(sql.Identifier, self.key(relation)))
+            parts.append(sql.SQL("PRIMARY KEY ({})").format(key))
+        return sql.SQL(", ").join(parts)
+
+    def typed_columns(self, relation: str | None = None) -> list[tuple[str, str, bool]]:
+        """The mapping's columns of a table (not the rejects): name, PostgreSQL type, nullable."""
+        relation = relation or self.table
+        if relation == self.table:
+            columns = self.mapping.columns
+            document = [("document", "jsonb", False)] if self.mapping.keep_document else []
+        else:
+            columns = self.mapping.children[self.children.index(relation)].columns
+            document = []
+        return [(column.name, column.type, column.nullable) for column in columns] + document
+
+    def compared(self, relation: str | None, alias: str) -> sql.Composed:
+        """A table's content (its columns but the page, the key first) as compared: as text where
+        equality would hide a difference."""
+        types = {name: pg_type for name, pg_type, _ in self.typed_columns(relation)}
+        parts = []
+        for name in self.columns(relation):
+            if name == "page":
+                continue
+            column = sql.Identifier(alias, name)
+            parts.append(
+                sql.SQL("{}::text").format(column)
+                if types.get(name, "").startswith(_COMPARED_AS_TEXT)
+                else column
+            )
+        return sql.SQL(", ").join(parts)
+
+    @property
+    def lock_key(self) -> str:
+        return f"{STAGING_SCHEMA}.{self.schema}.{self.table}"
+
+
+def statement(
+    name: str, tables: Tables, relation: str | None = None, **values: sql.Composable
+) -> sql.Composed:
+    """The statement in ``include/sql/<name>.sql`` for one of a target's tables (``relation``, the table
+    itself by default), its names quoted by psycopg.
+
+    Sets ``{staging}`` and ``{live}`` (and the table's ``{staging_rejects}``),
+    ``{schema}``, ``{staging_schema}``, ``{published}``, ``{positions}``,
+    ``{columns}``, ``{content}`` (the columns but the page), the key and the
+    comparisons, and any ``values`` given.
     """
-    if not TABLE_NAME.fullmatch(table):
-        raise ValueError(
-            f"target table {table!r} is not a plain lowercase PostgreSQL name "
-            f"(letters, digits and _, at most 55, not starting with a digit, not ending in _rejects, "
-            f"which names the rejects table of another target)"
-        )
-    if not SCHEMA_NAME.fullmatch(schema):
-        raise ValueError(
-            f"target schema {schema!r} is not a plain lowercase PostgreSQL name "
-            f"(letters, digits and _, at most 63, not starting with a digit) other than {STAGING_SCHEMA}"
-        )
+    relation = relation or tables.table
+    columns = tables.columns(relation)
+    key = tables.key(relation)
     return sql.SQL(_sql_text(name)).format(
-        staging=sql.Identifier(STAGING_SCHEMA, table),
-        staging_rejects=sql.Identifier(STAGING_SCHEMA, f"{table}_rejects"),
-        live=sql.Identifier(schema, table),
-        live_rejects=sql.Identifier(schema, f"{table}_rejects"),
-        schema=sql.Identifier(schema),
-        staging_schema=sql.Identifier(STAGING_SCHEMA),
-        published=sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
-        positions=sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
-        table_name=sql.Literal(table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
-        content=sql.SQL(", ").join(sql.Identifier(column) for column in COLUMNS if column != "page"),
-        **values,
+        **{
+            "staging": tables.staging(relation),
+            "staging_rejects": tables.staging(tables.rejects),
+            "live": tables.live(relation),
+            "schema": sql.Identifier(tables.schema),
+            "staging_schema": sql.Identifier(STAGING_SCHEMA),
+            "published": sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
+            "positions": sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
+            "columns": sql.SQL(", ").join(map(sql.Identifier, columns)),
+            "content": sql.SQL(", ").join(sql.Identifier(column) for column in columns if column != "page"),
+            "key": sql.SQL(", ").join(map(sql.Identifier, key)),
+            "live_key": sql.SQL(", ").join(sql.Identifier("live", column) for column in key),
+            "staged_key": sql.SQL(", ").join(sql.Identifier("staged", column) for column in key),
+            "assigned": sql.SQL(", ").join(sql.Identifier(column) for column in columns if column not in key),
+            "staged_values": sql.SQL(", ").join(
+                sql.Identifier("staged", column) for column in columns if column not in key
+            ),
+            "live_compared": tables.compared(relation, "live"),
+            "staged_compared": tables.compared(relation, "staged"),
+            "source_compared": tables.compared(relation, "source"),
+            **values,
+        }
     )
 
 
@@ -92,73 +205,102 @@ def _sql_text(name: str) -> str:
 
 
 class LoadLockBusy(AirflowException):
-    """Another run or a person holds the table's load lock; a later try may get it."""
+    """Another run or a person holds the target's load lock; a later try may get it."""
 
 
-def _lock(conn: Connection, table: str, *, shared: bool) -> None:
-    """Take the table's load lock until the transaction ends; see include/sql/lock_staging.sql."""
+def _lock(conn: Connection, tables: Tables, *, shared: bool) -> None:
+    """Take the target's load lock until the transaction ends; see include/sql/lock_staging.sql."""
     function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     try:
         conn.execute(
-            statement("lock_staging", table, lock_function=sql.Identifier(function)),
-            {"lock_key": lock_key(table)},
+            statement("lock_staging", tables, lock_function=sql.Identifier(function)),
+            {"lock_key": tables.lock_key},
         )
     except errors.LockNotAvailable:
         raise LoadLockBusy(
-            f"the load lock of table {table} (advisory lock on hashtextextended('{lock_key(table)}', 0)) "
+            f"the load lock of table {tables} (advisory lock on hashtextextended('{tables.lock_key}', 0)) "
             f"is held by another run or session; gave up waiting after lock_timeout"
         ) from None
 
 
-def lock_key(table: str) -> str:
-    return f"{STAGING_SCHEMA}.{table}"
-
-
-def staging_owner(conn: Connection, table: str) -> Owner | None:
-    """The run that reset the table's staging tables; None when there are none."""
+def staging_owner(conn: Connection, tables: Tables) -> Owner | None:
+    """The run that reset the target's staging tables; None when there are none."""
     row = conn.execute(
-        statement("staging_owner", table), {"staging_schema": STAGING_SCHEMA, "table": table}
+        statement("staging_owner", tables),
+        {"staging_schema": STAGING_SCHEMA, "staged_name": tables.staged_name()},
     ).fetchone()
     return Owner(**json.loads(row[0])) if row and row[0] else None
 
 
-def _check_owner(conn: Connection, table: str, owner: Owner) -> None:
-    current = staging_owner(conn, table)
+def _check_owner(conn: Connection, tables: Tables, owner: Owner) -> None:
+    current = staging_owner(conn, tables)
     if current != owner:
         now = f"{current} owns them now" if current else "they do not exist"
         raise AirflowFailException(
-            f"{owner} cannot write the staging tables of {table}: {now}. Nothing was written; "
+            f"{owner} cannot write the staging tables of {tables}: {now}. Nothing was written; "
             f"reset_table of this run must run (again) first"
         )
 
 
-def reset_table(
-    conn: Connection, table: str, schema: str, owner: Owner, still_running: Callable[[Owner], bool]
-) -> Owner | None:
-    """Recreate the staging tables, owned by ``owner``; return the run they were taken from, if any.
+def ensure_state_tables(conn: Connection) -> None:
+    """Make the state every target shares (``state_tables.sql``), only where it is missing or older.
 
-    A run still loading the table keeps it: this one fails at once without
+    Looking costs a read of the catalog; creating or altering it is done once,
+    under a lock of its own, so that no run blocks another target's publish
+    reading it.
+    """
+    names = {
+        "published": f'{STAGING_SCHEMA}."{PUBLISHED_TABLE}"',
+        "positions": f'{STAGING_SCHEMA}."{POSITIONS_TABLE}"',
+    }
+    if conn.execute(_sql_text("state_tables_ready"), names).fetchone()[0]:
+        return
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{STAGING_SCHEMA}.state"])
+    conn.execute(
+        sql.SQL(_sql_text("state_tables")).format(
+            staging_schema=sql.Identifier(STAGING_SCHEMA),
+            published=sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
+            positions=sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
+        )
+    )
+
+
+def reset_table(
+    conn: Connection, tables: Tables, owner: Owner, still_running: Callable[[Owner], bool]
+) -> Owner | None:
+    """Recreate the target's staging tables, owned by ``owner``; return the run they were taken from, if any.
+
+    A run still loading the target keeps it: this one fails at once without
     touching it (looked up before waiting for the lock, which that run's pages
     hold, and again under it). A finished or failed run's leftovers are replaced.
     """
 
     def refuse_if_loading() -> Owner | None:
-        previous = staging_owner(conn, table)
+        previous = staging_owner(conn, tables)
         if previous not in (None, owner) and still_running(previous):
             raise AirflowFailException(
-                f"table {table} is being loaded by {previous}, which is still running; this run "
+                f"table {tables} is being loaded by {previous}, which is still running; this run "
                 f"leaves it alone. Trigger again when that run has ended (or mark it failed)."
             )
         return previous
 
     with transaction(conn):
+        ensure_state_tables(conn)
+    with transaction(conn):
         refuse_if_loading()
-        _lock(conn, table, shared=False)
-        if not conn.execute(statement("schema_exists", table), {"schema": schema}).fetchone()[0]:
-            raise AirflowFailException(f"target schema {schema!r} does not exist in the target database")
+        _lock(conn, tables, shared=False)
+        if not conn.execute(statement("schema_exists", tables), {"schema": tables.schema}).fetchone()[0]:
+            raise AirflowFailException(
+                f"target schema {tables.schema!r} does not exist in the target database"
+            )
         previous = refuse_if_loading()
+        conn.execute(statement("reset_table", tables), {"staged_name": tables.staged_name()})
+        for relation in tables.relations:
+            definitions = tables.definitions(relation)
+            conn.execute(statement("create_staging", tables, relation, definitions=definitions))
+        conn.execute(statement("index_rejects", tables, tables.rejects))
         owner_comment = sql.Literal(json.dumps(asdict(owner)))
-        conn.execute(statement("reset_table", table, schema, owner=owner_comment))
+        conn.execute(statement("set_owner", tables, owner=owner_comment))
     return previous if previous != owner else None
 
 
@@ -170,39 +312,47 @@ class Guards:
     publish_unverified: bool = False
     publish_empty: bool = False
     max_shrink_percent: int = 10
+    max_reject_percent: float = 1.0
 
 
 def publish(
-    conn: Connection, table: str, schema: str, owner: Owner, guards: Guards, wait_seconds: float
+    conn: Connection,
+    tables: Tables,
+    owner: Owner,
+    guards: Guards,
+    wait_seconds: float,
+    versions: dict | None = None,
 ) -> dict:
-    """Make the live table equal to the owner's verified staging table, in one transaction.
+    """Make the live tables equal to the owner's verified staging tables, in one transaction.
 
-    Where the live table exists, its rows are changed in place (rows gone,
-    changed, new), so everything that is not its rows stays; its first
-    publish moves the staging table in. Readers see the old rows until the
-    commit. Lock waits are short attempts, repeated for ``wait_seconds``; a
-    retry after a publish that committed returns what that publish did.
+    Where a live table exists, its rows are changed in place (rows gone,
+    changed, new), so everything that is not its rows stays; a column the
+    mapping added, dropped or retyped changes with them. A table's first publish
+    moves its staging table in. Readers see the old rows until the commit. Lock
+    waits are short attempts, repeated for ``wait_seconds``; a retry after a
+    publish that committed returns what that publish did. ``versions`` (of the
+    mapping and the conversion) are recorded with the point.
     """
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return _publish_once(conn, table, schema, owner, guards)
+            return _publish_once(conn, tables, owner, guards, versions or {})
         except LoadLockBusy as busy:
             if time.monotonic() >= deadline:
                 raise LoadLockBusy(f"{busy}; publish tried for {wait_seconds:.0f} s") from None
         except (errors.LockNotAvailable, errors.DeadlockDetected) as error:
             if time.monotonic() >= deadline:
                 with transaction(conn):
-                    holders = conn.execute(statement("lock_holders", table), _live_names(table, schema))
+                    holders = conn.execute(statement("lock_holders", tables), {"names": _live_names(tables)})
                     sessions = "; ".join(_session(row) for row in holders) or "none any more"
                 raise AirflowException(
-                    f"table {schema}.{table} is busy: publish gave up after {wait_seconds:.0f} s of "
+                    f"table {tables} is busy: publish gave up after {wait_seconds:.0f} s of "
                     f"{PUBLISH_LOCK_TIMEOUT} attempts ({str(error).splitlines()[0]}); sessions that "
                     f"hold locks on it other than readers': {sessions}"
                 ) from None
         except _BROKEN_BY_THE_COPY as error:  # a retry would meet the same rows
             raise AirflowFailException(
-                f"publishing {schema}.{table} breaks a constraint, so nothing was published: "
+                f"publishing {tables} breaks a constraint, so nothing was published: "
                 f"{str(error).splitlines()[0]}"
             ) from error
         time.sleep(PUBLISH_RETRY_PAUSE_SECONDS)
@@ -221,64 +371,92 @@ PUBLISH_LOCK_TIMEOUT = "5s"  # a longer wait would stall every reader queued beh
 PUBLISH_RETRY_PAUSE_SECONDS = 2
 
 
-def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guards: Guards) -> dict:
+def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards, versions: dict) -> dict:
     with transaction(conn):
         conn.execute(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT}'")
-        _lock(conn, table, shared=False)
-        last = conn.execute(statement("published_by", table), {"schema": schema, "table": table}).fetchone()
-        if last and Owner(last[0], last[1]) == owner and staging_owner(conn, table) != owner:
+        _lock(conn, tables, shared=False)
+        names = {"schema": tables.schema, "table": tables.table}
+        last = conn.execute(statement("published_by", tables), names).fetchone()
+        if last and Owner(last[0], last[1]) == owner and staging_owner(conn, tables) != owner:
             return {**last[2], "already_published": True}  # a retry of a publish that committed
-        _check_owner(conn, table, owner)
-        names = _live_names(table, schema)
-        live_exists, live_rejects_exist = conn.execute(statement("live_exists", table), names).fetchone()
-        existing = [
-            name
-            for name, exists in ((table, live_exists), (f"{table}_rejects", live_rejects_exist))
-            if exists
-        ]
-        if existing and not conn.execute(statement("live_owned", table), names).fetchone()[0]:
+        _check_owner(conn, tables, owner)
+        previous = last[2] if last else {}
+        existing = _existing(conn, tables)
+        if (
+            existing
+            and not conn.execute(
+                statement("live_owned", tables), {"names": _live_names(tables, existing)}
+            ).fetchone()[0]
+        ):
             user = conn.execute("SELECT current_user").fetchone()[0]
             raise AirflowFailException(
-                f"role {user} does not own {schema}.{table} (or its rejects table), so its ANALYZE "
+                f"role {user} does not own {tables} (or its rejects or child tables), so its ANALYZE "
                 f"after changing the rows would do nothing: nothing was published. Give it the "
                 f"owner's privileges (own the tables, or inherit from their owner)."
             )
-        conn.execute(statement("lock_own_staging", table))
-        if existing:
-            tables = sql.SQL(", ").join(sql.Identifier(schema, name) for name in existing)
-            conn.execute(statement("lock_live", table, schema, tables=tables))
-        rows, rejects = count_rows(conn, table)
-        live_rows = _count_live(conn, table, schema) if live_exists else None
-        _check_guards(guards, rows, rejects, live_rows, f"{schema}.{table}")
-        fingerprint = _fingerprint(conn, table)  # the staging tables', which the live tables take
+        staging = sql.SQL(", ").join(tables.staging(relation) for relation in tables.relations)
+        conn.execute(statement("lock_own_staging", tables, tables=staging))
+        changes = _column_changes(conn, tables, existing, previous)
+        gone_children = [
+            relation
+            for relation in previous.get("children", [])
+            if relation not in tables.children and _exists(conn, tables, relation)
+        ]
+        to_lock = [*existing, *gone_children]
+        if to_lock:
+            mode = "ACCESS EXCLUSIVE" if changes or gone_children else "SHARE UPDATE EXCLUSIVE"
+            live = sql.SQL(", ").join(tables.live(relation) for relation in to_lock)
+            conn.execute(statement("lock_live", tables, tables=live, mode=sql.SQL(mode)))
+        _refuse_dependants(conn, tables, changes, gone_children)
+        rows, rejects = count_rows(conn, tables)
+        live_rows = _count_live(conn, tables) if tables.table in existing else None
+        _check_guards(guards, rows, rejects, live_rows, str(tables))
+        fingerprint = _fingerprint(conn, tables)  # the staging tables', which the live tables take
         result = {"rows": rows, "rejects": rejects, "live_rows_before": live_rows}
-        if live_exists:
-            result |= {
-                "method": "applied in place",
-                "deleted": conn.execute(statement("delete_gone", table, schema)).rowcount,
-                "updated": conn.execute(statement("update_changed", table, schema)).rowcount,
-                "inserted": conn.execute(statement("insert_new", table, schema)).rowcount,
-            }
-            now = _count_live(conn, table, schema)
+        if tables.table in existing:
+            result |= {"method": "applied in place", "deleted": 0, "updated": 0, "inserted": 0}
+        else:
+            result |= {"method": "moved in (first publish)", "deleted": 0, "updated": 0, "inserted": rows}
+        for relation in [tables.table, *tables.children]:
+            if relation in existing:
+                not_null = _apply_column_changes(conn, tables, relation, changes.get(relation, {}))
+                counts = _apply_rows(conn, tables, relation)
+                if relation == tables.table:
+                    result |= counts
+                for column in not_null:
+                    conn.execute(statement("set_not_null", tables, relation, column=sql.Identifier(column)))
+            else:
+                _move_in(conn, tables, relation)
+        if tables.table in existing:
+            now = _count_live(conn, tables)
             if now != rows:
                 raise AirflowFailException(
-                    f"{schema}.{table} holds {now} rows after publishing {rows}; nothing was published. "
+                    f"{tables} holds {now} rows after publishing {rows}; nothing was published. "
                     f"Does a row-level security policy hide rows from this connection's role?"
                 )
+        if tables.rejects in existing:
+            _apply_column_changes(conn, tables, tables.rejects, changes.get(tables.rejects, {}))
+            conn.execute(statement("replace_rejects", tables, tables.rejects))
         else:
-            conn.execute(statement("move_in", table, schema))
-            result |= {"method": "moved in (first publish)", "deleted": 0, "updated": 0, "inserted": rows}
-        conn.execute(statement("replace_rejects" if live_rejects_exist else "move_in_rejects", table, schema))
-        position = staging_position(conn, table)
-        result["position"] = position
-        _set_comment(conn, table, schema, owner, position)
-        conn.execute(statement("finish_publish", table, schema))
+            _move_in(conn, tables, tables.rejects)
+        for relation in gone_children:
+            conn.execute(statement("drop_live", tables, relation))
+        position = staging_position(conn, tables)
+        result |= {
+            "position": position,
+            "versions": versions,
+            "columns": {relation: list(tables.columns(relation)) for relation in tables.relations},
+            "children": tables.children,
+            "dropped": gone_children,
+        }
+        _set_comment(conn, tables, owner, position)
+        for relation in tables.relations:
+            conn.execute(statement("finish_publish", tables, relation))
         conn.execute(
-            statement("record_published", table),
+            statement("record_published", tables),
             {
                 **asdict(owner),
-                "schema": schema,
-                "table": table,
+                **names,
                 "result": Jsonb(result),
                 "position": Jsonb(position),
                 "fingerprint": fingerprint,
@@ -288,15 +466,135 @@ def _publish_once(conn: Connection, table: str, schema: str, owner: Owner, guard
         return result
 
 
+def _existing(conn: Connection, tables: Tables) -> list[str]:
+    """Which of the target's live tables exist."""
+    found = dict(conn.execute(statement("live_exists", tables), {"names": _live_names(tables)}).fetchall())
+    return [relation for relation in tables.relations if found[f"{tables.schema}.{relation}"]]
+
+
+def _exists(conn: Connection, tables: Tables, relation: str) -> bool:
+    names = {"names": [f"{tables.schema}.{relation}"]}
+    return conn.execute(statement("live_exists", tables), names).fetchone()[1]
+
+
+@dataclass(frozen=True)
+class _ColumnChange:
+    kind: str  # "add", "drop", "retype" or "nullable"
+    pg_type: str = ""
+    nullable: bool = True
+
+
+def _column_changes(
+    conn: Connection, tables: Tables, existing: list[str], previous: dict
+) -> dict[str, dict[str, _ColumnChange]]:
+    """How each existing live table's columns differ from its staging table's: what a changed mapping
+    adds, drops (only columns an earlier publish wrote: a person's own columns stay) or retypes."""
+    ours_before = previous.get("columns", {})
+    changes = {}
+    for relation in existing:
+        live = {
+            name: (pg_type, not_null) for name, pg_type, not_null in _columns_of(conn, tables.live(relation))
+        }
+        staged = {
+            name: (pg_type, not_null)
+            for name, pg_type, not_null in _columns_of(conn, tables.staging(relation))
+        }
+        here = {}
+        for name, (pg_type, not_null) in staged.items():
+            if name not in live:
+                here[name] = _ColumnChange("add", pg_type, not not_null)
+            elif live[name][0] != pg_type:
+                here[name] = _ColumnChange("retype", pg_type, not not_null)
+            elif live[name][1] != not_null:
+                here[name] = _ColumnChange("nullable", pg_type, not not_null)
+        for name in live.keys() - staged.keys():
+            if name in ours_before.get(relation, []):
+                here[name] = _ColumnChange("drop")
+        if here:
+            changes[relation] = here
+    return changes
+
+
+def _columns_of(conn: Connection, relation: sql.Identifier) -> list[tuple[str, str, bool]]:
+    name = relation.as_string(conn)
+    return conn.execute(_sql_text("live_columns"), {"relation": name}).fetchall()
+
+
+def _refuse_dependants(
+    conn: Connection, tables: Tables, changes: dict[str, dict[str, _ColumnChange]], gone_children: list[str]
+) -> None:
+    """Refuse, naming them, what depends on a column the changed mapping drops or retypes, or on a child
+    table it drops: PostgreSQL would refuse the change (or drop them with CASCADE, which publish never does)."""
+    blocked = []
+    for relation, columns in changes.items():
+        touched = [name for name, change in columns.items() if change.kind in ("drop", "retype")]
+        if touched:
+            names = {"relation": f"{tables.schema}.{relation}", "columns": touched}
+            for (dependant,) in conn.execute(_sql_text("column_dependants"), names):
+                blocked.append(f"{dependant} (on {relation}: {', '.join(touched)})")
+    for relation in gone_children:
+        for (dependant,) in conn.execute(
+            _sql_text("table_dependants"), {"relation": f"{tables.schema}.{relation}"}
+        ):
+            blocked.append(f"{dependant} (on {relation}, a child table the mapping no longer has)")
+    if blocked:
+        raise AirflowFailException(
+            f"the mapping of {tables} changed columns that other objects depend on: {'; '.join(blocked)}. "
+            f"Nothing was published. Drop or change those objects, then publish again (a new run)."
+        )
+
+
+def _apply_column_changes(
+    conn: Connection, tables: Tables, relation: str, changes: dict[str, _ColumnChange]
+) -> list[str]:
+    """Change a live table's columns as the mapping changed them; return those to make NOT NULL once
+    the rows are in."""
+    not_null = []
+    for name, change in changes.items():
+        column = sql.Identifier(name)
+        pg_type = sql.SQL(change.pg_type)
+        if change.kind == "add":
+            conn.execute(statement("add_column", tables, relation, column=column, type=pg_type))
+        elif change.kind == "drop":
+            conn.execute(statement("drop_column", tables, relation, column=column))
+        elif change.kind == "retype":
+            conn.execute(statement("retype_column", tables, relation, column=column, type=pg_type))
+        elif change.nullable:
+            conn.execute(statement("drop_not_null", tables, relation, column=column))
+        if change.kind != "drop" and not change.nullable:
+            not_null.append(name)
+    return not_null
+
+
+def _apply_rows(conn: Connection, tables: Tables, relation: str) -> dict:
+    """Make a live table's rows equal to its staging table's, in place."""
+    return {
+        "deleted": conn.execute(statement("delete_gone", tables, relation)).rowcount,
+        "updated": conn.execute(statement("update_changed", tables, relation)).rowcount,
+        "inserted": conn.execute(statement("insert_new", tables, relation)).rowcount,
+    }
+
+
+def _move_in(conn: Connection, tables: Tables, relation: str) -> None:
+    """A table's first publish: its staging table moves in, its indexes losing the staging name's schema."""
+    moved = sql.Identifier(tables.schema, tables.staged_name(relation))
+    conn.execute(statement("move_in", tables, relation, moved=moved, relation=sql.Identifier(relation)))
+    names = {"live": f"{tables.schema}.{relation}", "prefix": f"{tables.schema}."}
+    for index, name in conn.execute(_sql_text("moved_indexes"), names).fetchall():
+        conn.execute(
+            statement("rename_index", tables, relation, index=sql.SQL(index), name=sql.Identifier(name))
+        )
+
+
 COMMENT_MARK = "mongo_migration:"  # the first words of the line publish writes in the table's comment
 
 
-def _set_comment(conn: Connection, table: str, schema: str, owner: Owner, position: dict | None) -> None:
+def _set_comment(conn: Connection, tables: Tables, owner: Owner, position: dict | None) -> None:
     """End the live table's comment with a line naming the run and the source point it is consistent with.
 
     The comment's other lines (a person's) stay as they are.
     """
-    (comment,) = conn.execute(statement("table_comment", table), {"live": f"{schema}.{table}"}).fetchone()
+    (comment,) = conn.execute(statement("table_comment", tables), {"live": str(tables)}).fetchone()
     kept = [line for line in (comment or "").splitlines() if not line.startswith(COMMENT_MARK)]
     point = (
         f"consistent with the source at {position['wall_time']} (cluster time "
@@ -308,11 +606,12 @@ def _set_comment(conn: Connection, table: str, schema: str, owner: Owner, positi
     if position and position.get("quiet") is False:
         point += ", but for rows changed after it while the source never fell quiet (maybe newer)"
     line = f"{COMMENT_MARK} published by {owner}; {point}"
-    conn.execute(statement("set_table_comment", table, schema, comment=sql.Literal("\n".join([*kept, line]))))
+    conn.execute(statement("set_table_comment", tables, comment=sql.Literal("\n".join([*kept, line]))))
 
 
 def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None, live: str) -> None:
-    """Refuse to publish an unproven, empty or shrunken copy, naming the Param that allows it."""
+    """Refuse to publish an unproven, empty, shrunken or largely rejected copy, naming the Param that
+    allows it."""
     if guards.verified != (rows, rejects) and not guards.publish_unverified:
         proved = (
             "returned no result (was it marked successful by hand?)"
@@ -331,6 +630,13 @@ def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None
             f"the copy is empty while {live} holds {live_rows} rows: nothing was published. "
             f"Set the Param publish_empty in a new run to empty the table."
         )
+    if rejects and rejects * 100 > guards.max_reject_percent * (rows + rejects):
+        raise AirflowFailException(
+            f"the copy set aside {rejects} of its {rows + rejects} documents "
+            f"({100 * rejects / (rows + rejects):.2f}%) in {live}_rejects, more than the Param "
+            f"max_reject_percent ({guards.max_reject_percent:g}) allows: nothing was published. See why in "
+            f"verify's log and the staging rejects table; raise max_reject_percent in a new run to publish it."
+        )
     smallest = live_rows * (100 - guards.max_shrink_percent) / 100 if live_rows else 0
     if rows < smallest:
         raise AirflowFailException(
@@ -340,12 +646,12 @@ def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None
         )
 
 
-def _count_live(conn: Connection, table: str, schema: str) -> int:
-    return conn.execute(statement("count_live", table, schema)).fetchone()[0]
+def _count_live(conn: Connection, tables: Tables) -> int:
+    return conn.execute(statement("count_live", tables)).fetchone()[0]
 
 
-def _live_names(table: str, schema: str) -> dict:
-    return {"live": f"{schema}.{table}", "live_rejects": f"{schema}.{table}_rejects"}
+def _live_names(tables: Tables, relations: Iterable[str] | None = None) -> list[str]:
+    return [f"{tables.schema}.{relation}" for relation in (relations or tables.relations)]
 
 
 def _session(row: tuple) -> str:
@@ -353,44 +659,56 @@ def _session(row: tuple) -> str:
     return f"pid {pid} ({user}, {application or 'no application name'}, {state}) holds {mode}: {query}"
 
 
-def start_page(conn: Connection, table: str, owner: Owner, page: int) -> None:
+def start_page(conn: Connection, tables: Tables, owner: Owner, page: int) -> None:
     """In the page's transaction: share the load lock, check the owner, delete what the page wrote before."""
-    _lock(conn, table, shared=True)
-    _check_owner(conn, table, owner)
-    conn.execute(statement("delete_page", table), {"page": page})
+    _lock(conn, tables, shared=True)
+    _check_owner(conn, tables, owner)
+    for relation in tables.relations:
+        conn.execute(statement("delete_page", tables, relation), {"page": page})
 
 
-def count_rows(conn: Connection, table: str) -> tuple[int, int]:
+def count_rows(conn: Connection, tables: Tables) -> tuple[int, int]:
     """The rows of the staging table and of its rejects table."""
-    return conn.execute(statement("count_rows", table)).fetchone()
+    return conn.execute(statement("count_rows", tables)).fetchone()
 
 
-def reject_reasons(conn: Connection, table: str) -> list[tuple[str, int]]:
-    """The most frequent reasons in the staging rejects table, with their counts."""
-    return conn.execute(statement("reject_reasons", table)).fetchall()
+def reject_reasons(conn: Connection, tables: Tables) -> list[tuple[str | None, str, int]]:
+    """The most frequent (column, reason) of the staging rejects table, with their counts."""
+    return conn.execute(statement("reject_reasons", tables)).fetchall()
 
 
-def record_start(conn: Connection, table: str, owner: Owner, position: dict | None) -> None:
+def rejects_by_column(conn: Connection, tables: Tables) -> dict[str, int]:
+    """How many documents each column set aside ("(document)": the document as a whole)."""
+    rows = conn.execute(statement("rejects_by_column", tables)).fetchall()
+    return {column or "(document)": count for column, count in rows}
+
+
+def record_start(conn: Connection, tables: Tables, owner: Owner, position: dict | None) -> None:
     """Empty the owner's staging tables and record where its change stream starts (None: nowhere).
 
     Emptied, since an earlier try of the same run may have filled them (``copy_live_in``).
     """
     with transaction(conn):
-        _lock(conn, table, shared=True)
-        _check_owner(conn, table, owner)
-        conn.execute(statement("truncate_staging", table))
-        save_position(conn, table, position)
+        _lock(conn, tables, shared=True)
+        _check_owner(conn, tables, owner)
+        _truncate_staging(conn, tables)
+        save_position(conn, tables, position)
 
 
-def published_state(conn: Connection, table: str, schema: str) -> tuple[dict | None, str | None] | None:
-    """The point and fingerprint the live table's last publish recorded; None: never published."""
+def _truncate_staging(conn: Connection, tables: Tables) -> None:
+    staging = sql.SQL(", ").join(tables.staging(relation) for relation in tables.relations)
+    conn.execute(statement("truncate_staging", tables, tables=staging))
+
+
+def published_state(conn: Connection, tables: Tables) -> tuple[dict | None, str | None, dict | None] | None:
+    """The point, fingerprint and versions the live table's last publish recorded; None: never published."""
     with transaction(conn):
-        names = {"schema": schema, "table": table}
-        return conn.execute(statement("published_state", table), names).fetchone()
+        names = {"schema": tables.schema, "table": tables.table}
+        return conn.execute(statement("published_state", tables), names).fetchone()
 
 
 def copy_live_in(
-    conn: Connection, table: str, schema: str, owner: Owner, position: dict, fingerprint: str | None
+    conn: Connection, tables: Tables, owner: Owner, position: dict, fingerprint: str | None
 ) -> bool:
     """Fill the owner's staging tables with the live ones, which are consistent with ``position``.
 
@@ -399,62 +717,77 @@ def copy_live_in(
     someone else changed or replaced them since, or one is gone.
     """
     with transaction(conn):
-        conn.execute(statement("repeatable_read", table))
-        _lock(conn, table, shared=True)
-        _check_owner(conn, table, owner)
-        conn.execute(statement("truncate_staging", table))
-        if not all(conn.execute(statement("live_exists", table), _live_names(table, schema)).fetchone()):
+        conn.execute(statement("repeatable_read", tables))
+        _lock(conn, tables, shared=True)
+        _check_owner(conn, tables, owner)
+        _truncate_staging(conn, tables)
+        if len(_existing(conn, tables)) != len(tables.relations):
             return False
-        if _fingerprint(conn, table, schema) != fingerprint:
+        if _fingerprint(conn, tables, live=True) != fingerprint:
             return False
-        conn.execute(statement("copy_live_in", table, schema))
-        save_position(conn, table, position)
+        for relation in tables.relations:
+            conn.execute(statement("copy_live_in", tables, relation))
+        save_position(conn, tables, position)
     return True
 
 
-def _fingerprint(conn: Connection, table: str, schema: str | None = None) -> str:
-    """The fingerprint of the live tables, or of the staging tables when ``schema`` is None."""
-    names = (schema, table) if schema else (STAGING_SCHEMA, table)
-    relations = {
-        "rows": sql.Identifier(*names),
-        "rejects": sql.Identifier(names[0], f"{table}_rejects"),
-    }
-    return conn.execute(statement("fingerprint", table, **relations)).fetchone()[0]
+def _fingerprint(conn: Connection, tables: Tables, live: bool = False) -> str:
+    """The fingerprint of the target's live tables, or of its staging tables."""
+    parts = []
+    for relation in tables.relations:
+        rows = tables.live(relation) if live else tables.staging(relation)
+        parts.append(conn.execute(statement("fingerprint", tables, relation, rows=rows)).fetchone()[0])
+    return "/".join(parts)
 
 
-def save_position(conn: Connection, table: str, position: dict | None) -> None:
+def save_position(conn: Connection, tables: Tables, position: dict | None) -> None:
     """Store where the staging tables stand in the source's change stream (None: it has none)."""
-    conn.execute(statement("save_position", table), {"table": table, "position": Jsonb(position)})
+    conn.execute(
+        statement("save_position", tables), {"staged_name": tables.staged_name(), "position": Jsonb(position)}
+    )
 
 
-def staging_position(conn: Connection, table: str) -> dict | None:
+def staging_position(conn: Connection, tables: Tables) -> dict | None:
     """Where the staging tables stand in the source's change stream; None: nowhere (no change stream)."""
-    row = conn.execute(statement("staging_position", table), {"table": table}).fetchone()
+    row = conn.execute(
+        statement("staging_position", tables), {"staged_name": tables.staged_name()}
+    ).fetchone()
     return row[0] if row else None
 
 
+def copy_children(conn: Connection, tables: Tables, children: dict[str, bytes]) -> None:
+    """COPY child rows (COPY text by child name) into the staging child tables, in the caller's transaction."""
+    with conn.cursor() as cursor:
+        for child, relation in zip(tables.mapping.children, tables.children, strict=True):
+            if children.get(child.name):
+                with cursor.copy(statement("copy_into_staging", tables, relation)) as copy:
+                    copy.write(children[child.name])
+
+
+def copy_rejects(conn: Connection, tables: Tables, rejects: Iterable, page: int) -> None:
+    """COPY documents set aside into the staging rejects table (in the caller's transaction)."""
+    with conn.cursor() as cursor, cursor.copy(statement("copy_into_staging", tables, tables.rejects)) as copy:
+        for reject in rejects:
+            copy.write_row(reject.row(page))
+
+
 def apply_changes(
-    conn: Connection,
-    table: str,
-    owner: Owner,
-    keys: list[str],
-    rows: bytes,
-    rejects: list[Reject],
-    position: dict,
+    conn: Connection, tables: Tables, owner: Owner, keys: list[str], batch: Batch, position: dict
 ) -> None:
-    """Replace the rows and rejects of ``keys`` with ``rows`` and ``rejects``, and store ``position``.
+    """Replace the rows, child rows and rejects of ``keys`` with ``batch``'s, and store ``position``.
 
     One transaction, sharing the load lock like a page: the rows and the
-    position they reach commit together or not at all.
+    position they reach commit together or not at all, so a reader of the
+    staging tables never sees a document without its child rows.
     """
-    with transaction(conn), conn.cursor() as cursor:
-        _lock(conn, table, shared=True)
-        _check_owner(conn, table, owner)
-        conn.execute(statement("delete_changed", table), {"keys": keys})
-        with cursor.copy(statement("copy_page", table)) as copy:
-            copy.write(rows)
-        with cursor.copy(statement("copy_rejects", table)) as copy:
-            for reject in rejects:
-                copy.write_row((reject.key, reject.reason, reject.raw, CAUGHT_UP_PAGE))
-        save_position(conn, table, position)
+    with transaction(conn):
+        _lock(conn, tables, shared=True)
+        _check_owner(conn, tables, owner)
+        for relation in tables.relations:
+            conn.execute(statement("delete_changed", tables, relation), {"keys": keys})
+        with conn.cursor() as cursor, cursor.copy(statement("copy_into_staging", tables)) as copy:
+            copy.write(batch.rows)
+        copy_children(conn, tables, batch.children)
+        copy_rejects(conn, tables, batch.rejects, CAUGHT_UP_PAGE)
+        save_position(conn, tables, position)
         failpoint("catch_up_batch_applied", documents=len(keys))

@@ -5,7 +5,8 @@ MongoDB) stream into a temporary table beside the staging tables, and one
 query finds the keys the copy misses and the keys it holds that the source
 does not. With ``content``, the source's whole documents are read again and
 converted as the pages convert them, and the query also finds the rows whose
-columns or document differ (rejects are compared by ``_id`` only). On a source
+columns or document differ, or whose child rows differ (rejects are compared by
+``_id`` only). On a source
 that keeps changing, a document can differ only because it changed after the
 catch-up's point: then the stream holds that change. So each round catches up
 again and re-reads the differing documents: one that still differs though no
@@ -24,7 +25,10 @@ from pymongo.collection import Collection
 
 from mongo_migration import target
 from mongo_migration.connections import transaction
-from mongo_migration.documents import copy_rows, id_keys, id_value
+from psycopg import sql
+
+from mongo_migration.documents import Conversion, id_keys, id_value
+from mongo_migration.target import Tables
 
 KEYS_PER_READ = 10_000
 # Differences verify keeps to settle (100 MB or so of _id keys): the inserts and deletes made
@@ -45,13 +49,18 @@ class KeyCheck:
 
 
 def compare(
-    source: Collection, conn: Connection, table: str, session: ClientSession, content: bool
+    source: Collection,
+    conn: Connection,
+    tables: Tables,
+    conversion: Conversion,
+    session: ClientSession,
+    content: bool,
 ) -> KeyCheck:
-    """Every document of the source against the staging tables of ``table``: its ``_id``, or all of it."""
+    """Every document of the source against the staging tables of ``tables``: its ``_id``, or all of it."""
     check = KeyCheck()
     with transaction(conn):
-        check.source, check.differences = _differences(source, conn, table, session, content, {})
-        check.duplicates = conn.execute(target.statement("duplicate_keys", table)).fetchall()
+        check.source, check.differences = _differences(source, conn, tables, conversion, session, content, {})
+        check.duplicates = conn.execute(target.statement("duplicate_keys", tables)).fetchall()
     return check
 
 
@@ -59,7 +68,8 @@ def settle(
     check: KeyCheck,
     source: Collection,
     conn: Connection,
-    table: str,
+    tables: Tables,
+    conversion: Conversion,
     catch_up: Callable[[set[str]], set[str]] | None,
     session: ClientSession,
     content: bool,
@@ -83,7 +93,7 @@ def settle(
             touched = catch_up(differing)
             unexplained = differing - touched
             if not unexplained:
-                check.differences = _recheck(source, conn, table, touched, session, content)
+                check.differences = _recheck(source, conn, tables, conversion, touched, session, content)
                 continue
             check.differences = {key: check.differences[key] for key in unexplained}
             check.why = (
@@ -96,7 +106,8 @@ def settle(
 def _recheck(
     source: Collection,
     conn: Connection,
-    table: str,
+    tables: Tables,
+    conversion: Conversion,
     keys: Iterable[str],
     session: ClientSession,
     content: bool,
@@ -105,13 +116,14 @@ def _recheck(
     keys = sorted(keys)
     query = {"_id": {"$in": [id_value(key) for key in keys]}}
     with transaction(conn):
-        return _differences(source, conn, table, session, content, query, keys)[1]
+        return _differences(source, conn, tables, conversion, session, content, query, keys)[1]
 
 
 def _differences(
     source: Collection,
     conn: Connection,
-    table: str,
+    tables: Tables,
+    conversion: Conversion,
     session: ClientSession,
     content: bool,
     query: dict,
@@ -126,21 +138,43 @@ def _differences(
             query, {"_id": 1}, hint=[("_id", 1)], batch_size=KEYS_PER_READ, session=session
         )
     read = 0
-    conn.execute(target.statement("create_source_rows", table))
-    with conn.cursor() as cursor, cursor.copy(target.statement("copy_source_rows", table)) as copy:
-        for raw_batch in batches:
-            if content:
-                rows = copy_rows(raw_batch, 0)
-                copy.write(rows.rows)
-                for reject in rows.rejects:  # compared by _id only
-                    copy.write_row((reject.key or "",) + (None,) * 6)
-                read += rows.documents
-            else:
-                for key in id_keys(raw_batch):
-                    copy.write_row((key,) + (None,) * 6)
-                    read += 1
-    found = conn.execute(
-        target.statement("differences", table),
-        {"content": content, "keys": keys, "most": MOST_DIFFERENCES + 1},
-    )
-    return read, dict(found.fetchall())
+    children = [
+        (child, relation, sql.Identifier(f"source_rows_{child.name}"))
+        for child, relation in zip(tables.mapping.children, tables.children, strict=True)
+    ]
+    for relation, source_rows in [
+        (tables.table, sql.Identifier("source_rows")),
+        *((r, s) for _, r, s in children),
+    ]:
+        definitions = tables.definitions(relation, keyed=False)
+        conn.execute(
+            target.statement(
+                "create_source_rows", tables, relation, source=source_rows, definitions=definitions
+            )
+        )
+    blank = (None,) * (len(tables.columns()) - 1)
+    copy_source_rows = target.statement("copy_source_rows", tables, source=sql.Identifier("source_rows"))
+    with conn.cursor() as cursor:
+        for raw_batch in batches:  # a COPY per batch of KEYS_PER_READ documents and per child table
+            with cursor.copy(copy_source_rows) as copy:
+                if content:
+                    rows = conversion.rows(raw_batch, 0)
+                    copy.write(rows.rows)
+                    for reject in rows.rejects:  # compared by _id only
+                        copy.write_row((reject.key or "", *blank))
+                    read += rows.documents
+                else:
+                    for key in id_keys(raw_batch):
+                        copy.write_row((key, *blank))
+                        read += 1
+            for child, relation, source_rows in children if content else ():
+                statement = target.statement("copy_source_rows", tables, relation, source=source_rows)
+                with cursor.copy(statement) as copy:
+                    copy.write(rows.children[child.name])
+    limits = {"content": content, "keys": keys, "most": MOST_DIFFERENCES + 1}
+    found = dict(conn.execute(target.statement("differences", tables), limits).fetchall())
+    for _, relation, source_rows in children if content else ():
+        statement = target.statement("child_differences", tables, relation, source=source_rows)
+        for key, difference in conn.execute(statement, limits).fetchall():
+            found.setdefault(key, difference)
+    return read, found

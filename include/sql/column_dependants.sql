@@ -1,0 +1,9 @@
+-- What depends on some columns of a live table (views, rules, constraints,
+-- policies...): a changed mapping that drops or retypes them cannot go on.
+SELECT DISTINCT pg_describe_object(classid, objid, objsubid)
+FROM pg_depend
+WHERE refclassid = 'pg_class'::regclass AND refobjid = %(relation)s::regclass AND deptype = 'n'
+  AND refobjsubid IN (
+      SELECT attnum FROM pg_attribute WHERE attrelid = %(relation)s::regclass AND attname = ANY(%(columns)s)
+  )
+ORDER BY 1;

@@ -1,1 +1,0 @@
-COPY {staging_rejects} (_id, reason, document, page) FROM STDIN;

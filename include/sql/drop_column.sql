@@ -1,0 +1,1 @@
+ALTER TABLE {live} DROP COLUMN {column};

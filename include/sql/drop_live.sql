@@ -1,0 +1,2 @@
+-- A child table the mapping no longer has.
+DROP TABLE {live};

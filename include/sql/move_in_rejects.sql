@@ -1,1 +1,0 @@
-ALTER TABLE {staging_rejects} SET SCHEMA {schema};

@@ -1,0 +1,1 @@
+ALTER TABLE {live} ALTER COLUMN {column} SET NOT NULL;

@@ -1,0 +1,29 @@
+-- The state the runs of every target share, made once: by a run that finds it
+-- missing or older (target.ensure_state_tables), never altered on every run,
+-- since altering a table waits for, and blocks, everyone reading it.
+CREATE SCHEMA IF NOT EXISTS {staging_schema};
+
+-- Which run published each live table, and what: publish writes it in the
+-- transaction that publishes, so a retry of a publish that committed knows.
+CREATE TABLE IF NOT EXISTS {published} (
+    target_schema text NOT NULL,
+    target_table  text NOT NULL,
+    dag_id        text NOT NULL,
+    run_id        text NOT NULL,
+    published_at  timestamptz NOT NULL,
+    result        jsonb NOT NULL,
+    PRIMARY KEY (target_schema, target_table)
+);
+
+-- Where each target's staging tables stand in the source's change stream (see
+-- plugins/mongo_migration/changes.py), keyed by their staging name "<schema>.<table>":
+-- open_change_stream writes where the run starts, the catch-up advances it in the
+-- transaction that applies the changes up to it. A null position: none yet, or the
+-- source has no change stream.
+CREATE TABLE IF NOT EXISTS {positions} (
+    target_table text PRIMARY KEY,
+    position     jsonb
+);
+
+ALTER TABLE {published} ADD COLUMN IF NOT EXISTS position jsonb,
+                        ADD COLUMN IF NOT EXISTS fingerprint text;

@@ -1,0 +1,479 @@
+"""The type contract: which BSON types each PostgreSQL column type takes, and its exact text for COPY.
+
+``PG_TYPES`` is the whole contract in one table: for each column type of a
+mapping, the BSON types it can hold without losing anything (the value read
+back from PostgreSQL equals the BSON value) and the function that writes one
+value as COPY text. A pair that is not in the table could lose something
+(a double in ``numeric``, an int64 in ``integer``, a date in ``text``) and is
+refused when the mapping is read, with the reason from ``REFUSED``.
+
+A value that its column's type can hold in general but not this one (a date
+beyond PostgreSQL's years, a string holding NUL, a Decimal128 with more digits
+than ``numeric(p,s)`` allows) raises ``Violation``: the document is set aside
+with the reason, never clamped, rounded or nulled.
+
+BSON types are named as MongoDB's ``$type`` names them (``int``, ``long``,
+``double``, ``decimal``, ``string``, ``date``, ...), plus ``uuid``: binary of
+subtype 4, which ``binData`` then leaves out. ``bytea`` keeps no subtype: it holds
+generic binary (subtype 0) and sets another subtype aside, which would read back
+as a different value.
+
+The ``document`` column and ``jsonb`` columns hold MongoDB Extended JSON
+(relaxed, with int64 kept as ``$numberLong`` and doubles that JSON would change
+as ``$numberDouble``), which ``bson.json_util`` reads back as the same BSON.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from bson import json_util
+from bson.binary import Binary
+from bson.code import Code
+from bson.datetime_ms import DatetimeMS
+from bson.dbref import DBRef
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+from bson.objectid import ObjectId
+from bson.regex import Regex
+from bson.timestamp import Timestamp
+
+NULL = "\\N"  # COPY text's NULL
+
+
+class Violation(ValueError):
+    """A value its column cannot hold exactly; the message is the reason."""
+
+
+def bson_type(value: Any) -> str:
+    """The BSON type of a decoded value, by MongoDB's ``$type`` name (``uuid``: binary subtype 4)."""
+    kind = type(value)
+    if kind is Binary:
+        return "uuid" if value.subtype == 4 else f"binData (subtype {value.subtype})"
+    if kind is Code:
+        return "javascript" if value.scope is None else "javascriptWithScope"
+    return _BSON_TYPES.get(kind, kind.__name__)
+
+
+# What pymongo decodes each BSON type into (a symbol decodes as a string and
+# undefined as null: they cannot be told apart once decoded; a DBRef is an object).
+_BSON_TYPES: dict[type, str] = {
+    float: "double",
+    str: "string",
+    dict: "object",
+    DBRef: "object",
+    list: "array",
+    bytes: "binData",
+    ObjectId: "objectId",
+    bool: "bool",
+    dt.datetime: "date",
+    DatetimeMS: "date",
+    type(None): "null",
+    Regex: "regex",
+    int: "int",
+    Timestamp: "timestamp",
+    Int64: "long",
+    Decimal128: "decimal",
+    MinKey: "minKey",
+    MaxKey: "maxKey",
+}
+BSON_TYPES = (
+    "double",
+    "string",
+    "object",
+    "array",
+    "binData",
+    "uuid",
+    "objectId",
+    "bool",
+    "date",
+    "regex",
+    "javascript",
+    "javascriptWithScope",
+    "int",
+    "timestamp",
+    "long",
+    "decimal",
+    "minKey",
+    "maxKey",
+)
+# The Python types a BSON type decodes into (binary of subtype 4 is a Binary, checked by its writer).
+PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "double": (float,),
+    "string": (str,),
+    "object": (dict, DBRef),
+    "array": (list,),
+    "binData": (bytes, Binary),  # generic binary decodes as bytes, other subtypes but 4 as Binary
+    "uuid": (Binary,),
+    "objectId": (ObjectId,),
+    "bool": (bool,),
+    "date": (dt.datetime, DatetimeMS),
+    "regex": (Regex,),
+    "javascript": (Code,),
+    "javascriptWithScope": (Code,),
+    "int": (int,),
+    "timestamp": (Timestamp,),
+    "long": (Int64,),
+    "decimal": (Decimal128,),
+    "minKey": (MinKey,),
+    "maxKey": (MaxKey,),
+}
+
+
+# --- one writer per target type: a decoded BSON value → COPY text -------------------------------------
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def text(value: str) -> str:
+    """A string as COPY text, escaped only when it holds a special character; NUL is a violation."""
+    if "\x00" in value:
+        raise Violation("holds the NUL character, which PostgreSQL text cannot store")
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
+def object_id_text(value: ObjectId) -> str:
+    return str(value)
+
+
+def integer(value: int) -> str:
+    return str(int(value))
+
+
+def double(value: float | int) -> str:
+    """``repr`` is the shortest text that reads back as the same double; PostgreSQL keeps -0."""
+    if type(value) is int:
+        return str(value)
+    if math.isfinite(value):
+        return repr(value)
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def decimal(value: Decimal128 | int) -> str:
+    """Every digit of a Decimal128 (numeric holds them all), NaN and the infinities; -0 becomes 0."""
+    if type(value) is not Decimal128:
+        return str(int(value))
+    number = value.to_decimal()
+    if number.is_nan():  # MongoDB takes every NaN, signed or signalling, for the same value
+        return "NaN"
+    return str(number)  # "1.10E-100", "Infinity": PostgreSQL reads both
+
+
+def bounded_decimal(precision: int, scale: int) -> Callable[[Decimal128 | int], str]:
+    """The writer for ``numeric(precision, scale)``, which would round silently: a value it would
+    change is a violation."""
+    limit = Decimal(10) ** (precision - scale)
+    step = Decimal(1).scaleb(-scale)
+
+    def write(value: Decimal128 | int) -> str:
+        number = value.to_decimal() if type(value) is Decimal128 else Decimal(int(value))
+        if number.is_nan():
+            return "NaN"
+        if number.is_infinite() or abs(number) >= limit or number.quantize(step) != number:
+            raise Violation(f"{number} does not fit numeric({precision},{scale}) without rounding")
+        return str(number)
+
+    return write
+
+
+def boolean(value: bool) -> str:
+    return "t" if value else "f"
+
+
+# PostgreSQL's timestamptz range, in milliseconds since 1970: 4714-11-24 BC to 294276-12-31 AD.
+FIRST_TIMESTAMP_MS = -210_866_803_200_000
+END_TIMESTAMP_MS = 9_224_318_016_000_000  # 294277-01-01, excluded
+_MS_PER_DAY = 86_400_000
+
+
+def timestamp(value: dt.datetime | DatetimeMS) -> str:
+    """A BSON date as ``timestamptz`` text, in UTC, milliseconds exact.
+
+    Dates beyond Python's years 1-9999 arrive as milliseconds (``DatetimeMS``) and
+    are written from them; beyond PostgreSQL's range they are a violation, never clamped.
+    """
+    if type(value) is dt.datetime:  # naive, in UTC
+        return f"{value.isoformat()}+00"
+    millis = int(value)
+    if not FIRST_TIMESTAMP_MS <= millis < END_TIMESTAMP_MS:
+        raise Violation(f"the date {millis} ms from 1970 is outside PostgreSQL's timestamptz range")
+    days, rest = divmod(millis, _MS_PER_DAY)
+    year, month, day = _civil_date(days)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    era = " BC" if year <= 0 else ""  # there is no year 0: 1 BC is year 0 of the proleptic calendar
+    when = f"{abs(year - 1) if year <= 0 else year:04d}-{month:02d}-{day:02d}"
+    return f"{when} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}+00{era}"
+
+
+def _civil_date(days: int) -> tuple[int, int, int]:
+    """The proleptic Gregorian (year, month, day) of a day number from 1970-01-01, any year
+    (Howard Hinnant's ``civil_from_days``); PostgreSQL uses the same calendar."""
+    days += 719_468
+    era = days // 146_097
+    day_of_era = days - era * 146_097
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
+    month = shifted_month + 3 if shifted_month < 10 else shifted_month - 9
+    return year_of_era + era * 400 + (month <= 2), month, day
+
+
+def bytea(value: bytes | Binary | ObjectId) -> str:
+    """Bytes in ``bytea``'s hex form, its backslash escaped for COPY."""
+    if type(value) is Binary:
+        raise Violation(
+            f"is binary of subtype {value.subtype}: bytea keeps no subtype, it would read back as generic binary"
+        )
+    data = value.binary if type(value) is ObjectId else value
+    return "\\\\x" + data.hex()
+
+
+def uuid_text(value: Binary) -> str:
+    if value.subtype != 4:
+        raise Violation(f"is binary of subtype {value.subtype}, not a UUID (subtype 4)")
+    if len(value) != 16:
+        raise Violation(f"is a UUID of {len(value)} bytes, not 16")
+    return str(uuid.UUID(bytes=bytes(value)))
+
+
+def timestamp_bigint(value: Timestamp) -> str:
+    """A BSON Timestamp as one bigint, its seconds in the high 32 bits and its increment in the low."""
+    if value.time >= 2**31:
+        raise Violation(f"the Timestamp's seconds ({value.time}) do not fit the high half of a bigint")
+    return str(value.time << 32 | value.inc)
+
+
+def jsonb(value: Any) -> str:
+    """Any BSON value as Extended JSON for a ``jsonb`` column, escaped for COPY."""
+    written = extended_json(value)
+    if "\\" in written:  # JSON escapes control characters itself; only its backslashes need escaping
+        written = written.replace("\\", "\\\\")
+    return written
+
+
+# --- the contract -------------------------------------------------------------------------------------
+
+# For each column type: the BSON types it holds exactly, each with its writer, and the ones a
+# column of that type accepts when its mapping names none.
+PG_TYPES: dict[str, dict[str, Callable[[Any], str]]] = {
+    "integer": {"int": integer},
+    "bigint": {"int": integer, "long": integer, "timestamp": timestamp_bigint},
+    "numeric": {"int": decimal, "long": decimal, "decimal": decimal},
+    "double precision": {"double": double, "int": double},
+    "boolean": {"bool": boolean},
+    "timestamptz": {"date": timestamp},
+    "text": {"string": text, "objectId": object_id_text},
+    "bytea": {"binData": bytea, "objectId": bytea},
+    "uuid": {"uuid": uuid_text},
+    "jsonb": dict.fromkeys(BSON_TYPES, jsonb),
+}
+DEFAULT_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "integer": ("int",),
+    "bigint": ("int", "long"),
+    "numeric": ("int", "long", "decimal"),
+    "double precision": ("double", "int"),
+    "boolean": ("bool",),
+    "timestamptz": ("date",),
+    "text": ("string",),
+    "bytea": ("binData",),
+    "uuid": ("uuid",),
+    "jsonb": ("object", "array"),
+}
+# Other spellings PostgreSQL itself accepts for the same types.
+PG_TYPE_ALIASES = {
+    "int": "integer",
+    "int4": "integer",
+    "int8": "bigint",
+    "float8": "double precision",
+    "bool": "boolean",
+    "timestamp with time zone": "timestamptz",
+}
+NUMERIC_WITH_SCALE = re.compile(r"numeric\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+# Why the pairs people most often ask for are refused.
+REFUSED = {
+    ("double", "numeric"): "numeric would hold the double's decimal expansion, not the double (and not -0): "
+    "keep it double precision",
+    ("long", "integer"): "an int64 may not fit integer: use bigint or numeric",
+    ("long", "double precision"): "a double cannot hold every int64 (beyond 2**53): use bigint or numeric",
+    ("decimal", "double precision"): "a double rounds a Decimal128: use numeric",
+    ("double", "integer"): "a double may have a fraction: use double precision",
+    ("double", "bigint"): "a double may have a fraction: use double precision",
+    ("date", "text"): "use timestamptz: text would not read back as a date",
+    ("timestamp", "timestamptz"): "a BSON Timestamp is an oplog position, not a date: use bigint or jsonb",
+    ("uuid", "bytea"): "bytea keeps no binary subtype: use uuid",
+    ("binData", "uuid"): "generic binary is not a UUID: use bytea",
+}
+
+
+def column_type(declared: str) -> str:
+    """The contract's name of a declared PostgreSQL type, or ValueError naming the types allowed."""
+    name = " ".join(declared.lower().split())
+    name = PG_TYPE_ALIASES.get(name, name)
+    if name in PG_TYPES:
+        return name
+    if match := NUMERIC_WITH_SCALE.fullmatch(name):
+        precision, scale = int(match[1]), int(match[2])
+        if not 1 <= precision <= 1000 or scale > precision:
+            raise ValueError(f"{declared!r}: numeric(p,s) needs 1 <= p <= 1000 and s <= p")
+        return f"numeric({precision},{scale})"
+    raise ValueError(
+        f"{declared!r} is not a type of the contract; use one of: {', '.join(PG_TYPES)}, numeric(p,s)"
+    )
+
+
+def writers(pg_type: str) -> dict[str, Callable[[Any], str]]:
+    """The BSON types a column type holds exactly, each with its writer."""
+    if match := NUMERIC_WITH_SCALE.fullmatch(pg_type):
+        write = bounded_decimal(int(match[1]), int(match[2]))
+        return dict.fromkeys(PG_TYPES["numeric"], write)
+    return PG_TYPES[pg_type]
+
+
+def refusal(bson_name: str, pg_type: str) -> str | None:
+    """Why a column of ``pg_type`` cannot accept ``bson_name``; None when it can."""
+    if bson_name not in BSON_TYPES:
+        return f"{bson_name!r} is not a BSON type name; use one of: {', '.join(BSON_TYPES)}"
+    holds = writers(pg_type)
+    if bson_name in holds:
+        return None
+    base = "numeric" if pg_type.startswith("numeric") else pg_type
+    reason = REFUSED.get((bson_name, base), "it could not be read back as the same value")
+    return f"{pg_type} cannot hold {bson_name} exactly ({reason}); {pg_type} holds: {', '.join(holds)}"
+
+
+# --- Extended JSON: the document column and jsonb columns ----------------------------------------------
+
+_JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+_EXACT_DOUBLES = 2.0**53  # from here on, JSON numbers read back as integers
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
+
+
+def extended_json(value: Any) -> str:
+    """A BSON value (a whole document too) as relaxed Extended JSON that reads back as the same BSON.
+
+    A violation where it cannot: the NUL character (jsonb cannot store it), a
+    field name starting with ``$`` (it would read back as an Extended JSON type).
+    """
+    if _needs_care(value):
+        value = _with_exact_doubles(value)
+    try:
+        written = orjson.dumps(value, default=_extended_json_value, option=_JSON_OPTIONS).decode()
+    except orjson.JSONEncodeError as error:
+        raise Violation(f"cannot be written as JSON: {error}") from None
+    if "\\u0000" in written and _NUL.search(written):
+        raise Violation("holds the NUL character (\\u0000), which PostgreSQL text and jsonb cannot store")
+    return written
+
+
+def _needs_care(value: Any) -> bool:
+    """Whether a value holds a double plain JSON would change, or a field name starting with ``$``.
+
+    One walk in Python (about 3 µs a user document) finds the few that do.
+    """
+    kind = type(value)
+    if kind is dict:
+        return any(key[:1] == "$" or _needs_care(item) for key, item in value.items())
+    if kind is list:
+        return any(_needs_care(item) for item in value)
+    if kind is float:
+        return _inexact_in_json(value)
+    if kind is Code or kind is DBRef:
+        return _needs_care(_embedded(value))
+    return False
+
+
+def _with_exact_doubles(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        for key in value:
+            _check_field_name(key)
+        return {key: _with_exact_doubles(item) for key, item in value.items()}
+    if kind is list:
+        return [_with_exact_doubles(item) for item in value]
+    if kind is float and _inexact_in_json(value):
+        return _ExactDouble(value)
+    if kind is Code or kind is DBRef:  # written in canonical Extended JSON, which keeps their numbers exact
+        _refuse_dollar_names(_embedded(value))
+    return value
+
+
+def _embedded(value: Code | DBRef) -> Any:
+    """The values a code (its scope) or a DBRef (its ``$id`` and extra fields) carries inside it."""
+    if type(value) is Code:
+        return value.scope
+    extra = {key: item for key, item in value.as_doc().items() if key not in ("$ref", "$id", "$db")}
+    return [value.id, extra]
+
+
+def _refuse_dollar_names(value: Any) -> None:
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            _check_field_name(key)
+            _refuse_dollar_names(item)
+    elif kind is list:
+        for item in value:
+            _refuse_dollar_names(item)
+    elif kind is Code or kind is DBRef:
+        _refuse_dollar_names(_embedded(value))
+
+
+def _check_field_name(key: str) -> None:
+    if key[:1] == "$":
+        raise Violation(
+            f"has the field name {key!r}: a name starting with $ reads back as an Extended JSON type"
+        )
+
+
+def _inexact_in_json(value: float) -> bool:
+    """NaN, the infinities, -0.0 (jsonb drops its sign) and 2**53 or more (which read back as integers)."""
+    return not -_EXACT_DOUBLES < value < _EXACT_DOUBLES or (value == 0.0 and math.copysign(1.0, value) < 0)
+
+
+class _ExactDouble:
+    """A double that Extended JSON must spell out (``orjson`` writes NaN as null, 1e20 as an integer)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float):
+        self.value = value
+
+
+def _extended_json_value(value: Any) -> Any:
+    """orjson calls this for each value it cannot write as plain JSON."""
+    kind = type(value)
+    if kind is ObjectId:
+        return {"$oid": str(value)}
+    if kind is dt.datetime:  # naive, in UTC
+        if value.year >= 1970:
+            return {"$date": value.isoformat(timespec="milliseconds") + "Z"}
+        millis = calendar.timegm(value.timetuple()) * 1000 + value.microsecond // 1000
+        return {"$date": {"$numberLong": str(millis)}}
+    if kind is DatetimeMS:
+        return {"$date": {"$numberLong": str(int(value))}}
+    if kind is Int64:
+        return {"$numberLong": str(int(value))}
+    if kind is Decimal128:
+        return {"$numberDecimal": str(value)}
+    if kind is _ExactDouble:
+        return json.loads(json_util.dumps(value.value, json_options=json_util.CANONICAL_JSON_OPTIONS))
+    # The rarer BSON types (binary, regex, code, timestamp, min/max key, DBRef)
+    # take pymongo's own canonical Extended JSON, which keeps the type of every
+    # number inside them (a code's scope, a DBRef's $id) too.
+    return json.loads(json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS))

@@ -1,0 +1,317 @@
+"""A mapping: what one collection becomes in PostgreSQL, read and checked from a file in ``include/mappings``.
+
+A mapping names the source collection and the target table, the typed columns
+(each a path into the document, a PostgreSQL type, the BSON types it accepts,
+whether it may be NULL and what a violation does), the arrays that become
+child tables keyed by the parent's ``_id`` and the index in the array, and the
+DAG's schedule and defaults. Reading one touches no service: the DAG file
+reads them all when it is parsed.
+
+Everything wrong with a file is reported at once, each problem naming the file
+and the field (``MappingError``). A pair of BSON and PostgreSQL types that could
+lose anything is refused here (``contract.refusal``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from include import config
+from mongo_migration import contract
+
+_PROJECT = Path(__file__).resolve().parents[2]
+STAGING_SCHEMA = "mongo_migration_staging"
+NAME = re.compile(r"[a-z_][a-z0-9_]*")  # a plain lowercase PostgreSQL name, never quoted differently
+MAX_NAME_BYTES = 63  # PostgreSQL truncates longer names
+# Columns the machinery writes itself: the key, the whole document, the page that wrote the row;
+# a child table's rows are keyed by the parent's _id and the index in the array.
+RESERVED_COLUMNS = ("_id", "document", "page")
+RESERVED_CHILD_COLUMNS = ("_id", "_index", "page")
+REJECTS_SUFFIX = "_rejects"
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used; the message names the file, each field and what is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+
+
+class Column(_Strict):
+    """A typed column: the value at ``path`` in the document (or in an array's element)."""
+
+    name: str
+    path: tuple[str, ...] = Field(description="field names from the document down; [] is the element itself")
+    type: str
+    accepts: tuple[str, ...] = ()  # filled with the type's defaults when left out
+    nullable: bool = True  # a missing field or a null is NULL; else the document is a violation
+    on_violation: Literal["reject", "fail"] = "reject"
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        return plain_name(name)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, declared: str) -> str:
+        return contract.column_type(declared)
+
+    @field_validator("path")
+    @classmethod
+    def _field_names(cls, path: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not key for key in path):
+            raise ValueError("a field name in a path cannot be empty")
+        return path
+
+    @model_validator(mode="after")
+    def _exact_pairs(self) -> Column:
+        if not self.accepts:
+            object.__setattr__(self, "accepts", contract.DEFAULT_ACCEPTS[_base_type(self.type)])
+        if "null" in self.accepts:
+            raise ValueError("accepts: null is not a type to accept: set nullable: true")
+        problems = [problem for name in self.accepts if (problem := contract.refusal(name, self.type))]
+        if problems:
+            raise ValueError("accepts: " + "; ".join(problems))
+        return self
+
+
+class Child(_Strict):
+    """An array of the document as a table of its own: a row per element, keyed by (_id, _index)."""
+
+    name: str  # the table is <target table>_<name>
+    path: tuple[str, ...]
+    nullable: bool = True  # a missing or null array has no rows; else the document is a violation
+    on_violation: Literal["reject", "fail"] = "reject"
+    columns: tuple[Column, ...]
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        return plain_name(name)
+
+    @field_validator("path")
+    @classmethod
+    def _a_field(cls, path: tuple[str, ...]) -> tuple[str, ...]:
+        if not path or any(not key for key in path):
+            raise ValueError("the array's path needs at least one field name, none empty")
+        return path
+
+    @field_validator("columns")
+    @classmethod
+    def _child_columns(cls, columns: tuple[Column, ...]) -> tuple[Column, ...]:
+        _check_column_names(columns, RESERVED_CHILD_COLUMNS)
+        return columns
+
+
+class Source(_Strict):
+    database: str = Field(pattern=r"^[A-Za-z0-9_\[\]-]{1,63}$")
+    collection: str = Field(pattern=r"^(?!system\.)[A-Za-z0-9_.\[\]-]{1,120}$")
+
+
+class Target(_Strict):
+    schema_: str = Field(alias="schema", default=config.TARGET_SCHEMA)
+    table: str
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, schema: str) -> str:
+        if schema == STAGING_SCHEMA:
+            raise ValueError(f"{STAGING_SCHEMA} holds the staging tables; choose another schema")
+        return plain_name(schema)
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, table: str) -> str:
+        if table.endswith(REJECTS_SUFFIX):
+            raise ValueError(f"a name ending in {REJECTS_SUFFIX} is the rejects table of another target")
+        return plain_name(table)
+
+
+class Params(_Strict):
+    """The defaults the trigger form shows for this DAG; ``include/config.py`` gives the rest."""
+
+    mode: Literal["incremental", "full"] = config.COPY_MODE
+    items_per_page: int = Field(default=config.ITEMS_PER_PAGE, ge=1, le=100_000)
+    max_shrink_percent: int = Field(default=config.MAX_SHRINK_PERCENT, ge=0, le=100)
+    max_reject_percent: float = Field(default=config.MAX_REJECT_PERCENT, ge=0, le=100)
+    verify_content: bool = False
+    publish_wait_seconds: int = Field(default=config.PUBLISH_WAIT_SECONDS, ge=0, le=1800)
+
+
+class Mapping(_Strict):
+    """One collection → one table (and its child tables), and the DAG that copies it."""
+
+    dag_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,200}$")
+    description: str = ""
+    source: Source
+    target: Target
+    keep_document: bool = True  # the whole document as Extended JSON in the column "document"
+    columns: tuple[Column, ...] = ()
+    children: tuple[Child, ...] = ()
+    schedule: str | None = None  # a cron expression or preset; none: runs only when triggered
+    seed_users: bool = False  # the seed project's fake users (the users DAG only)
+    pool: str = config.PAGE_POOL
+    params: Params = Params()
+    timeout_minutes: dict[str, int] = {}  # per task, and "run" for the whole run; else include/config.py
+    file: Path = Field(default=Path("<memory>"), exclude=True)
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, columns: tuple[Column, ...]) -> tuple[Column, ...]:
+        _check_column_names(columns, RESERVED_COLUMNS)
+        if any(not column.path for column in columns):
+            raise ValueError("a column of the table needs a path of at least one field name")
+        return columns
+
+    @field_validator("timeout_minutes")
+    @classmethod
+    def _timeouts(cls, timeouts: dict[str, int]) -> dict[str, int]:
+        unknown = set(timeouts) - {"run", *config.TASK_TIMEOUTS}
+        if unknown:
+            raise ValueError(
+                f"unknown tasks {sorted(unknown)}; tasks: run, {', '.join(config.TASK_TIMEOUTS)}"
+            )
+        if any(minutes < 1 for minutes in timeouts.values()):
+            raise ValueError("a timeout is at least 1 minute")
+        return timeouts
+
+    @model_validator(mode="after")
+    def _names_fit(self) -> Mapping:
+        names = [child.name for child in self.children]
+        if len(set(names)) != len(names):
+            raise ValueError("children: two arrays with the same name")
+        check_relation_names(self.target.schema_, self.target.table, self)
+        return self
+
+    def relations(self, table: str) -> list[str]:
+        """The tables a target table ``table`` comes with: itself, its rejects table and its children."""
+        return [table, table + REJECTS_SUFFIX, *(f"{table}_{child.name}" for child in self.children)]
+
+    @property
+    def version(self) -> str:
+        """A hash of what decides the rows: a different one means the next run copies in full."""
+        shape = self.model_dump(mode="json", include={"keep_document", "columns", "children"})
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plain_name(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a plain lowercase PostgreSQL name (letters a-z, digits and _, "
+            "not starting with a digit)"
+        )
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise ValueError(f"{name!r} is longer than PostgreSQL's {MAX_NAME_BYTES} bytes")
+    return name
+
+
+def check_relation_names(schema: str, table: str, mapping: Mapping) -> None:
+    """Refuse a target whose tables, or their staging names ``<schema>.<table>``, PostgreSQL would
+    truncate, or that one name would give twice."""
+    relations = mapping.relations(table)
+    for relation in relations:
+        plain_name(relation)
+        staged = f"{schema}.{relation}"
+        if len(staged.encode()) > MAX_NAME_BYTES:
+            raise ValueError(
+                f'the staging table {STAGING_SCHEMA}."{staged}" would be longer than PostgreSQL\'s '
+                f"{MAX_NAME_BYTES} bytes: use a shorter schema, table or child name"
+            )
+    if len(set(relations)) != len(relations):
+        raise ValueError(f"a child table's name is the table's rejects table: {relations}")
+
+
+def _check_column_names(columns: tuple[Column, ...], reserved: tuple[str, ...]) -> None:
+    names = [column.name for column in columns]
+    taken = sorted({name for name in names if name in reserved})
+    if taken:
+        raise ValueError(f"{taken} are the machinery's own columns ({', '.join(reserved)})")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"columns named twice: {twice}")
+
+
+def _base_type(pg_type: str) -> str:
+    return "numeric" if pg_type.startswith("numeric") else pg_type
+
+
+def load_mapping(path: Path) -> Mapping:
+    """The mapping in a YAML file, checked; ``MappingError`` naming the file and every problem."""
+    where = _shown(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise MappingError(f"{where}: cannot be read as YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise MappingError(f"{where}: a mapping is a YAML object (dag_id, source, target, columns, ...)")
+    try:
+        return Mapping.model_validate({**data, "file": path})
+    except ValidationError as error:
+        problems = [
+            f"{where}: {_field(problem['loc'], data)}: {_message(problem)}" for problem in error.errors()
+        ]
+        raise MappingError("\n".join(problems)) from None
+
+
+def load_mappings(folder: Path = config.MAPPINGS_DIR) -> tuple[list[Mapping], list[MappingError]]:
+    """Every mapping of the folder (``*.yaml``, by file name), and the errors of those that cannot be used.
+
+    A DAG id given by two files is an error of the later one.
+    """
+    mappings, errors, dag_ids = [], [], {}
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            mapping = load_mapping(path)
+        except MappingError as error:
+            errors.append(error)
+            continue
+        if mapping.dag_id in dag_ids:
+            errors.append(
+                MappingError(
+                    f"{_shown(path)}: dag_id: {mapping.dag_id!r} is the DAG of {dag_ids[mapping.dag_id]}"
+                )
+            )
+            continue
+        dag_ids[mapping.dag_id] = _shown(path)
+        mappings.append(mapping)
+    return mappings, errors
+
+
+def _shown(path: Path) -> str:
+    """The file as people know it: relative to the project when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(_PROJECT))
+    except ValueError:
+        return str(path)
+
+
+def _field(location: tuple, data: dict) -> str:
+    """A field's place as the file spells it: ``columns[2] (price).type``."""
+    shown, node = "", data
+    for part in location:
+        if isinstance(part, int):
+            shown += f"[{part}]"
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                shown += f" ({item['name']})"
+            node = item
+        else:
+            shown += ("." if shown else "") + ("schema" if part == "schema_" else str(part))
+            node = node.get(part if part != "schema_" else "schema") if isinstance(node, dict) else None
+    return shown or "the file"
+
+
+def _message(problem: dict) -> str:
+    message = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "extra_forbidden":
+        return "is not a field of a mapping (a typo?)"
+    return message
