@@ -29,10 +29,7 @@ PAGE_POOL = "migration_pages"  # the page tasks' pool, of CLUSTER_SIZE slots (se
 
 MONGO_CONN_ID = "mongo_default"
 POSTGRES_CONN_ID = "postgres_default"
-MONGO_DATABASE = "app"
-MONGO_COLLECTION = "users"
-TARGET_SCHEMA = "public"
-TARGET_TABLE = "users"
+TARGET_SCHEMA = "public"  # of a mapping that names none
 MAX_SHRINK_PERCENT = 10  # publish refuses a copy this much smaller than the live table
 # publish refuses a copy whose rejects are more than this percent of the documents
 MAX_REJECT_PERCENT = 1.0

@@ -180,7 +180,8 @@ def nasty_documents() -> dict[str, dict]:
     """Documents PostgreSQL cannot take as they are, one per case, by the case they prove.
 
     The cases whose name says NUL or $ cannot be written faithfully and must be
-    set aside as rejects; every other one must arrive whole. (Dates beyond
+    set aside as rejects, and so must the user whose age is text (the users
+    mapping's column accepts int); every other one must arrive whole. (Dates beyond
     Python's years 1-9999 are tested without a server: SecantusDB refuses them.)
     """
     deep: dict = {"bottom": True}

@@ -23,10 +23,9 @@ from airflow.providers.postgres.hooks.postgres import PostgresHook
 from bson.objectid import ObjectId
 
 from mongo_migration.documents import CODEC_OPTIONS, id_key
-from mongo_migration.target import STAGING_SCHEMA
 from mongo_migration.users import fake_users, seed_users
 from tests.conftest import FAILPOINT_FILE, STACK_ENV, stack
-from tests.staging import drop_tables
+from tests.staging import drop_tables, staged
 from tests.writer import old_object_id, published_and_expected, writing
 
 TABLE = "fault_users"
@@ -173,7 +172,7 @@ def test_a_page_killed_mid_copy_is_retried_and_every_document_lands_once(api, so
 
     # Mid-COPY: readers still see the whole previous table, and nothing of the page is committed.
     assert sorted(live_ids()) == sorted(before)
-    assert query(f"SELECT count(*) FROM {STAGING_SCHEMA}.{TABLE} WHERE page = 1") == [(0,)]
+    assert query(f"SELECT count(*) FROM {staged(TABLE)} WHERE page = 1") == [(0,)]
     # One target connection per running page at most (pages that finished have closed theirs).
     [(connections,)] = query(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mongo_migration:migrate_page'"
@@ -226,7 +225,7 @@ def test_verify_stops_a_wrong_load_before_publish_and_the_live_table_stays(api, 
     held = Held(api, page=0, documents=0)  # held after its first batch, the earliest failpoint
     with PostgresHook().get_conn() as conn:  # a stray row in the staging table, committed
         conn.execute(
-            f"INSERT INTO {STAGING_SCHEMA}.{TABLE} (_id, document, page) VALUES ('stray', '{{}}', 99)"
+            f"INSERT INTO {staged(TABLE)} (_id, document, page) VALUES ('stray', '{{}}', 99)"
         )
 
     held.resume()

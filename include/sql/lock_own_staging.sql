@@ -1,4 +1,4 @@
--- The run's own staging tables ({tables}), which publish moves in or drops (ACCESS
+-- The run's own staging tables ({relations}), which publish moves in or drops (ACCESS
 -- EXCLUSIVE): taken first, so that a person reading them makes the attempt wait
 -- before any work.
-LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE;
+LOCK TABLE {relations} IN ACCESS EXCLUSIVE MODE;

@@ -3,6 +3,6 @@
 -- the live name; nothing else can depend on it yet.
 ALTER TABLE {staging} SET SCHEMA {schema};
 
-ALTER TABLE {moved} RENAME TO {relation};
+ALTER TABLE {moved} RENAME TO {live_name};
 
 COMMENT ON TABLE {live} IS NULL;

@@ -1,2 +1,2 @@
--- What an earlier try of open_change_stream put in the staging tables ({tables}).
-TRUNCATE {tables};
+-- What an earlier try of open_change_stream put in the staging tables ({relations}).
+TRUNCATE {relations};

@@ -129,6 +129,8 @@ class Tables:
     def typed_columns(self, relation: str | None = None) -> list[tuple[str, str, bool]]:
         """The mapping's columns of a table (not the rejects): name, PostgreSQL type, nullable."""
         relation = relation or self.table
+        if relation == self.rejects:
+            return []
         if relation == self.table:
             columns = self.mapping.columns
             document = [("document", "jsonb", False)] if self.mapping.keep_document else []
@@ -159,7 +161,7 @@ class Tables:
 
 
 def statement(
-    name: str, tables: Tables, relation: str | None = None, **values: sql.Composable
+    name: str, tables: Tables, relation: str | None = None, /, **values: sql.Composable
 ) -> sql.Composed:
     """The statement in ``include/sql/<name>.sql`` for one of a target's tables (``relation``, the table
     itself by default), its names quoted by psycopg.
@@ -395,7 +397,7 @@ def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards
                 f"owner's privileges (own the tables, or inherit from their owner)."
             )
         staging = sql.SQL(", ").join(tables.staging(relation) for relation in tables.relations)
-        conn.execute(statement("lock_own_staging", tables, tables=staging))
+        conn.execute(statement("lock_own_staging", tables, relations=staging))
         changes = _column_changes(conn, tables, existing, previous)
         gone_children = [
             relation
@@ -406,7 +408,7 @@ def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards
         if to_lock:
             mode = "ACCESS EXCLUSIVE" if changes or gone_children else "SHARE UPDATE EXCLUSIVE"
             live = sql.SQL(", ").join(tables.live(relation) for relation in to_lock)
-            conn.execute(statement("lock_live", tables, tables=live, mode=sql.SQL(mode)))
+            conn.execute(statement("lock_live", tables, relations=live, mode=sql.SQL(mode)))
         _refuse_dependants(conn, tables, changes, gone_children)
         rows, rejects = count_rows(conn, tables)
         live_rows = _count_live(conn, tables) if tables.table in existing else None
@@ -578,7 +580,7 @@ def _apply_rows(conn: Connection, tables: Tables, relation: str) -> dict:
 def _move_in(conn: Connection, tables: Tables, relation: str) -> None:
     """A table's first publish: its staging table moves in, its indexes losing the staging name's schema."""
     moved = sql.Identifier(tables.schema, tables.staged_name(relation))
-    conn.execute(statement("move_in", tables, relation, moved=moved, relation=sql.Identifier(relation)))
+    conn.execute(statement("move_in", tables, relation, moved=moved, live_name=sql.Identifier(relation)))
     names = {"live": f"{tables.schema}.{relation}", "prefix": f"{tables.schema}."}
     for index, name in conn.execute(_sql_text("moved_indexes"), names).fetchall():
         conn.execute(
@@ -697,7 +699,7 @@ def record_start(conn: Connection, tables: Tables, owner: Owner, position: dict 
 
 def _truncate_staging(conn: Connection, tables: Tables) -> None:
     staging = sql.SQL(", ").join(tables.staging(relation) for relation in tables.relations)
-    conn.execute(statement("truncate_staging", tables, tables=staging))
+    conn.execute(statement("truncate_staging", tables, relations=staging))
 
 
 def published_state(conn: Connection, tables: Tables) -> tuple[dict | None, str | None, dict | None] | None:

@@ -68,7 +68,7 @@ def dag():
 
 def test_dag_folder_imports_without_errors_or_network_calls(parsed):
     assert parsed["import_errors"] == {}
-    assert parsed["dag_ids"] == ["mongo_to_postgres"]
+    assert parsed["dag_ids"] == ["mongo_orders_to_postgres", "mongo_to_postgres"]  # a DAG per mapping
 
 
 def test_a_deployment_that_does_not_allow_seeding_offers_no_seeding_by_default(parsed):
@@ -98,7 +98,7 @@ def test_tasks_run_in_the_order_the_readme_documents(dag):
 def test_dag_has_tags_retries_a_nightly_schedule_and_docs(dag):
     assert dag.tags
     assert all(task.retries >= 1 for task in dag.tasks)
-    assert dag.timetable.expression == config.SCHEDULE
+    assert dag.timetable.expression == "0 2 * * *"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert "migrate_page" in dag.doc_md
@@ -119,17 +119,18 @@ def test_page_parallelism_is_the_cluster_size(dag):
     assert dag.get_task("migrate_page").pool == config.PAGE_POOL
 
 
-def test_params_default_to_the_configuration_module(dag):
+def test_params_default_to_the_mapping_and_the_configuration_module(dag):
     defaults = {name: param.value for name, param in dag.params.items()}
     assert defaults == {
         "seed_users": config.SEED_USERS,
         "mode": config.COPY_MODE,
         "items_per_page": config.ITEMS_PER_PAGE,
-        "mongo_database": config.MONGO_DATABASE,
-        "mongo_collection": config.MONGO_COLLECTION,
-        "target_schema": config.TARGET_SCHEMA,
-        "target_table": config.TARGET_TABLE,
+        "mongo_database": "app",  # include/mappings/users.yaml
+        "mongo_collection": "users",
+        "target_schema": "public",
+        "target_table": "users",
         "max_shrink_percent": config.MAX_SHRINK_PERCENT,
+        "max_reject_percent": config.MAX_REJECT_PERCENT,
         "publish_empty": False,
         "verify_content": False,
         "publish_unverified": False,
@@ -173,7 +174,6 @@ def test_the_nightly_schedule_runs_at_two_in_the_morning_utc(dag):
             )
         )
 
-    assert config.SCHEDULE == "0 2 * * *"
     times = [run.run_after for run in runs]
     assert all((time.hour, time.minute, time.utcoffset()) == (2, 0, dt.timedelta(0)) for time in times)
     assert [later - earlier for earlier, later in itertools.pairwise(times)] == [dt.timedelta(days=1)] * 2

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from psycopg.types.json import Jsonb
 from pymongo import monitoring
 
 from mongo_migration import target
@@ -27,8 +28,8 @@ from mongo_migration.operators import (
     VerifyMigrationOperator,
 )
 from mongo_migration.pages import plan_pages
-from mongo_migration.target import STAGING_SCHEMA as STAGING
 from tests.conftest import ROOT, STACK_ENV
+from tests.staging import USERS, staged, users
 
 STANDALONE_PORT = 57019
 
@@ -40,13 +41,14 @@ def operator(kind, collection, table, conn_id="mongo_default", **fields):
         mongo_database=collection.database.name,
         mongo_collection=collection.name,
         target_table=table,
+        mapping=USERS,
         **fields,
     )
 
 
 def copy(collection, table, context, conn_id="mongo_default", mode="incremental") -> dict:
     """reset_table, open_change_stream and the pages of a run; what open_change_stream chose."""
-    ResetTableOperator(task_id="reset_table", target_table=table).execute(context)
+    ResetTableOperator(task_id="reset_table", target_table=table, mapping=USERS).execute(context)
     start = operator(OpenChangeStreamOperator, collection, table, conn_id, mode=mode).execute(context)
     if start["mode"] == "full":
         for page in plan_pages(collection, 40):
@@ -62,7 +64,7 @@ def publish_run(collection, table, context, mode="incremental") -> dict:
     verified = operator(VerifyMigrationOperator, collection, table, page_results=[], start=start).execute(
         context
     )
-    publish = operator(PublishOperator, collection, table, verified=verified)
+    publish = operator(PublishOperator, collection, table, verified=verified, asset_alias="tests_target")
     publish.execute({**context, "outlet_events": collections.defaultdict(EventsOfAlias)})
     return verified
 
@@ -77,7 +79,7 @@ def next_run(context) -> dict:
 
 
 def rows(pg_conn, table) -> dict:
-    return dict(pg_conn.execute(f"SELECT _id, document::text FROM {STAGING}.{table}").fetchall())
+    return dict(pg_conn.execute(f"SELECT _id, document::text FROM {staged(table)}").fetchall())
 
 
 def test_catching_up_from_the_same_point_twice_leaves_the_rows_of_the_source_now(
@@ -96,7 +98,7 @@ def test_catching_up_from_the_same_point_twice_leaves_the_rows_of_the_source_now
 
     first = catch_up.execute(context)
     after_first = rows(pg_conn, target_table)
-    target.save_position(pg_conn, target_table, start["position"])  # back to the start
+    target.save_position(pg_conn, users(target_table), start["position"])  # back to the start
     second = catch_up.execute(context)
 
     assert (first["changes"], first["documents"]) == (7, 5)
@@ -212,11 +214,24 @@ def test_an_incremental_run_copies_in_full_naming_why_when_it_cannot_start_from_
 
     assert why(mode="full") == "the Param mode asks for one"
     pg_conn.execute(f"UPDATE {target_table} SET username = 'edited by hand' WHERE _id = %s", [id_key(3)])
-    assert "or its rejects table was changed by someone else since its publish" in why()
+    assert "its rejects or its child tables were changed by someone else since its publish" in why()
     publish_run(mongo_collection, target_table, next_run(context), mode="full")  # the point is good again
-    pg_conn.execute(f"INSERT INTO {target_table}_rejects VALUES ('x', 'set aside by hand', '', 0)")
-    assert "or its rejects table was changed by someone else since its publish" in why()
+    pg_conn.execute(
+        f"INSERT INTO {target_table}_rejects (_id, reason, document, page) VALUES ('x', 'by hand', '', 0)"
+    )
+    assert "its rejects or its child tables were changed by someone else since its publish" in why()
     publish_run(mongo_collection, target_table, next_run(context), mode="full")
+    for written_by, reason in [("mapping", "the mapping changed"), ("conversion", "the conversion changed")]:
+        published = pg_conn.execute(
+            f'SELECT result FROM {target.STAGING_SCHEMA}."Published" WHERE target_table = %s', [target_table]
+        ).fetchone()[0]
+        earlier = {**published, "versions": {**published["versions"], written_by: "an earlier one"}}
+        pg_conn.execute(
+            f'UPDATE {target.STAGING_SCHEMA}."Published" SET result = %s WHERE target_table = %s',
+            [Jsonb(earlier), target_table],
+        )
+        assert why().startswith(f"{reason} since the last publish (version an earlier one, now ")
+        publish_run(mongo_collection, target_table, next_run(context), mode="full")
     mongo_collection.drop()
     mongo_collection.insert_many([{"_id": n} for n in range(10)])
     assert "the collection is not the one that point was taken on" in why()
@@ -237,7 +252,7 @@ def test_a_page_whose_cursor_the_server_killed_while_it_waited_reads_on_after_it
     mongo_collection, pg_conn, target_table, context, tmp_path, monkeypatch
 ):
     mongo_collection.insert_many([{"_id": n} for n in range(5000)])
-    ResetTableOperator(task_id="reset_table", target_table=target_table).execute(context)
+    ResetTableOperator(task_id="reset_table", target_table=target_table, mapping=USERS).execute(context)
     [page] = plan_pages(mongo_collection, 5000)
     armed = tmp_path / "armed"
     armed.write_text("page_batch_copied 0 0")  # hold after the first batch of 2000
@@ -255,7 +270,7 @@ def test_a_page_whose_cursor_the_server_killed_while_it_waited_reads_on_after_it
         result = copied.result(timeout=60)
 
     assert result["documents"] == 5000
-    keys = {key for (key,) in pg_conn.execute(f"SELECT _id FROM {STAGING}.{target_table}")}
+    keys = {key for (key,) in pg_conn.execute(f"SELECT _id FROM {staged(target_table)}")}
     assert keys == {id_key(n) for n in range(5000)}
 
 
@@ -324,7 +339,7 @@ def test_open_change_stream_tried_again_leaves_the_staging_tables_as_one_try_wou
     mongo_collection.insert_many([{"_id": n} for n in range(10)])
     publish_run(mongo_collection, target_table, context)
     run = next_run(context)
-    ResetTableOperator(task_id="reset_table", target_table=target_table).execute(run)
+    ResetTableOperator(task_id="reset_table", target_table=target_table, mapping=USERS).execute(run)
     opener = operator(OpenChangeStreamOperator, mongo_collection, target_table)
 
     tries = [opener.execute(run), opener.execute(run)]  # the second as a retry of the first
@@ -340,7 +355,7 @@ def test_verify_with_content_names_a_row_whose_document_differs_and_catches_up_o
     start = copy(mongo_collection, target_table, context)
     operator(CatchUpOperator, mongo_collection, target_table).execute(context)
     pg_conn.execute(
-        f"""UPDATE {STAGING}.{target_table} SET document = '{{"_id": 5, "v": -1}}' WHERE _id = %s""",
+        f"""UPDATE {staged(target_table)} SET document = '{{"_id": 5, "v": -1}}' WHERE _id = %s""",
         [id_key(5)],
     )
     mongo_collection.update_one({"_id": 7}, {"$set": {"v": "changed after the catch-up"}})

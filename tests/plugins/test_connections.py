@@ -7,6 +7,7 @@ import pytest
 
 from mongo_migration.connections import UnreachableError, mongo_hook, postgres_connection, transaction
 from mongo_migration.operators import MigratePageOperator, ResetTableOperator
+from tests.staging import USERS
 from mongo_migration.pages import Page
 
 NOTHING_LISTENS = "127.0.0.1:9"
@@ -35,7 +36,7 @@ def test_target_transactions_have_statement_and_lock_timeouts_and_name_their_tas
 def test_an_unreachable_source_fails_the_page_naming_the_connection_and_host(
     target_table, context, monkeypatch
 ):
-    ResetTableOperator(task_id="reset_table", target_table=target_table).execute(context)
+    ResetTableOperator(task_id="reset_table", target_table=target_table, mapping=USERS).execute(context)
     monkeypatch.setenv(
         "AIRFLOW_CONN_MONGO_DOWN",
         f"mongo://{NOTHING_LISTENS}/?directConnection=true&serverSelectionTimeoutMS=300",
@@ -48,6 +49,7 @@ def test_an_unreachable_source_fails_the_page_naming_the_connection_and_host(
         mongo_database="tests",
         mongo_collection="users",
         target_table=target_table,
+        mapping=USERS,
     )
 
     with pytest.raises(
@@ -63,7 +65,7 @@ def test_an_unreachable_target_fails_naming_the_connection_and_host_but_not_the_
         "AIRFLOW_CONN_POSTGRES_DOWN", f"postgresql://someone:s3cret-pw@{NOTHING_LISTENS}/target"
     )
     operator = ResetTableOperator(
-        task_id="reset_table", target_table="users", postgres_conn_id="postgres_down"
+        task_id="reset_table", target_table="users", postgres_conn_id="postgres_down", mapping=USERS
     )
 
     with pytest.raises(UnreachableError) as failure:

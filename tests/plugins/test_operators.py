@@ -22,8 +22,8 @@ from mongo_migration.operators import (
     VerifyMigrationOperator,
 )
 from mongo_migration.pages import Page, plan_pages
-from mongo_migration.target import STAGING_SCHEMA as STAGING
 from mongo_migration.users import fake_users
+from tests.staging import USERS, staged
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def source(mongo_collection):
 
 @pytest.fixture
 def table(target_table, context):
-    ResetTableOperator(task_id="reset_table", target_table=target_table).execute(context)
+    ResetTableOperator(task_id="reset_table", target_table=target_table, mapping=USERS).execute(context)
     return target_table
 
 
@@ -46,12 +46,13 @@ def migrate(source, table, page, context):
         mongo_database=source.database.name,
         mongo_collection=source.name,
         target_table=table,
+        mapping=USERS,
     )
     return operator.execute(context)
 
 
 def target_documents(pg_conn, table) -> dict:
-    rows = pg_conn.execute(f"SELECT _id, document::text FROM {STAGING}.{table}").fetchall()
+    rows = pg_conn.execute(f"SELECT _id, document::text FROM {staged(table)}").fetchall()
     return {key: json_util.loads(document) for key, document in rows}
 
 
@@ -62,7 +63,7 @@ def test_a_page_lands_exactly_its_documents_with_equal_fields(source, pg_conn, t
 
     assert result["documents"] == 100
     originals = {str(doc["_id"]): doc for doc in source.find(page.mongo_filter())}
-    rows = pg_conn.execute(f"SELECT _id, username, email, age, created_at FROM {STAGING}.{table}").fetchall()
+    rows = pg_conn.execute(f"SELECT _id, username, email, age, created_at FROM {staged(table)}").fetchall()
     assert {row[0]: row[1:] for row in rows} == {
         key: (doc["username"], doc["email"], doc["age"], doc["created_at"].replace(tzinfo=dt.UTC))
         for key, doc in originals.items()
@@ -77,7 +78,7 @@ def test_running_a_page_twice_leaves_exactly_one_copy(source, pg_conn, table, co
     result = migrate(source, table, page, context)
 
     assert result["documents"] == 50
-    keys = [key for (key,) in pg_conn.execute(f"SELECT _id FROM {STAGING}.{table}")]
+    keys = [key for (key,) in pg_conn.execute(f"SELECT _id FROM {staged(table)}")]
     assert sorted(keys) == sorted(str(doc["_id"]) for doc in source.find(page.mongo_filter()))
 
 
@@ -85,13 +86,13 @@ def test_a_rerun_page_replaces_its_own_range_and_leaves_other_pages_alone(source
     first, second, _ = plan_pages(source, 100)
     migrate(source, table, first, context)
     migrate(source, table, second, context)
-    pg_conn.execute(f"UPDATE {STAGING}.{table} SET username = 'stale'")
+    pg_conn.execute(f"UPDATE {staged(table)} SET username = 'stale'")
 
     migrate(source, table, first, context)
 
-    stale = pg_conn.execute(f"SELECT count(*) FROM {STAGING}.{table} WHERE username = 'stale'").fetchone()[0]
+    stale = pg_conn.execute(f"SELECT count(*) FROM {staged(table)} WHERE username = 'stale'").fetchone()[0]
     assert stale == second.planned_documents
-    assert pg_conn.execute(f"SELECT count(*) FROM {STAGING}.{table}").fetchone()[0] == 200
+    assert pg_conn.execute(f"SELECT count(*) FROM {staged(table)}").fetchone()[0] == 200
 
 
 def verifier(source, table, page_results):
@@ -101,6 +102,7 @@ def verifier(source, table, page_results):
         mongo_database=source.database.name,
         mongo_collection=source.name,
         target_table=table,
+        mapping=USERS,
     )
 
 
@@ -110,6 +112,7 @@ def open_stream(source, table, context):
         mongo_database=source.database.name,
         mongo_collection=source.name,
         target_table=table,
+        mapping=USERS,
     ).execute(context)
 
 
@@ -240,14 +243,15 @@ def test_verify_fails_naming_the_difference_when_a_page_is_missing(source, table
 
 
 def test_reset_refuses_a_table_name_that_is_not_a_plain_identifier(pg_conn, context):
-    with pytest.raises(ValueError, match="target table 'users; DROP TABLE users' is not a plain"):
-        ResetTableOperator(task_id="reset_table", target_table="users; DROP TABLE users").execute(context)
+    reset = ResetTableOperator(task_id="reset_table", target_table="users; DROP TABLE users", mapping=USERS)
+    with pytest.raises(AirflowFailException, match="'users; DROP TABLE users' is not a plain lowercase"):
+        reset.execute(context)
 
 
 def test_verify_catches_a_swapped_id_that_leaves_every_count_equal(source, pg_conn, table, context):
     results = [migrate(source, table, page, context) for page in plan_pages(source, 100)]
-    swapped = pg_conn.execute(f"SELECT _id FROM {STAGING}.{table} WHERE page = 1 LIMIT 1").fetchone()[0]
-    pg_conn.execute(f"UPDATE {STAGING}.{table} SET _id = 'not-a-source-id' WHERE _id = %s", [swapped])
+    swapped = pg_conn.execute(f"SELECT _id FROM {staged(table)} WHERE page = 1 LIMIT 1").fetchone()[0]
+    pg_conn.execute(f"UPDATE {staged(table)} SET _id = 'not-a-source-id' WHERE _id = %s", [swapped])
 
     with pytest.raises(AirflowFailException) as failure:
         verifier(source, table, results).execute(context)
@@ -259,9 +263,9 @@ def test_verify_catches_a_swapped_id_that_leaves_every_count_equal(source, pg_co
 
 def test_verify_catches_a_document_held_twice(source, pg_conn, table, context):
     results = [migrate(source, table, page, context) for page in plan_pages(source, 100)]
-    twice = pg_conn.execute(f"SELECT _id FROM {STAGING}.{table} LIMIT 1").fetchone()[0]
+    twice = pg_conn.execute(f"SELECT _id FROM {staged(table)} LIMIT 1").fetchone()[0]
     pg_conn.execute(
-        f"INSERT INTO {STAGING}.{table}_rejects (_id, reason, document, page) VALUES (%s, 'x', '', 0)",
+        f"INSERT INTO {staged(table + '_rejects')} (_id, reason, document, page) VALUES (%s, 'x', '', 0)",
         [twice],
     )
 
@@ -320,6 +324,8 @@ def test_publish_refuses_when_verify_returned_no_proof_naming_the_param(source, 
         mongo_database=source.database.name,
         mongo_collection=source.name,
         target_table=table,
+        mapping=USERS,
+        asset_alias="tests_target",
     )
 
     with pytest.raises(AirflowFailException, match=r"returned no result .* Set the Param publish_unverified"):

@@ -17,9 +17,10 @@ PAGE = """
 import resource, sys
 import bson
 from airflow.providers.postgres.hooks.postgres import PostgresHook
+from mongo_migration.documents import Conversion
 from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
-from tests.staging import OUTSIDE_A_RUN, reset_staging
+from tests.staging import OUTSIDE_A_RUN, USERS, reset_staging
 
 table, documents, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 per_batch = 16 * 2**20 // size
@@ -31,8 +32,9 @@ def batches():
 
 with PostgresHook().get_conn() as conn:
     conn.autocommit = True
-    reset_staging(conn, table)
-    stats = copy_page(batches(), conn, table, OUTSIDE_A_RUN, Page(0, 0, documents, True, documents))
+    tables = reset_staging(conn, table)
+    page = Page(0, 0, documents, True, documents)
+    stats = copy_page(batches(), conn, tables, Conversion(USERS), OUTSIDE_A_RUN, page)
 print(stats.rejected, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
@@ -51,5 +53,7 @@ def test_a_page_whose_every_large_document_is_rejected_stays_within_the_page_mem
     rejected, peak_mb = map(int, result.stdout.split()[-2:])
 
     assert rejected == documents
-    assert pg_conn.execute(f"SELECT count(*) FROM {staged(target_table)}_rejects").fetchone() == (documents,)
+    assert pg_conn.execute(f"SELECT count(*) FROM {staged(target_table + '_rejects')}").fetchone() == (
+        documents,
+    )
     assert peak_mb < PAGE_MEMORY_TARGET_MB, f"the page peaked at {peak_mb} MB"

@@ -18,26 +18,33 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from bson import json_util
 
 from mongo_migration import target
-from mongo_migration.documents import id_key
+from mongo_migration.documents import Conversion, id_key
 from mongo_migration.failpoint import FAILPOINT_VARIABLE
 from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
 from mongo_migration.target import Owner
+from tests.staging import USERS, users
 
 FIRST, SECOND = Owner("mongo_to_postgres", "scheduled__1"), Owner("mongo_to_postgres", "scheduled__2")
 PAGE = Page(number=0, lower=1, upper=4, upper_inclusive=True, planned_documents=3)
 
 
-def load(conn, table: str, owner: Owner, users: dict[int, str]) -> None:
-    target.reset_table(conn, table, "public", owner, lambda other: False)
-    batch = b"".join(bson.encode({"_id": number, "username": name}) for number, name in users.items())
-    copy_page([batch], conn, table, owner, PAGE)
+ROWS = Conversion(USERS)
+
+
+def load(conn, table: str, owner: Owner, named: dict[int, str]) -> None:
+    target.reset_table(conn, users(table), owner, lambda other: False)
+    copy_page([documents(named)], conn, users(table), ROWS, owner, PAGE)
+
+
+def documents(named: dict[int, str]) -> bytes:
+    return b"".join(bson.encode({"_id": number, "username": name}) for number, name in named.items())
 
 
 def publish(conn, table: str, owner: Owner, wait_seconds: float = 0, **allowed) -> dict:
     """Publish as a run whose verify proved the staging table as it is."""
-    guards = target.Guards(verified=target.count_rows(conn, table), **allowed)
-    return target.publish(conn, table, "public", owner, guards, wait_seconds)
+    guards = target.Guards(verified=target.count_rows(conn, users(table)), **allowed)
+    return target.publish(conn, users(table), owner, guards, wait_seconds)
 
 
 def usernames(conn, table: str) -> dict:
@@ -159,11 +166,11 @@ def test_the_rows_that_changed_are_all_that_publish_writes_and_statistics_are_fr
 
 
 def test_a_retry_after_a_publish_that_committed_succeeds_without_publishing_again(pg_conn, live):
-    guards = target.Guards(verified=target.count_rows(pg_conn, live))
-    first = target.publish(pg_conn, live, "public", SECOND, guards, 0)
+    guards = target.Guards(verified=target.count_rows(pg_conn, users(live)))
+    first = target.publish(pg_conn, users(live), SECOND, guards, 0)
     pg_conn.execute(f"UPDATE {live} SET username = 'changed since' WHERE _id = %s", [id_key(4)])
 
-    again = target.publish(pg_conn, live, "public", SECOND, guards, 0)
+    again = target.publish(pg_conn, users(live), SECOND, guards, 0)
 
     assert again == {**first, "already_published": True}
     assert usernames(pg_conn, live)[id_key(4)] == "changed since"
@@ -175,16 +182,16 @@ def test_publish_refuses_a_copy_verify_did_not_prove_unless_allowed(pg_conn, liv
         with pytest.raises(
             AirflowFailException, match=r"nothing was published\. Set the Param publish_unverified"
         ):
-            target.publish(pg_conn, live, "public", SECOND, guards, 0)
+            target.publish(pg_conn, users(live), SECOND, guards, 0)
     assert usernames(pg_conn, live)[id_key(1)] == "ann"
 
     guards = target.Guards(verified=None, publish_unverified=True)
-    target.publish(pg_conn, live, "public", SECOND, guards, 0)
+    target.publish(pg_conn, users(live), SECOND, guards, 0)
     assert id_key(1) not in usernames(pg_conn, live)
 
 
 def test_publish_refuses_an_empty_copy_over_a_table_that_holds_rows_unless_allowed(pg_conn, live):
-    target.reset_table(pg_conn, live, "public", SECOND, lambda other: False)  # nothing loaded
+    target.reset_table(pg_conn, users(live), SECOND, lambda other: False)  # nothing loaded
 
     with pytest.raises(AirflowFailException, match=r"empty while public.* holds 3 rows.*Param publish_empty"):
         publish(pg_conn, live, SECOND)
@@ -260,7 +267,7 @@ def test_publish_waits_for_a_lock_released_while_it_tries(pg_conn, live, monkeyp
     monkeypatch.setattr("mongo_migration.target.PUBLISH_LOCK_TIMEOUT", "200ms")
     monkeypatch.setattr("mongo_migration.target.PUBLISH_RETRY_PAUSE_SECONDS", 0.1)
     person = PostgresHook().get_conn()
-    person.execute(hold.format(live=live, key=target.lock_key(live)))  # until the person's transaction ends
+    person.execute(hold.format(live=live, key=users(live).lock_key))  # until the person's transaction ends
     publishing = threading.Thread(target=lambda: publish(pg_conn, live, SECOND, wait_seconds=60))
     publishing.start()
     wait_for(waiting_for_a_lock)  # publish has tried and is waiting again
@@ -283,11 +290,11 @@ def wait_for(condition, timeout: float = 60) -> None:
 
 
 def test_a_value_whose_type_changed_is_published_even_when_it_compares_equal(pg_conn, target_table):
-    target.reset_table(pg_conn, target_table, "public", FIRST, lambda other: False)
-    copy_page([bson.encode({"_id": 1, "n": 42})], pg_conn, target_table, FIRST, PAGE)
+    target.reset_table(pg_conn, users(target_table), FIRST, lambda other: False)
+    copy_page([bson.encode({"_id": 1, "n": 42})], pg_conn, users(target_table), ROWS, FIRST, PAGE)
     publish(pg_conn, target_table, FIRST)
-    target.reset_table(pg_conn, target_table, "public", SECOND, lambda other: False)
-    copy_page([bson.encode({"_id": 1, "n": 42.0})], pg_conn, target_table, SECOND, PAGE)
+    target.reset_table(pg_conn, users(target_table), SECOND, lambda other: False)
+    copy_page([bson.encode({"_id": 1, "n": 42.0})], pg_conn, users(target_table), ROWS, SECOND, PAGE)
 
     result = publish(pg_conn, target_table, SECOND)
 
@@ -338,7 +345,7 @@ def test_the_tables_comment_ends_with_one_line_naming_the_run_and_the_point_it_i
     pg_conn, live
 ):
     pg_conn.execute(f"COMMENT ON TABLE {live} IS E'our users\\nask #data'")
-    target.save_position(pg_conn, live, POINT)  # as the catch-up leaves it
+    target.save_position(pg_conn, users(live), POINT)  # as the catch-up leaves it
 
     publish(pg_conn, live, SECOND)
 

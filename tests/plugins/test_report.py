@@ -45,17 +45,18 @@ def test_summary_of_a_run_without_pages_has_no_slowest_page():
     assert summary["documents"] == summary["pages"] == 0
     assert summary["slowest_pages"] == []
     assert summary_line(summary) == "0 documents (0 rejected) in 0 pages, 3.0 s wall"
-    assert "| Slowest pages | none |" in markdown_report(
-        summary, "app.users", "public.users", 0, "full", "as of a point"
-    )
+    report = markdown_report(summary, "app.users", "public.users", 0, "full", "as of a point", {})
+    assert "| Slowest pages | none |" in report
+    assert "| Rejects in the target, by column | none |" in report
 
 
 def test_report_names_source_target_counts_speed_and_the_slowest_pages():
     pages = [page(n, 8000, float(n)) for n in range(5)]
     summary = summarize(pages, wall_seconds=20.0)
 
+    by_column = {"(document)": 2, "age": 1_234}
     report = markdown_report(
-        summary, "app.users", "public.users", 39_990, "incremental", "as of cluster time T"
+        summary, "app.users", "public.users", 39_990, "incremental", "as of cluster time T", by_column
     )
 
     assert "| Source (MongoDB) | `app.users` |" in report
@@ -64,5 +65,6 @@ def test_report_names_source_target_counts_speed_and_the_slowest_pages():
     assert "| Consistent with the source | as of cluster time T |" in report
     assert "| Documents read | 40,000 |" in report
     assert "| Rows written | 39,990 |" in report
+    assert "| Rejects in the target, by column | (document): 2, age: 1,234 |" in report
     assert "| Throughput | 2,000 documents/s |" in report
     assert "| Slowest pages | page 4 (4.0 s), page 3 (3.0 s), page 2 (2.0 s) |" in report

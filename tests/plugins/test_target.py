@@ -7,11 +7,11 @@ from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mongo_migration import target
-from mongo_migration.documents import copy_rows, id_key
+from mongo_migration.documents import Conversion, id_key
 from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
-from mongo_migration.target import STAGING_SCHEMA as STAGING
 from mongo_migration.target import Owner
+from tests.staging import USERS, staged, users
 
 GOOD = bson.encode({"_id": 1, "username": "fine"})
 WITH_NUL = bson.encode({"_id": 2, "username": "nul\x00inside"})
@@ -24,49 +24,54 @@ def nobody_running(owner):
     return False
 
 
+ROWS = Conversion(USERS)
+
+
 def load(conn, table, owner=RUN, batches=(GOOD + WITH_NUL,)):
-    target.reset_table(conn, table, "public", owner, nobody_running)
-    return copy_page(batches, conn, table, owner, PAGE)
+    target.reset_table(conn, users(table), owner, nobody_running)
+    return copy_page(batches, conn, users(table), ROWS, owner, PAGE)
 
 
 def publish(conn, table, owner=RUN):
-    """Publish as a run whose verify proved the staging table as it is."""
-    guards = target.Guards(verified=target.count_rows(conn, table))
-    return target.publish(conn, table, "public", owner, guards, wait_seconds=0)
+    """Publish as a run whose verify proved the staging table as it is (its rejects allowed)."""
+    guards = target.Guards(verified=target.count_rows(conn, users(table)), max_reject_percent=100)
+    return target.publish(conn, users(table), owner, guards, wait_seconds=0)
 
 
 def test_a_page_writes_rows_and_rejects_together_and_a_rerun_replaces_both(pg_conn, target_table):
     load(pg_conn, target_table)
-    stats = copy_page([GOOD + WITH_NUL], pg_conn, target_table, RUN, PAGE)
+    stats = copy_page([GOOD + WITH_NUL], pg_conn, users(target_table), ROWS, RUN, PAGE)
 
     assert (stats.documents, stats.rejected) == (2, 1)
-    assert target.count_rows(pg_conn, target_table) == (1, 1)
-    [(key, reason, raw, page_number)] = pg_conn.execute(
-        f"SELECT _id, reason, document, page FROM {STAGING}.{target_table}_rejects"
+    assert target.count_rows(pg_conn, users(target_table)) == (1, 1)
+    [(key, column, path, reason, raw, page_number)] = pg_conn.execute(
+        f"SELECT _id, column_name, path, reason, document, page FROM {staged(target_table + '_rejects')}"
     ).fetchall()
-    assert (key, bytes(raw), page_number) == (id_key(2), WITH_NUL, 4)
+    assert (key, column, path, bytes(raw), page_number) == (id_key(2), "username", ["username"], WITH_NUL, 4)
     assert "NUL" in reason
 
 
 def staging(conn, table) -> tuple[dict, list, dict]:
-    rows = dict(conn.execute(f"SELECT _id, username FROM {STAGING}.{table}").fetchall())
-    rejects = [key for (key,) in conn.execute(f"SELECT _id FROM {STAGING}.{table}_rejects")]
-    return rows, rejects, target.staging_position(conn, table)
+    rows = dict(conn.execute(f"SELECT _id, username FROM {staged(table)}").fetchall())
+    rejects = [key for (key,) in conn.execute(f"SELECT _id FROM {staged(table + '_rejects')}")]
+    return rows, rejects, target.staging_position(conn, users(table))
 
 
 def test_a_batch_of_changes_replaces_its_documents_and_moves_the_position_in_one_transaction(
     pg_conn, target_table
 ):
     load(pg_conn, target_table)  # user 1 a row, user 2 a reject
-    target.save_position(pg_conn, target_table, {"at": "start"})
-    now = copy_rows(bson.encode({"_id": 2, "username": "clean now"}), target.CAUGHT_UP_PAGE)
+    target.save_position(pg_conn, users(target_table), {"at": "start"})
+    now = ROWS.rows(bson.encode({"_id": 2, "username": "clean now"}), target.CAUGHT_UP_PAGE)
     keys = [id_key(1), id_key(2)]  # user 1 deleted, user 2 written as it is now
+    broken = ROWS.rows(b"", 0)
+    broken.rows = b"not a row\n"
 
     with pytest.raises(psycopg.errors.BadCopyFileFormat):
-        target.apply_changes(pg_conn, target_table, RUN, keys, b"not a row\n", [], {"at": "broken"})
+        target.apply_changes(pg_conn, users(target_table), RUN, keys, broken, {"at": "broken"})
     assert staging(pg_conn, target_table) == ({id_key(1): "fine"}, [id_key(2)], {"at": "start"})
 
-    target.apply_changes(pg_conn, target_table, RUN, keys, now.rows, now.rejects, {"at": "batch"})
+    target.apply_changes(pg_conn, users(target_table), RUN, keys, now, {"at": "batch"})
     assert staging(pg_conn, target_table) == ({id_key(2): "clean now"}, [], {"at": "batch"})
 
 
@@ -76,12 +81,12 @@ def test_the_first_publish_moves_the_tables_in_and_the_next_load_leaves_them_alo
     result = publish(pg_conn, target_table)
 
     assert result["method"] == "moved in (first publish)"
-    assert target.staging_owner(pg_conn, target_table) is None  # moved, not copied
+    assert target.staging_owner(pg_conn, users(target_table)) is None  # moved, not copied
     primary_key = pg_conn.execute(
         "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass AND indisprimary",
         [target_table],
     ).fetchone()
-    assert primary_key == (f"{target_table}_pkey",)
+    assert primary_key == (f"{target_table}_pkey",)  # named as the live table's, not the staging one's
     load(pg_conn, target_table, batches=[bson.encode({"_id": 3, "username": "next run"})])
     assert pg_conn.execute(f"SELECT _id, username FROM {target_table}").fetchall() == [(id_key(1), "fine")]
     assert pg_conn.execute(f"SELECT count(*) FROM {target_table}_rejects").fetchone()[0] == 1
@@ -91,27 +96,27 @@ def test_a_run_still_loading_keeps_the_table_and_the_other_run_fails_at_once(pg_
     load(pg_conn, target_table)
     with PostgresHook().get_conn() as page:  # a page of the loading run, mid-COPY, shares the lock
         page.execute(
-            "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", [f"{STAGING}.{target_table}"]
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", [users(target_table).lock_key]
         )
 
         with pytest.raises(AirflowFailException, match=r"being loaded by run 'scheduled__1' of DAG"):
-            target.reset_table(pg_conn, target_table, "public", OTHER_RUN, still_running=lambda owner: True)
+            target.reset_table(pg_conn, users(target_table), OTHER_RUN, still_running=lambda owner: True)
 
-    assert target.staging_owner(pg_conn, target_table) == RUN
-    assert target.count_rows(pg_conn, target_table) == (1, 1)
+    assert target.staging_owner(pg_conn, users(target_table)) == RUN
+    assert target.count_rows(pg_conn, users(target_table)) == (1, 1)
 
 
 def test_a_run_that_ended_is_taken_over_and_can_no_longer_write_or_publish(pg_conn, target_table):
     load(pg_conn, target_table)
 
-    previous = target.reset_table(pg_conn, target_table, "public", OTHER_RUN, nobody_running)
+    previous = target.reset_table(pg_conn, users(target_table), OTHER_RUN, nobody_running)
 
     assert previous == RUN
     with pytest.raises(AirflowFailException, match=r"run 'manual__2' of DAG 'mongo_to_postgres_copy' owns"):
-        copy_page([GOOD], pg_conn, target_table, RUN, PAGE)
+        copy_page([GOOD], pg_conn, users(target_table), ROWS, RUN, PAGE)
     with pytest.raises(AirflowFailException, match=r"owns them now"):
         publish(pg_conn, target_table)
-    assert target.count_rows(pg_conn, target_table) == (0, 0)
+    assert target.count_rows(pg_conn, users(target_table)) == (0, 0)
     assert pg_conn.execute("SELECT to_regclass(%s)", [target_table]).fetchone()[0] is None
 
 
@@ -120,19 +125,21 @@ def test_a_session_holding_the_load_lock_keeps_every_run_off_the_table(pg_conn, 
     monkeypatch.setattr("mongo_migration.connections.POSTGRES_LOCK_TIMEOUT_MS", 200)
     monkeypatch.setattr("mongo_migration.target.PUBLISH_LOCK_TIMEOUT", "200ms")
     with PostgresHook().get_conn() as person:
-        person.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [f"{STAGING}.{target_table}"])
+        person.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [users(target_table).lock_key])
 
         for attempt in (
-            lambda: target.reset_table(pg_conn, target_table, "public", RUN, nobody_running),
-            lambda: copy_page([GOOD], pg_conn, target_table, RUN, PAGE),
+            lambda: target.reset_table(pg_conn, users(target_table), RUN, nobody_running),
+            lambda: copy_page([GOOD], pg_conn, users(target_table), ROWS, RUN, PAGE),
             lambda: publish(pg_conn, target_table),
         ):
-            with pytest.raises(AirflowException, match=rf"load lock of table {target_table} .* is held"):
+            with pytest.raises(
+                AirflowException, match=rf"load lock of table public.{target_table} .* is held"
+            ):
                 attempt()
 
-    assert target.count_rows(pg_conn, target_table) == (1, 1)  # the first load, untouched
+    assert target.count_rows(pg_conn, users(target_table)) == (1, 1)  # the first load, untouched
 
 
 def test_a_schema_that_does_not_exist_fails_reset_naming_it(pg_conn, target_table):
     with pytest.raises(AirflowFailException, match="target schema 'nowhere' does not exist"):
-        target.reset_table(pg_conn, target_table, "nowhere", RUN, nobody_running)
+        target.reset_table(pg_conn, users(target_table, "nowhere"), RUN, nobody_running)
