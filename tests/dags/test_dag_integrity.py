@@ -71,6 +71,32 @@ def test_dag_folder_imports_without_errors_or_network_calls(parsed):
     assert parsed["dag_ids"] == ["mongo_orders_to_postgres", "mongo_to_postgres"]  # a DAG per mapping
 
 
+def test_a_malformed_mapping_is_an_import_error_naming_its_file_and_field_and_the_other_dags_stay(tmp_path):
+    for mapping in (ROOT / "include" / "mappings").glob("*.yaml"):
+        (tmp_path / mapping.name).write_text(mapping.read_text())
+    broken = (
+        (ROOT / "include" / "mappings" / "orders.yaml").read_text().replace("type: integer", "type: int2")
+    )
+    (tmp_path / "returns.yaml").write_text(broken.replace("mongo_orders_to_postgres", "mongo_returns"))
+
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE_WITHOUT_NETWORK, str(ROOT / "dags"), str(ROOT)],
+        env={**os.environ, **CLOSED_PORT, "MONGO_MIGRATION_MAPPINGS_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert parsed["dag_ids"] == ["mongo_orders_to_postgres", "mongo_to_postgres"]  # the good ones stay
+    [(file, error)] = parsed["import_errors"].items()
+    assert file.endswith("dags/mapping_errors.py")  # a file without DAGs: none of them is marked broken
+    assert (
+        f"{tmp_path}/returns.yaml: children[0] (items).columns[1] (quantity).type: 'int2' is not a type"
+        in error
+    )
+
+
 def test_a_deployment_that_does_not_allow_seeding_offers_no_seeding_by_default(parsed):
     assert parsed["seed_users"] == 0
 
