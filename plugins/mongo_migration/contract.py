@@ -238,7 +238,8 @@ def bytea(value: bytes | Binary | ObjectId) -> str:
     """Bytes in ``bytea``'s hex form, its backslash escaped for COPY."""
     if type(value) is Binary:
         raise Violation(
-            f"is binary of subtype {value.subtype}: bytea keeps no subtype, it would read back as generic binary"
+            f"is binary of subtype {value.subtype}: bytea keeps no subtype, it would read back as "
+            "generic binary"
         )
     data = value.binary if type(value) is ObjectId else value
     return "\\\\x" + data.hex()

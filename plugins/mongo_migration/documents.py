@@ -208,7 +208,7 @@ def _getter(path: tuple[str, ...]) -> Callable[[Any], Any]:
 
 
 def _writers_by_python_type(column: Column) -> dict[type, Callable[[Any], str]]:
-    """What writes a value of each Python type the column accepts (a missing or null one: NULL if nullable)."""
+    """What writes a value of each Python type the column accepts (missing or null: NULL if nullable)."""
     holds = contract.writers(column.type)
     by_type: dict[type, Callable[[Any], str]] = {}
     for name in column.accepts:

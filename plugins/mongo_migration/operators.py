@@ -253,7 +253,7 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
             source = self.source(hook)
             (start, fingerprint), reason = self.why_full(source, conn, tables)
             if reason is None and not target.copy_live_in(conn, tables, owner, start, fingerprint):
-                reason = f"{tables}, its rejects or its child tables were changed by someone else since its publish"
+                reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
             if reason is not None:
                 position = open_position(source)
                 start = position.to_json() if position else None
@@ -291,7 +291,8 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
         if published is None or published[0] is None:
             return (
                 nothing,
-                f"{tables} has no published point to start from (no publish of this DAG with a change stream)",
+                f"{tables} has no published point to start from (no publish of this DAG with a change "
+                "stream)",
             )
         position, fingerprint, versions = published
         if why := _versions_differ(versions or {}, self.versions()):
@@ -303,8 +304,9 @@ def _versions_differ(published: dict, now: dict) -> str | None:
     """Why rows published with ``published`` versions cannot be brought up to date by changes alone."""
     if published.get("mapping") != now["mapping"]:
         return (
-            f"the mapping changed since the last publish (version {published.get('mapping') or 'none recorded'}, "
-            f"now {now['mapping']}): every row is written again in its new shape"
+            f"the mapping changed since the last publish (version "
+            f"{published.get('mapping') or 'none recorded'}, now {now['mapping']}): every row is written "
+            "again in its new shape"
         )
     if published.get("conversion") != now["conversion"]:
         return (
@@ -314,6 +316,9 @@ def _versions_differ(published: dict, now: dict) -> str | None:
     return None
 
 
+CHANGED_BY_SOMEONE_ELSE = (
+    "{tables}, its rejects or its child tables were changed by someone else since its publish"
+)
 STILL_CHANGING = (
     "%s kept changing for %s s after the catch-up had applied every change made before it started: "
     "it stopped there, and the documents changed again since may show a version newer than its point"
@@ -662,7 +667,8 @@ class PublishOperator(_SourceToTargetOperator):
 
     It refuses an unverified, empty or shrunken copy, or one with more rejects
     than allowed, unless a Param allows it for the run. Then an event of the
-    asset alias ``asset_alias`` names the table as an Asset (``postgres://host:port/database/schema/table``), with the
+    asset alias ``asset_alias`` names the table as an Asset
+    (``postgres://host:port/database/schema/table``), with the
     source collection, the run summary and what changed in its extra.
     """
 

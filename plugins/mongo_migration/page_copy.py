@@ -102,7 +102,7 @@ def copy_page(
     owner: Owner,
     page: Page,
 ) -> PageStats:
-    """Replace the page's rows, child rows and rejects in the staging tables of ``tables`` with ``raw_batches``.
+    """Replace the page's rows, child rows and rejects in the staging tables with ``raw_batches``.
 
     The batches are read lazily (``read_page``), inside the transaction. The
     table's rows stream into one COPY; the child rows and the documents set

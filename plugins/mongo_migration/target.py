@@ -526,7 +526,8 @@ def _refuse_dependants(
     conn: Connection, tables: Tables, changes: dict[str, dict[str, _ColumnChange]], gone_children: list[str]
 ) -> None:
     """Refuse, naming them, what depends on a column the changed mapping drops or retypes, or on a child
-    table it drops: PostgreSQL would refuse the change (or drop them with CASCADE, which publish never does)."""
+    table it drops: PostgreSQL would refuse the change (or drop them with CASCADE, which publish never
+    does)."""
     blocked = []
     for relation, columns in changes.items():
         touched = [name for name, change in columns.items() if change.kind in ("drop", "retype")]
@@ -637,7 +638,8 @@ def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None
             f"the copy set aside {rejects} of its {rows + rejects} documents "
             f"({100 * rejects / (rows + rejects):.2f}%) in {live}_rejects, more than the Param "
             f"max_reject_percent ({guards.max_reject_percent:g}) allows: nothing was published. See why in "
-            f"verify's log and the staging rejects table; raise max_reject_percent in a new run to publish it."
+            f"verify's log and the staging rejects table; raise max_reject_percent in a new run to publish "
+            "it."
         )
     smallest = live_rows * (100 - guards.max_shrink_percent) / 100 if live_rows else 0
     if rows < smallest:
@@ -758,7 +760,7 @@ def staging_position(conn: Connection, tables: Tables) -> dict | None:
 
 
 def copy_children(conn: Connection, tables: Tables, children: dict[str, bytes]) -> None:
-    """COPY child rows (COPY text by child name) into the staging child tables, in the caller's transaction."""
+    """COPY child rows (COPY text by child name) into the staging child tables (caller's transaction)."""
     with conn.cursor() as cursor:
         for child, relation in zip(tables.mapping.children, tables.children, strict=True):
             if children.get(child.name):
