@@ -224,9 +224,7 @@ def test_verify_stops_a_wrong_load_before_publish_and_the_live_table_stays(api, 
     before = sorted(live_ids())
     held = Held(api, page=0, documents=0)  # held after its first batch, the earliest failpoint
     with PostgresHook().get_conn() as conn:  # a stray row in the staging table, committed
-        conn.execute(
-            f"INSERT INTO {staged(TABLE)} (_id, document, page) VALUES ('stray', '{{}}', 99)"
-        )
+        conn.execute(f"INSERT INTO {staged(TABLE)} (_id, document, page) VALUES ('stray', '{{}}', 99)")
 
     held.resume()
     run = held.finish()

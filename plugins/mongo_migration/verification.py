@@ -19,14 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from psycopg import Connection
+from psycopg import Connection, sql
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
 from mongo_migration import target
 from mongo_migration.connections import transaction
-from psycopg import sql
-
 from mongo_migration.documents import Conversion, id_keys, id_value
 from mongo_migration.target import Tables
 

@@ -7,8 +7,8 @@ import pytest
 
 from mongo_migration.connections import UnreachableError, mongo_hook, postgres_connection, transaction
 from mongo_migration.operators import MigratePageOperator, ResetTableOperator
-from tests.staging import USERS
 from mongo_migration.pages import Page
+from tests.staging import USERS
 
 NOTHING_LISTENS = "127.0.0.1:9"
 

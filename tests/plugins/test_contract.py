@@ -6,7 +6,7 @@ comparison with the BSON value is the test's own (``same``), exact to the bit
 for doubles, to the digit for Decimal128 and to the millisecond for dates,
 never through the code under test. The edge values come from MongoDB's BSON
 corpus (limits of int32/int64, Decimal128's extremes, the ends of the date
-range) and from what the other tools get wrong (−0.0, NaN, far dates, NUL).
+range) and from what the other tools get wrong (-0.0, NaN, far dates, NUL).
 """
 
 import calendar
