@@ -9,17 +9,13 @@ corpus (limits of int32/int64, Decimal128's extremes, the ends of the date
 range) and from what the other tools get wrong (-0.0, NaN, far dates, NUL).
 """
 
-import calendar
 import datetime as dt
 import math
 import uuid
-from decimal import Decimal
 
 import bson
 import pytest
-from bson import json_util
 from bson.binary import Binary
-from bson.codec_options import DatetimeConversion
 from bson.datetime_ms import DatetimeMS
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
@@ -28,9 +24,8 @@ from bson.timestamp import Timestamp
 
 from mongo_migration.documents import CODEC_OPTIONS, Conversion
 from mongo_migration.mapping import Mapping
-from tests.bson_equality import canonical_bson
+from tests.bson_equality import same
 
-EXTENDED_JSON = json_util.JSONOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
 FIRST_MS = -210_866_803_200_000  # 4714-11-24 00:00:00 BC, PostgreSQL's first timestamptz (its docs)
 END_MS = 9_224_318_016_000_000  # 294277-01-01, the first one it refuses
 OBJECT_ID = ObjectId("65a1b2c3d4e5f60718293a4b")
@@ -139,41 +134,6 @@ def written_and_read_back(pg_conn, pg_type: str, bson_type: str, values: list) -
             f"SELECT {read} FROM contract ORDER BY (_id::jsonb->>'$numberInt')::int"
         ).fetchall()
     return [row[0] for row in rows], batch.rejects
-
-
-def same(pg_type: str, back, value) -> bool:
-    """Whether PostgreSQL gave back exactly the BSON value."""
-    if pg_type == "jsonb":
-        return canonical_bson({"v": json_util.loads(back, json_options=EXTENDED_JSON)}) == canonical_bson(
-            {"v": value}
-        )
-    if type(value) is Timestamp:
-        return back == value.time * 2**32 + value.inc
-    if type(value) is Decimal128:
-        expected = value.to_decimal()
-        if not expected.is_finite():
-            return back.is_nan() if expected.is_nan() else back == expected
-        if pg_type != "numeric":  # numeric(p,s) writes every value with s digits after the point
-            return back == expected
-        digits_after_point = max(-expected.as_tuple().exponent, 0)  # kept, trailing zeros too
-        return back == expected and max(-back.as_tuple().exponent, 0) == digits_after_point
-    if pg_type == "double precision" and type(value) is int:
-        return type(back) is float and back == value
-    if type(value) is float:
-        if math.isnan(value):
-            return math.isnan(back)
-        return back == value and math.copysign(1, back) == math.copysign(1, value)
-    if type(value) is dt.datetime:
-        return back == calendar.timegm(value.timetuple()) * 1000 + value.microsecond // 1000
-    if type(value) is DatetimeMS:
-        return back == int(value)
-    if type(value) is ObjectId:
-        return back == (str(value) if pg_type == "text" else value.binary)
-    if type(value) is Binary:
-        return back == value.as_uuid()
-    if type(value) is bytes:
-        return bytes(back) == value
-    return type(back) in (int, str, bool, Decimal) and back == value
 
 
 @pytest.mark.parametrize(
