@@ -80,7 +80,7 @@ def seed_users(collection: Collection, wanted: int, faker_seed: int) -> int:
         wanted_here = set(numbers)
         batch = fake_users(first, max(wanted_here) - first + 1, faker_seed)
         users = [user for number, user in enumerate(batch, first) if number in wanted_here]
-        inserted += _insert_missing(collection, users)
+        inserted += insert_missing(collection, users)
     return inserted
 
 
@@ -95,9 +95,10 @@ def _missing_users(collection: Collection, wanted: int) -> Iterator[int]:
     yield from range(expected, wanted)
 
 
-def _insert_missing(collection: Collection, users: list[dict]) -> int:
+def insert_missing(collection: Collection, documents: list[dict]) -> int:
+    """Insert the documents whose ``_id`` is not in the collection yet; how many were."""
     try:
-        return len(collection.insert_many(users, ordered=False).inserted_ids)
+        return len(collection.insert_many(documents, ordered=False).inserted_ids)
     except BulkWriteError as error:
         errors = error.details["writeErrors"]
         if any(e["code"] != _DUPLICATE_KEY for e in errors):
