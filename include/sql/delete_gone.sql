@@ -1,6 +1,6 @@
 -- Applying the verified copy to a live table in place (the table, then each child
 -- table), so that everything that is not its rows stays: views, foreign keys,
 -- policies, triggers, publications, owner, grants, comments. First the rows whose
--- key ({key}: the _id, and a child row's index) is gone.
+-- key (the _id, and a child row's index) is gone.
 DELETE FROM {live} AS live
 WHERE NOT EXISTS (SELECT FROM {staging} AS staged WHERE ({staged_key}) = ({live_key}));

@@ -172,32 +172,37 @@ def statement(
     comparisons, and any ``values`` given.
     """
     relation = relation or tables.table
-    columns = tables.columns(relation)
-    key = tables.key(relation)
-    return sql.SQL(_sql_text(name)).format(
-        **{
-            "staging": tables.staging(relation),
-            "staging_rejects": tables.staging(tables.rejects),
-            "live": tables.live(relation),
-            "schema": sql.Identifier(tables.schema),
-            "staging_schema": sql.Identifier(STAGING_SCHEMA),
-            "published": sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
-            "positions": sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
-            "columns": sql.SQL(", ").join(map(sql.Identifier, columns)),
-            "content": sql.SQL(", ").join(sql.Identifier(column) for column in columns if column != "page"),
-            "key": sql.SQL(", ").join(map(sql.Identifier, key)),
-            "live_key": sql.SQL(", ").join(sql.Identifier("live", column) for column in key),
-            "staged_key": sql.SQL(", ").join(sql.Identifier("staged", column) for column in key),
-            "assigned": sql.SQL(", ").join(sql.Identifier(column) for column in columns if column not in key),
-            "staged_values": sql.SQL(", ").join(
-                sql.Identifier("staged", column) for column in columns if column not in key
-            ),
-            "live_compared": tables.compared(relation, "live"),
-            "staged_compared": tables.compared(relation, "staged"),
-            "source_compared": tables.compared(relation, "source"),
-            **values,
-        }
-    )
+    text = _sql_text(name)
+
+    def names(columns: Iterable[str], alias: str | None = None) -> sql.Composed:
+        return sql.SQL(", ").join(sql.Identifier(*((alias,) if alias else ()), column) for column in columns)
+
+    def content() -> list[str]:
+        return [column for column in tables.columns(relation) if column != "page"]
+
+    def assigned() -> list[str]:
+        return [column for column in tables.columns(relation) if column not in tables.key(relation)]
+
+    placeholders = {  # each made only where the statement uses it
+        "staging": lambda: tables.staging(relation),
+        "staging_rejects": lambda: tables.staging(tables.rejects),
+        "live": lambda: tables.live(relation),
+        "schema": lambda: sql.Identifier(tables.schema),
+        "staging_schema": lambda: sql.Identifier(STAGING_SCHEMA),
+        "published": lambda: sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
+        "positions": lambda: sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
+        "columns": lambda: names(tables.columns(relation)),
+        "content": lambda: names(content()),
+        "live_key": lambda: names(tables.key(relation), "live"),
+        "staged_key": lambda: names(tables.key(relation), "staged"),
+        "assigned": lambda: names(assigned()),
+        "staged_values": lambda: names(assigned(), "staged"),
+        "live_compared": lambda: tables.compared(relation, "live"),
+        "staged_compared": lambda: tables.compared(relation, "staged"),
+        "source_compared": lambda: tables.compared(relation, "source"),
+    }
+    used = {key: make() for key, make in placeholders.items() if f"{{{key}}}" in text}
+    return sql.SQL(text).format(**used, **values)
 
 
 @cache

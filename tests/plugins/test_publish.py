@@ -20,9 +20,10 @@ from bson import json_util
 from mongo_migration import target
 from mongo_migration.documents import Conversion, id_key
 from mongo_migration.failpoint import FAILPOINT_VARIABLE
+from mongo_migration.mapping import Mapping
 from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
-from mongo_migration.target import Owner
+from mongo_migration.target import Owner, Tables
 from tests.staging import USERS, users
 
 FIRST, SECOND = Owner("mongo_to_postgres", "scheduled__1"), Owner("mongo_to_postgres", "scheduled__2")
@@ -123,7 +124,7 @@ def dependants_dropped(pg_conn, live):
     """Whatever a case made that would keep the live table from being dropped afterwards."""
     yield
     pg_conn.execute(
-        f"DROP VIEW IF EXISTS {live}_names; DROP MATERIALIZED VIEW IF EXISTS {live}_counted; "
+        f"DROP VIEW IF EXISTS {live}_names CASCADE; DROP MATERIALIZED VIEW IF EXISTS {live}_counted; "
         f"DROP TABLE IF EXISTS {live}_orders, {live}_audit; DROP PUBLICATION IF EXISTS {live}_feed; "
         f"DROP TABLE IF EXISTS {live}, {live}_rejects; DROP FUNCTION IF EXISTS {live}_audit"
     )
@@ -363,3 +364,139 @@ POINT = {
     "cluster_time": {"t": 1795913200, "i": 7},
     "wall_time": "2026-11-29T02:00:00+00:00",
 }
+
+
+def shaped(columns: list[dict], children: list[dict] = ()) -> Mapping:
+    return Mapping.model_validate(
+        {
+            "dag_id": "changing",
+            "source": {"database": "d", "collection": "c"},
+            "target": {"table": "t"},
+            "columns": columns,
+            "children": list(children),
+        }
+    )
+
+
+BEFORE = shaped(
+    [
+        {"name": "username", "path": ["username"], "type": "text"},
+        {"name": "age", "path": ["age"], "type": "integer"},
+        {"name": "note", "path": ["note"], "type": "text"},
+    ],
+    [{"name": "tags", "path": ["tags"], "columns": [{"name": "tag", "path": [], "type": "text"}]}],
+)
+AFTER = shaped(  # note dropped, age retyped, colour added; tags gains a column, scores is new
+    [
+        {"name": "username", "path": ["username"], "type": "text", "nullable": False},
+        {"name": "age", "path": ["age"], "type": "bigint", "accepts": ["int", "long"]},
+        {"name": "colour", "path": ["colour"], "type": "text"},
+    ],
+    [
+        {
+            "name": "tags",
+            "path": ["tags"],
+            "columns": [
+                {"name": "tag", "path": [], "type": "text"},
+                {"name": "length", "path": [], "type": "jsonb", "accepts": ["string"]},
+            ],
+        },
+        {"name": "scores", "path": ["scores"], "columns": [{"name": "score", "path": [], "type": "integer"}]},
+    ],
+)
+PEOPLE = [
+    {
+        "_id": 1,
+        "username": "ann",
+        "age": 30,
+        "note": "n1",
+        "colour": "red",
+        "tags": ["a", "b"],
+        "scores": [1],
+    },
+    {"_id": 2, "username": "bob", "age": 40, "note": "n2", "colour": "blue", "tags": [], "scores": [2, 3]},
+]
+
+
+def load_shaped(conn, table: str, mapping: Mapping, owner: Owner, people: list[dict]) -> Tables:
+    tables = Tables("public", table, mapping)
+    target.reset_table(conn, tables, owner, lambda other: False)
+    copy_page([b"".join(map(bson.encode, people))], conn, tables, Conversion(mapping), owner, PAGE)
+    return tables
+
+
+def publish_shaped(conn, tables: Tables, owner: Owner) -> dict:
+    guards = target.Guards(verified=target.count_rows(conn, tables))
+    return target.publish(conn, tables, owner, guards, 0, {"mapping": tables.mapping.version})
+
+
+def columns_of(conn, table: str) -> list[tuple]:
+    return conn.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+
+
+def test_a_changed_mapping_adds_drops_and_retypes_columns_and_child_tables_in_publishs_transaction(
+    pg_conn, target_table
+):
+    publish_shaped(pg_conn, load_shaped(pg_conn, target_table, BEFORE, FIRST, PEOPLE), FIRST)
+    pg_conn.execute(f"CREATE INDEX ON {target_table} (username)")  # a person's own, which stays
+    oid = pg_conn.execute("SELECT %s::regclass::oid", [target_table]).fetchone()[0]
+
+    result = publish_shaped(pg_conn, load_shaped(pg_conn, target_table, AFTER, SECOND, PEOPLE), SECOND)
+
+    assert result["method"] == "applied in place"
+    assert pg_conn.execute("SELECT %s::regclass::oid", [target_table]).fetchone()[0] == oid
+    assert columns_of(pg_conn, target_table) == [
+        ("_id", "text", "NO"),
+        ("username", "text", "NO"),  # made NOT NULL once the rows were in
+        ("age", "bigint", "YES"),
+        ("document", "jsonb", "NO"),
+        ("page", "integer", "NO"),
+        ("colour", "text", "YES"),
+    ]
+    rows = pg_conn.execute(f"SELECT _id, age, colour FROM {target_table} ORDER BY 1").fetchall()
+    assert rows == [(id_key(1), 30, "red"), (id_key(2), 40, "blue")]
+    tags = pg_conn.execute(f"SELECT _id, _index, tag, length::text FROM {target_table}_tags ORDER BY 1, 2")
+    assert tags.fetchall() == [(id_key(1), 0, "a", '"a"'), (id_key(1), 1, "b", '"b"')]
+    scores = pg_conn.execute(f"SELECT _id, _index, score FROM {target_table}_scores ORDER BY 1, 2").fetchall()
+    assert scores == [(id_key(1), 0, 1), (id_key(2), 0, 2), (id_key(2), 1, 3)]
+    assert pg_conn.execute(
+        "SELECT count(*) FROM pg_indexes WHERE tablename = %s", [target_table]
+    ).fetchone() == (3,)
+
+    back = publish_shaped(pg_conn, load_shaped(pg_conn, target_table, BEFORE, FIRST, PEOPLE), FIRST)
+
+    assert back["dropped"] == [f"{target_table}_scores"]  # a child table the mapping no longer has
+    assert pg_conn.execute("SELECT to_regclass(%s)", [f"{target_table}_scores"]).fetchone() == (None,)
+    assert [column for column, *_ in columns_of(pg_conn, target_table)] == [
+        "_id",
+        "username",
+        "age",
+        "document",
+        "page",
+        "note",
+    ]
+
+
+def test_a_changed_mapping_that_drops_a_column_a_view_reads_is_refused_naming_it_and_nothing_changes(
+    pg_conn, target_table
+):
+    publish_shaped(pg_conn, load_shaped(pg_conn, target_table, BEFORE, FIRST, PEOPLE), FIRST)
+    pg_conn.execute(f"CREATE VIEW {target_table}_names AS SELECT username, note FROM {target_table}")
+    before = columns_of(pg_conn, target_table)
+    changed = load_shaped(pg_conn, target_table, AFTER, SECOND, PEOPLE)
+
+    with pytest.raises(AirflowFailException) as refused:
+        publish_shaped(pg_conn, changed, SECOND)
+
+    assert f"view {target_table}_names" in str(refused.value)
+    assert f"(on {target_table}: note, age)" in str(
+        refused.value
+    ) or f"(on {target_table}: age, note)" in str(refused.value)
+    assert "Nothing was published" in str(refused.value)
+    assert columns_of(pg_conn, target_table) == before
+    assert pg_conn.execute("SELECT to_regclass(%s)", [f"{target_table}_scores"]).fetchone() == (None,)
+    pg_conn.execute(f"DROP VIEW {target_table}_names")
