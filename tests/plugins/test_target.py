@@ -8,10 +8,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mongo_migration import target
 from mongo_migration.documents import Conversion, id_key
+from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
 from mongo_migration.target import Owner
-from tests.staging import USERS, staged, users
+from tests.staging import USERS, drop_tables, staged, users
 
 GOOD = bson.encode({"_id": 1, "username": "fine"})
 WITH_NUL = bson.encode({"_id": 2, "username": "nul\x00inside"})
@@ -143,3 +144,40 @@ def test_a_session_holding_the_load_lock_keeps_every_run_off_the_table(pg_conn, 
 def test_a_schema_that_does_not_exist_fails_reset_naming_it(pg_conn, target_table):
     with pytest.raises(AirflowFailException, match="target schema 'nowhere' does not exist"):
         target.reset_table(pg_conn, users(target_table, "nowhere"), RUN, nobody_running)
+
+
+def test_targets_of_the_same_name_in_two_schemas_keep_their_own_staging_tables_lock_and_state(
+    pg_conn, target_table
+):
+    pg_conn.execute("CREATE SCHEMA IF NOT EXISTS crm")
+    public, crm = users(target_table), users(target_table, "crm")
+    try:
+        target.reset_table(pg_conn, public, RUN, nobody_running)
+        target.reset_table(pg_conn, crm, OTHER_RUN, nobody_running)  # another run, at the same time
+        copy_page([GOOD], pg_conn, public, ROWS, RUN, PAGE)
+        copy_page([GOOD + WITH_NUL], pg_conn, crm, ROWS, OTHER_RUN, PAGE)
+        target.save_position(pg_conn, crm, {"at": "crm"})
+
+        assert (target.staging_owner(pg_conn, public), target.staging_owner(pg_conn, crm)) == (RUN, OTHER_RUN)
+        assert (target.count_rows(pg_conn, public), target.count_rows(pg_conn, crm)) == ((1, 0), (1, 1))
+        assert target.staging_position(pg_conn, public) is None
+        assert public.lock_key != crm.lock_key
+        publish(pg_conn, target_table)
+        assert target.staging_owner(pg_conn, crm) == OTHER_RUN  # untouched by the other's publish
+    finally:
+        drop_tables(pg_conn, target_table, "crm")
+
+
+def test_a_run_that_resets_its_tables_takes_no_lock_on_the_state_another_targets_publish_reads(
+    pg_conn, target_table, monkeypatch
+):
+    load(pg_conn, target_table)
+    publish(pg_conn, target_table)
+    monkeypatch.setattr("mongo_migration.connections.POSTGRES_LOCK_TIMEOUT_MS", 500)
+    with PostgresHook().get_conn() as publishing:  # another target's publish, mid-transaction
+        publishing.execute(f'SELECT count(*) FROM {STAGING_SCHEMA}."Published"')  # holds ACCESS SHARE
+        publishing.execute(f'SELECT count(*) FROM {STAGING_SCHEMA}."Positions"')
+
+        load(pg_conn, target_table, OTHER_RUN)  # would wait and fail on an ALTER TABLE of the state
+
+    assert target.staging_owner(pg_conn, users(target_table)) == OTHER_RUN
