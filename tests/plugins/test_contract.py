@@ -21,10 +21,14 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 from bson.timestamp import Timestamp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mongo_migration.contract import decimal128_text
 from mongo_migration.documents import CODEC_OPTIONS, Conversion
 from mongo_migration.mapping import Mapping
 from tests.bson_equality import same
+from tests.bson_strategies import decimals
 
 FIRST_MS = -210_866_803_200_000  # 4714-11-24 00:00:00 BC, PostgreSQL's first timestamptz (its docs)
 END_MS = 9_224_318_016_000_000  # 294277-01-01, the first one it refuses
@@ -170,3 +174,10 @@ def test_a_value_of_a_type_the_column_does_not_accept_is_set_aside_with_both_typ
     assert back == [None]  # null: the column is nullable
     assert [reject.actual for reject in rejects] == ["int", "string", "double"]
     assert all("the column accepts long" in reject.reason for reject in rejects)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(min_size=16, max_size=16) | decimals.map(lambda value: value.bid))
+def test_a_decimal128_is_spelled_from_its_bits_as_bson_spells_it(bits):
+    value = Decimal128.from_bid(bits)
+    assert decimal128_text(value) == str(value)  # bson's own, through Python's Decimal
