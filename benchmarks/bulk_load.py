@@ -24,16 +24,17 @@ from typing import NamedTuple
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from benchmarks.machine import machine, measured_on, save_results
-from benchmarks.write_path import build_pages
+from benchmarks.write_path import build_pages, pre_encode, user_documents
 from include import config
 from mongo_migration import target
 from mongo_migration.connections import transaction
-from mongo_migration.documents import copy_rows
-from tests.staging import OUTSIDE_A_RUN, drop_tables, reset_staging, staged
+from mongo_migration.documents import Conversion
+from tests.staging import OUTSIDE_A_RUN, USERS, drop_tables, reset_staging, staged, users
 
 TABLE = "benchmark_bulk_load"
+TABLES = users(TABLE)
 # The statements that drop each index of a table (its primary key by its constraint) and build it
-# again, read from the catalog, so the table's definition stays in include/sql/reset_table.sql alone.
+# again, read from the catalog, so the table's definition stays in include/sql/create_staging.sql alone.
 INDEXES = """
 SELECT CASE WHEN c.conname IS NULL THEN format('DROP INDEX %%s', i.indexrelid::regclass)
             ELSE format('ALTER TABLE %%s DROP CONSTRAINT %%I', i.indrelid::regclass, c.conname) END,
@@ -78,8 +79,8 @@ def load(pages: list[tuple[int, bytes]], writers: int) -> float:
             start.wait()
             for number, rows in share:
                 with transaction(conn), conn.cursor() as cursor:
-                    target.start_page(conn, TABLE, OUTSIDE_A_RUN, number)
-                    with cursor.copy(target.statement("copy_page", TABLE)) as copy:
+                    target.start_page(conn, TABLES, OUTSIDE_A_RUN, number)
+                    with cursor.copy(target.statement("copy_into_staging", TABLES)) as copy:
                         copy.write(rows)
 
     with ThreadPoolExecutor(writers) as pool:
@@ -99,7 +100,7 @@ def timed(conn, statements: list[str]) -> float:
 
 
 def run(conn, pages: list[tuple[int, bytes]], rows: int, writers: int, variant: Variant) -> dict:
-    reset_staging(conn, TABLE)
+    reset_staging(conn, TABLES)
     if variant.unlogged:
         conn.execute(f"ALTER TABLE {staged(TABLE)} SET UNLOGGED")
     rebuild = []
@@ -113,7 +114,7 @@ def run(conn, pages: list[tuple[int, bytes]], rows: int, writers: int, variant: 
     build_seconds = timed(conn, rebuild)
     logged_seconds = timed(conn, [f"ALTER TABLE {staged(TABLE)} SET LOGGED"] if variant.set_logged else [])
     (wal,) = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (wal_start,)).fetchone()
-    loaded, _ = target.count_rows(conn, TABLE)
+    loaded, _ = target.count_rows(conn, TABLES)
     if loaded != rows:
         raise RuntimeError(f"{variant.name}, {writers} writers: the table holds {loaded} rows, not {rows}")
     total = load_seconds + build_seconds + logged_seconds
@@ -137,9 +138,10 @@ def main() -> None:
     args = parser.parse_args()
     writer_counts = [int(count) for count in args.writers.split(",")]
 
+    conversion = Conversion(USERS)
     pages = [
-        (page.number, b"".join(copy_rows(batch, page.number).rows for batch in batches))
-        for page, batches in build_pages(args.rows, config.ITEMS_PER_PAGE)
+        (page.number, pre_encode(conversion, page.number, batches).rows)
+        for page, batches in build_pages(args.rows, config.ITEMS_PER_PAGE, user_documents)
     ]
     results = []
     with PostgresHook().get_conn() as conn:

@@ -24,20 +24,23 @@ from pathlib import Path
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
-from psycopg import sql
+from psycopg import Connection, sql
 
 from benchmarks.machine import RESULTS, machine, measured_on, save_results
+from benchmarks.write_path import pre_encode
 from include import config
 from mongo_migration import target
-from mongo_migration.documents import copy_rows
+from mongo_migration.documents import Conversion
 from mongo_migration.page_copy import READ_BATCH_SIZE, copy_page, read_page
 from mongo_migration.pages import plan_pages
+from mongo_migration.target import Tables
 from mongo_migration.users import seed_users
 from tests.airflow_api import AirflowApi
-from tests.staging import OUTSIDE_A_RUN, reset_staging
+from tests.staging import OUTSIDE_A_RUN, USERS, reset_staging, users
 
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE, COLLECTION = "benchmark", "users"
+CONVERSION = Conversion(USERS)
 AIRFLOW_URL = f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8088')}"
 
 
@@ -55,12 +58,11 @@ def source():
     return MongoHook().get_collection(COLLECTION, DATABASE)
 
 
-def fresh_table(name: str):
+def fresh_table(name: str) -> tuple[Connection, Tables]:
     """A connection, and the staging tables of ``name`` reset for the methods that load outside the DAG."""
     conn = PostgresHook().get_conn()
     conn.autocommit = True
-    reset_staging(conn, name)
-    return conn
+    return conn, reset_staging(conn, name)
 
 
 def timed(function: Callable[[], object]) -> tuple[float, object]:
@@ -83,32 +85,28 @@ def source_floor(documents: int) -> Result:
 
 def sink_floor(documents: int) -> Result:
     batches = list(source().find_raw_batches({}, batch_size=READ_BATCH_SIZE))
-    pre_encoded = b"".join(copy_rows(batch, 0).rows for batch in batches)
-    conn = fresh_table("benchmark_sink_floor")
+    pre_encoded = pre_encode(CONVERSION, 0, batches).rows
+    conn, tables = fresh_table("benchmark_sink_floor")
 
     def copy():
-        with (
-            conn.cursor() as cursor,
-            cursor.copy(target.statement("copy_page", "benchmark_sink_floor")) as out,
-        ):
+        with conn.cursor() as cursor, cursor.copy(target.statement("copy_into_staging", tables)) as out:
             out.write(pre_encoded)
 
     seconds, _ = timed(copy)
-    return Result(
-        "sink floor", "COPY of the same rows, pre-encoded", seconds, _count(conn, "benchmark_sink_floor")
-    )
+    return Result("sink floor", "COPY of the same rows, pre-encoded", seconds, _count(conn, tables))
 
 
 def page_work(documents: int, items_per_page: int) -> Result:
-    table = "benchmark_page_work"
-    conn = fresh_table(table)
+    conn, tables = fresh_table("benchmark_page_work")
     collection = source()
     page_seconds = []
 
     def run():
         for page in plan_pages(collection, items_per_page):
             seconds, _ = timed(
-                lambda page=page: copy_page(read_page(collection, page), conn, table, OUTSIDE_A_RUN, page)
+                lambda page=page: copy_page(
+                    read_page(collection, page), conn, tables, CONVERSION, OUTSIDE_A_RUN, page
+                )
             )
             page_seconds.append(seconds)
 
@@ -117,26 +115,25 @@ def page_work(documents: int, items_per_page: int) -> Result:
         "page work alone",
         "plan + every page in one process, no Airflow",
         seconds,
-        _count(conn, table),
+        _count(conn, tables),
         page_seconds,
     )
 
 
 def sequential_baseline(documents: int) -> Result:
-    table = "benchmark_sequential"
-    conn = fresh_table(table)
+    conn, tables = fresh_table("benchmark_sequential")
 
     def run():
         with (
             conn.transaction(),
             conn.cursor() as cursor,
-            cursor.copy(target.statement("copy_page", table)) as out,
+            cursor.copy(target.statement("copy_into_staging", tables)) as out,
         ):
             for batch in source().find_raw_batches({}, batch_size=READ_BATCH_SIZE):
-                out.write(copy_rows(batch, 0).rows)
+                out.write(CONVERSION.rows(batch, 0).rows)
 
     seconds, _ = timed(run)
-    return Result("sequential baseline", "one process, one cursor, one COPY", seconds, _count(conn, table))
+    return Result("sequential baseline", "one process, one cursor, one COPY", seconds, _count(conn, tables))
 
 
 def _skip_limit_page(job: tuple[int, int, str, bool]) -> float:
@@ -148,10 +145,10 @@ def _skip_limit_page(job: tuple[int, int, str, bool]) -> float:
     with (
         PostgresHook().get_conn() as conn,
         conn.cursor() as pg,
-        pg.copy(target.statement("copy_page", table)) as out,
+        pg.copy(target.statement("copy_into_staging", users(table))) as out,
     ):
         for batch in cursor:
-            out.write(copy_rows(batch, number).rows)
+            out.write(CONVERSION.rows(batch, number).rows)
     return time.perf_counter() - started
 
 
@@ -166,7 +163,7 @@ def skip_limit_pool(documents: int, items_per_page: int, workers: int, sorted_by
     already read, so it is read twice or never). Sorted by ``_id``, each page sees each document
     once, and a real MongoDB walks the ``_id`` index to skip; the benchmark shows both."""
     table = "benchmark_skip_limit_sorted" if sorted_by_id else "benchmark_skip_limit"
-    conn = fresh_table(table)
+    conn, tables = fresh_table(table)
     pages = -(-documents // items_per_page)
     jobs = [(number, items_per_page, table, sorted_by_id) for number in range(pages)]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -177,7 +174,7 @@ def skip_limit_pool(documents: int, items_per_page: int, workers: int, sorted_by
         "seed's method" + (", sorted" if sorted_by_id else ""),
         f"skip()/limit() pages ({order}) over a pool of {workers} processes, COPY",
         seconds,
-        _count(conn, table),
+        _count(conn, tables),
         page_seconds,
     )
 
@@ -236,10 +233,10 @@ def _seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def _count(conn, table: str) -> int:
+def _count(conn, tables: Tables) -> int:
     """The rows a method loaded into the staging table."""
     with conn:
-        return target.count_rows(conn, table)[0]
+        return target.count_rows(conn, tables)[0]
 
 
 def _count_published(table: str) -> int:

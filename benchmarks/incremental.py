@@ -44,7 +44,9 @@ def run(mode: str) -> dict:
     seconds = time.perf_counter() - started
     with PostgresHook().get_conn() as conn:
         (result,) = conn.execute(
-            f'SELECT result FROM {STAGING_SCHEMA}."{PUBLISHED_TABLE}" WHERE target_table = %s', [TABLE]
+            f'SELECT result FROM {STAGING_SCHEMA}."{PUBLISHED_TABLE}" '
+            "WHERE target_schema = 'public' AND target_table = %s",
+            [TABLE],
         ).fetchone()
     return {
         "mode": mode,

@@ -14,16 +14,17 @@ import argparse
 import time
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
+from psycopg import sql
 
 from benchmarks.machine import machine, measured_on, save_results
 from mongo_migration import target
-from tests.staging import OUTSIDE_A_RUN, drop_tables, reset_staging
+from tests.staging import OUTSIDE_A_RUN, drop_tables, reset_staging, staged, users
 
 TABLE = "benchmark_publish"
-STAGED = f"{target.STAGING_SCHEMA}.{TABLE}"
+TABLES = users(TABLE)
 # Rows shaped like the seeded users; "version" changes the documents of the rows n % every = 0.
 FILL = f"""
-INSERT INTO {STAGED} (_id, username, email, age, created_at, document, page)
+INSERT INTO {staged(TABLE)} (_id, username, email, age, created_at, document, page)
 SELECT lpad(to_hex(n), 24, '0'), 'user.' || n, 'user.' || n || '@example.com', 18 + n %% 70,
        timestamptz '2020-01-01' + n * interval '1 minute',
        jsonb_build_object(
@@ -39,24 +40,27 @@ FROM generate_series(1, %(rows)s) AS n
 
 
 def stage(conn, rows: int, version: int = 0, every: int = 1) -> None:
-    reset_staging(conn, TABLE)
+    reset_staging(conn, TABLES)
     conn.execute(FILL, {"rows": rows, "version": version, "every": every})
 
 
 def timed_publish(conn) -> tuple[float, dict]:
-    guards = target.Guards(verified=target.count_rows(conn, TABLE), max_shrink_percent=100)
+    guards = target.Guards(verified=target.count_rows(conn, TABLES), max_shrink_percent=100)
     started = time.perf_counter()
-    result = target.publish(conn, TABLE, "public", OUTSIDE_A_RUN, guards, wait_seconds=0)
+    result = target.publish(conn, TABLES, OUTSIDE_A_RUN, guards, wait_seconds=0)
     return time.perf_counter() - started, result
 
 
 def previous_swap(conn) -> float:
-    """The method before: drop the live tables, move the staging ones in, in one transaction."""
+    """The method before: drop the live tables, move the staging ones in (renamed to the live names),
+    in one transaction."""
     started = time.perf_counter()
     with conn.transaction():
-        conn.execute(f"DROP TABLE IF EXISTS public.{TABLE}, public.{TABLE}_rejects")
-        conn.execute(f"ALTER TABLE {STAGED} SET SCHEMA public")
-        conn.execute(f"ALTER TABLE {STAGED}_rejects SET SCHEMA public")
+        for relation in TABLES.relations:
+            conn.execute(target.statement("drop_live", TABLES, relation))
+            moved = sql.Identifier(TABLES.schema, TABLES.staged_name(relation))
+            live_name = sql.Identifier(relation)
+            conn.execute(target.statement("move_in", TABLES, relation, moved=moved, live_name=live_name))
     return time.perf_counter() - started
 
 
