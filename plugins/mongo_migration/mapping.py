@@ -262,13 +262,14 @@ def load_mapping(path: Path) -> Mapping:
         raise MappingError("\n".join(problems)) from None
 
 
-def load_mappings(folder: Path = config.MAPPINGS_DIR) -> tuple[list[Mapping], list[MappingError]]:
-    """Every mapping of the folder (``*.yaml``, by file name), and the errors of those that cannot be used.
+def load_mappings(folder: Path | None = None) -> tuple[list[Mapping], list[MappingError]]:
+    """Every mapping of the folder (``config.MAPPINGS_DIR`` by default; ``*.yaml``, by file name), and the
+    errors of those that cannot be used.
 
     A DAG id given by two files is an error of the later one.
     """
     mappings, errors, dag_ids = [], [], {}
-    for path in sorted(folder.glob("*.yaml")):
+    for path in sorted((folder or config.MAPPINGS_DIR).glob("*.yaml")):
         try:
             mapping = load_mapping(path)
         except MappingError as error:

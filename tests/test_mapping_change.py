@@ -1,0 +1,132 @@
+"""A mapping file that changes between two runs, run with ``dag.test()`` against the real services.
+
+The mapping is a file in the mappings folder (a folder of the test's own, with
+the shipped mappings beside it), from which the DAG file makes its DAG, as a
+person's edit would; the second run's mapping drops a column, adds two,
+retypes one and gives the child table a column. That run must copy in full and
+publish the new shape in place; the run after it is incremental again.
+"""
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+from airflow.dag_processing.dagbag import DagBag
+from bson.decimal128 import Decimal128
+
+from include import config
+from mongo_migration.documents import id_key
+from tests.staging import drop_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def mappings_folder(tmp_path, monkeypatch):
+    """A mappings folder of the test's own, with the shipped mappings in it."""
+    for shipped in config.MAPPINGS_DIR.glob("*.yaml"):
+        (tmp_path / shipped.name).write_text(shipped.read_text())
+    monkeypatch.setattr(config, "MAPPINGS_DIR", tmp_path)
+    return tmp_path
+
+
+def write_mapping(folder: Path, collection: str, table: str, columns: list[dict], line_columns: list[dict]):
+    """The mapping file, and the DAG the DAG file makes of it."""
+    mapping = {
+        "dag_id": "tests_mapping_change",
+        "source": {"database": "tests", "collection": collection},
+        "target": {"table": table},
+        "params": {"items_per_page": 20},
+        "columns": columns,
+        "children": [{"name": "lines", "path": ["lines"], "columns": line_columns}],
+    }
+    (folder / "changing.yaml").write_text(yaml.safe_dump(mapping))
+    return DagBag(dag_folder=ROOT / "dags").dags["tests_mapping_change"]
+
+
+@pytest.fixture
+def table(pg_conn):
+    yield "mapping_change"
+    drop_tables(pg_conn, "mapping_change")
+
+
+def migrate_pages(dag_run) -> int:
+    return sum(
+        1 for ti in dag_run.get_task_instances() if ti.task_id == "migrate_page" and ti.state == "success"
+    )
+
+
+def test_a_changed_mapping_copies_in_full_once_and_publishes_its_new_shape_in_place(
+    mongo_collection, pg_conn, table, mappings_folder
+):
+    mongo_collection.insert_many(
+        [
+            {
+                "_id": n,
+                "sku": f"s{n}",
+                "amount": n * 10,
+                "note": f"note {n}",
+                "colour": ["red", "blue"][n % 2],
+                "placed_at": dt.datetime(2024, 1, 1) + dt.timedelta(hours=n),
+                "lines": [{"qty": q, "price": Decimal128(f"{n}.{q}5")} for q in range(n % 3)],
+            }
+            for n in range(50)
+        ]
+    )
+    before = write_mapping(
+        mappings_folder,
+        mongo_collection.name,
+        table,
+        [
+            {"name": "sku", "path": ["sku"], "type": "text", "nullable": False},
+            {"name": "amount", "path": ["amount"], "type": "integer"},
+            {"name": "note", "path": ["note"], "type": "text"},
+        ],
+        [{"name": "qty", "path": ["qty"], "type": "integer"}],
+    )
+    first = before.test()
+    assert first.state == "success"
+    oid = pg_conn.execute("SELECT %s::regclass::oid", [table]).fetchone()[0]
+    after = write_mapping(
+        mappings_folder,
+        mongo_collection.name,
+        table,
+        [
+            {"name": "sku", "path": ["sku"], "type": "text", "nullable": False},
+            {"name": "amount", "path": ["amount"], "type": "numeric", "accepts": ["int", "long"]},
+            {"name": "colour", "path": ["colour"], "type": "text"},
+            {"name": "placed_at", "path": ["placed_at"], "type": "timestamptz"},
+        ],
+        [
+            {"name": "qty", "path": ["qty"], "type": "integer"},
+            {"name": "price", "path": ["price"], "type": "numeric", "accepts": ["decimal"]},
+        ],
+    )
+
+    changed = after.test()
+
+    assert changed.state == "success"
+    assert migrate_pages(changed) == 3  # copied in full: 50 documents in pages of 20
+    assert pg_conn.execute("SELECT %s::regclass::oid", [table]).fetchone()[0] == oid  # in place
+    rows = pg_conn.execute(f"SELECT _id, amount, colour, placed_at FROM {table}").fetchall()
+    assert {key: values for key, *values in rows} == {
+        id_key(n): [
+            Decimal(n * 10),
+            ["red", "blue"][n % 2],
+            dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=n),
+        ]
+        for n in range(50)
+    }
+    described = [column.name for column in pg_conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+    assert described == ["_id", "sku", "amount", "document", "page", "colour", "placed_at"]  # note dropped
+    lines = pg_conn.execute(
+        f"SELECT _id, _index, qty, price FROM {table}_lines ORDER BY _id, _index"
+    ).fetchall()
+    assert lines == sorted((id_key(n), q, q, Decimal(f"{n}.{q}5")) for n in range(50) for q in range(n % 3))
+
+    again = after.test()
+
+    assert again.state == "success"
+    assert migrate_pages(again) == 0  # incremental: the mapping is the one its table was published with
