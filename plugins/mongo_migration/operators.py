@@ -637,15 +637,15 @@ class VerifyMigrationOperator(CatchUpOperator):
         self.log.info("Run summary: %s", line)
         self.log.info("Run report:\n%s", report)
         return {
+            **summary,  # what this run's pages read; the keys below, what the staging tables hold
             "source": check.source,
             "target": rows,
-            "rejected": rejected,
+            "rejected": rejected,  # publish checks these two: an incremental run's pages set none aside
             "rejects_by_column": by_column,
             "position": position,
             "mode": mode,
             "reason": reason,
             "catch_up_rounds": check.rounds,
-            **summary,
             "summary": line,
             "report": report,
         }
