@@ -18,10 +18,18 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from include import config
 from mongo_migration import contract
@@ -41,6 +49,20 @@ class MappingError(ValueError):
     """A mapping file that cannot be used; the message names the file, each field and what is wrong."""
 
 
+def plain_name(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a plain lowercase PostgreSQL name (letters a-z, digits and _, "
+            "not starting with a digit)"
+        )
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise ValueError(f"{name!r} is longer than PostgreSQL's {MAX_NAME_BYTES} bytes")
+    return name
+
+
+PlainName = Annotated[str, AfterValidator(plain_name)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
 
@@ -48,17 +70,12 @@ class _Strict(BaseModel):
 class Column(_Strict):
     """A typed column: the value at ``path`` in the document (or in an array's element)."""
 
-    name: str
+    name: PlainName
     path: tuple[str, ...] = Field(description="field names from the document down; [] is the element itself")
     type: str
     accepts: tuple[str, ...] = ()  # filled with the type's defaults when left out
     nullable: bool = True  # a missing field or a null is NULL; else the document is a violation
     on_violation: Literal["reject", "fail"] = "reject"
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, name: str) -> str:
-        return plain_name(name)
 
     @field_validator("type")
     @classmethod
@@ -87,16 +104,11 @@ class Column(_Strict):
 class Child(_Strict):
     """An array of the document as a table of its own: a row per element, keyed by (_id, _index)."""
 
-    name: str  # the table is <target table>_<name>
+    name: PlainName  # the table is <target table>_<name>
     path: tuple[str, ...]
     nullable: bool = True  # a missing or null array has no rows; else the document is a violation
     on_violation: Literal["reject", "fail"] = "reject"
     columns: tuple[Column, ...]
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, name: str) -> str:
-        return plain_name(name)
 
     @field_validator("path")
     @classmethod
@@ -201,17 +213,6 @@ class Mapping(_Strict):
         """A hash of what decides the rows: a different one means the next run copies in full."""
         shape = self.model_dump(mode="json", include={"keep_document", "columns", "children"})
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def plain_name(name: str) -> str:
-    if not NAME.fullmatch(name):
-        raise ValueError(
-            f"{name!r} is not a plain lowercase PostgreSQL name (letters a-z, digits and _, "
-            "not starting with a digit)"
-        )
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise ValueError(f"{name!r} is longer than PostgreSQL's {MAX_NAME_BYTES} bytes")
-    return name
 
 
 def check_relation_names(schema: str, table: str, mapping: Mapping) -> None:

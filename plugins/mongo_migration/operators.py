@@ -57,7 +57,7 @@ from mongo_migration.pages import Page, fewer_pages, plan_pages, planned_range_f
 from mongo_migration.report import markdown_report, summarize, summary_line
 from mongo_migration.target import Owner, Tables
 from mongo_migration.users import seed_users
-from mongo_migration.verification import compare, settle
+from mongo_migration.verification import Comparison, compare, settle
 
 
 def asset_alias(dag_id: str) -> str:
@@ -586,9 +586,10 @@ class VerifyMigrationOperator(CatchUpOperator):
                     return caught.touched
 
                 content = _flag(self.content)
-                check = compare(source, conn, tables, conversion, session, content)
+                comparison = Comparison(source, conn, tables, conversion, session, content)
+                check = compare(comparison)
                 catching_up = catch_up_again if streaming else None
-                check = settle(check, source, conn, tables, conversion, catching_up, session, content)
+                check = settle(check, comparison, catching_up)
             with transaction(conn):
                 rows, rejected = target.count_rows(conn, tables)
                 reasons = target.reject_reasons(conn, tables) if rejected else []

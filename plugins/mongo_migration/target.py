@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from mongo_migration.connections import transaction
 from mongo_migration.documents import REJECT_COLUMNS, Batch, child_columns, table_columns
 from mongo_migration.failpoint import failpoint
-from mongo_migration.mapping import STAGING_SCHEMA, Mapping, check_relation_names
+from mongo_migration.mapping import STAGING_SCHEMA, Mapping, check_relation_names, plain_name
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 # Which run published each live table: in the staging schema, under a name no
@@ -64,6 +64,7 @@ class Tables:
 
     def __post_init__(self):
         try:
+            plain_name(self.schema)
             check_relation_names(self.schema, self.table, self.mapping)
             if self.schema == STAGING_SCHEMA:
                 raise ValueError(f"{STAGING_SCHEMA} holds the staging tables")

@@ -46,31 +46,31 @@ class KeyCheck:
     why: str = ""  # why the differences left are real, when some are
 
 
-def compare(
-    source: Collection,
-    conn: Connection,
-    tables: Tables,
-    conversion: Conversion,
-    session: ClientSession,
-    content: bool,
-) -> KeyCheck:
-    """Every document of the source against the staging tables of ``tables``: its ``_id``, or all of it."""
+@dataclass(frozen=True)
+class Comparison:
+    """The source as ``session`` reads it against the staging tables of ``tables``: by ``_id`` alone or,
+    with ``content``, document by document as ``conversion`` writes them."""
+
+    source: Collection
+    conn: Connection
+    tables: Tables
+    conversion: Conversion
+    session: ClientSession
+    content: bool
+
+
+def compare(comparison: Comparison) -> KeyCheck:
+    """Every document of the source against the staging tables: its ``_id``, or all of it."""
     check = KeyCheck()
-    with transaction(conn):
-        check.source, check.differences = _differences(source, conn, tables, conversion, session, content, {})
-        check.duplicates = conn.execute(target.statement("duplicate_keys", tables)).fetchall()
+    with transaction(comparison.conn):
+        check.source, check.differences = _differences(comparison, {})
+        duplicates = target.statement("duplicate_keys", comparison.tables)
+        check.duplicates = comparison.conn.execute(duplicates).fetchall()
     return check
 
 
 def settle(
-    check: KeyCheck,
-    source: Collection,
-    conn: Connection,
-    tables: Tables,
-    conversion: Conversion,
-    catch_up: Callable[[set[str]], set[str]] | None,
-    session: ClientSession,
-    content: bool,
+    check: KeyCheck, comparison: Comparison, catch_up: Callable[[set[str]], set[str]] | None
 ) -> KeyCheck:
     """Catch up and re-read the differing documents until none differs, or one that no change explains does.
 
@@ -91,7 +91,7 @@ def settle(
             touched = catch_up(differing)
             unexplained = differing - touched
             if not unexplained:
-                check.differences = _recheck(source, conn, tables, conversion, touched, session, content)
+                check.differences = _recheck(comparison, touched)
                 continue
             check.differences = {key: check.differences[key] for key in unexplained}
             check.why = (
@@ -101,34 +101,26 @@ def settle(
     return check
 
 
-def _recheck(
-    source: Collection,
-    conn: Connection,
-    tables: Tables,
-    conversion: Conversion,
-    keys: Iterable[str],
-    session: ClientSession,
-    content: bool,
-) -> dict[str, str]:
+def _recheck(comparison: Comparison, keys: Iterable[str]) -> dict[str, str]:
     """Which of ``keys`` the source and the staging tables disagree on, read again now."""
     keys = sorted(keys)
     query = {"_id": {"$in": [id_value(key) for key in keys]}}
-    with transaction(conn):
-        return _differences(source, conn, tables, conversion, session, content, query, keys)[1]
+    with transaction(comparison.conn):
+        return _differences(comparison, query, keys)[1]
 
 
 def _differences(
-    source: Collection,
-    conn: Connection,
-    tables: Tables,
-    conversion: Conversion,
-    session: ClientSession,
-    content: bool,
-    query: dict,
-    keys: list[str] | None = None,
+    comparison: Comparison, query: dict, keys: list[str] | None = None
 ) -> tuple[int, dict[str, str]]:
     """In the caller's transaction: the documents ``query`` matches in the source, and how the staging
     tables differ from them (only at ``keys``, when given)."""
+    source, conn, tables, conversion = (
+        comparison.source,
+        comparison.conn,
+        comparison.tables,
+        comparison.conversion,
+    )
+    session, content = comparison.session, comparison.content
     if content:
         batches = source.find_raw_batches(query, batch_size=KEYS_PER_READ, session=session)
     else:  # a covered query on the _id index

@@ -17,6 +17,7 @@ from pymongo import monitoring
 
 from mongo_migration import target
 from mongo_migration.changes import Position
+from mongo_migration.demo_orders import fill_orders, order_id
 from mongo_migration.documents import id_key
 from mongo_migration.failpoint import FAILPOINT_VARIABLE
 from mongo_migration.operators import (
@@ -29,31 +30,33 @@ from mongo_migration.operators import (
 )
 from mongo_migration.pages import plan_pages
 from tests.conftest import ROOT, STACK_ENV
-from tests.staging import USERS, staged, users
+from tests.staging import ORDERS, USERS, staged, users
 
 STANDALONE_PORT = 57019
 
 
-def operator(kind, collection, table, conn_id="mongo_default", **fields):
+def operator(kind, collection, table, conn_id="mongo_default", mapping=USERS, **fields):
     return kind(
         task_id=kind.__name__,
         mongo_conn_id=conn_id,
         mongo_database=collection.database.name,
         mongo_collection=collection.name,
         target_table=table,
-        mapping=USERS,
+        mapping=mapping,
         **fields,
     )
 
 
-def copy(collection, table, context, conn_id="mongo_default", mode="incremental") -> dict:
+def copy(collection, table, context, conn_id="mongo_default", mode="incremental", mapping=USERS) -> dict:
     """reset_table, open_change_stream and the pages of a run; what open_change_stream chose."""
-    ResetTableOperator(task_id="reset_table", target_table=table, mapping=USERS).execute(context)
-    start = operator(OpenChangeStreamOperator, collection, table, conn_id, mode=mode).execute(context)
+    ResetTableOperator(task_id="reset_table", target_table=table, mapping=mapping).execute(context)
+    start = operator(OpenChangeStreamOperator, collection, table, conn_id, mapping, mode=mode).execute(
+        context
+    )
     if start["mode"] == "full":
         for page in plan_pages(collection, 40):
             page_fields = {"page": page.to_xcom(), "start": start}
-            operator(MigratePageOperator, collection, table, conn_id, **page_fields).execute(context)
+            operator(MigratePageOperator, collection, table, conn_id, mapping, **page_fields).execute(context)
     return start
 
 
@@ -371,3 +374,21 @@ def test_verify_with_content_names_a_row_whose_document_differs_and_catches_up_o
     assert f"1 _id of another content: ['{id_key(5)}']" in str(failure.value)  # 7 was caught up
     assert "no change of the source since it was read explains them" in str(failure.value)
     assert '"changed after the catch-up"' in rows(pg_conn, target_table)[id_key(7)]
+
+
+def test_verify_with_content_names_a_document_whose_child_rows_differ(
+    mongo_collection, pg_conn, target_table, context
+):
+    fill_orders(mongo_collection, 30)
+    start = copy(mongo_collection, target_table, context, mapping=ORDERS)
+    operator(CatchUpOperator, mongo_collection, target_table, mapping=ORDERS).execute(context)
+    fields = {"page_results": [], "start": start, "content": True}
+    verify = operator(VerifyMigrationOperator, mongo_collection, target_table, mapping=ORDERS, **fields)
+    assert verify.execute(context)["target"] == 30  # the copy as it is agrees
+    pg_conn.execute(
+        f"UPDATE {staged(target_table + '_items')} SET quantity = quantity + 1 WHERE _id = %s AND _index = 0",
+        [id_key(order_id(4))],
+    )
+
+    with pytest.raises(AirflowFailException, match=rf"1 _id of another content: \['{id_key(order_id(4))}'\]"):
+        verify.execute(context)

@@ -20,7 +20,8 @@ from bson.regex import Regex
 from bson.timestamp import Timestamp
 
 from mongo_migration.contract import extended_json
-from mongo_migration.documents import CODEC_OPTIONS, Conversion, id_key
+from mongo_migration.documents import CODEC_OPTIONS, Conversion, ViolationFailsRun, id_key
+from mongo_migration.mapping import Mapping
 from tests.staging import USERS
 
 USERS_ROWS = Conversion(USERS)
@@ -238,3 +239,22 @@ def test_doubles_json_would_change_are_spelled_out_and_come_back_as_doubles(valu
     raw = bson.encode({"_id": 1, "d": [value, 1.5]})
     back = json_util.loads(extended_json(bson.decode(raw, CODEC_OPTIONS)))
     assert bson.encode(back) == raw
+
+
+def test_a_column_whose_mapping_says_fail_fails_the_run_naming_the_document_and_the_column():
+    strict = Mapping.model_validate(
+        {
+            "dag_id": "strict",
+            "source": {"database": "d", "collection": "c"},
+            "target": {"table": "t"},
+            "columns": [{"name": "age", "path": ["age"], "type": "integer", "on_violation": "fail"}],
+        }
+    )
+
+    with pytest.raises(ViolationFailsRun) as failure:
+        Conversion(strict).rows(bson.encode({"_id": 1, "age": 7}) + bson.encode({"_id": 2, "age": "7"}), 0)
+
+    assert str(failure.value) == (
+        'document _id {"$numberInt": "2"} violates the mapping <memory>, whose column says '
+        "on_violation: fail: age (integer, at age): has the BSON type string; the column accepts int"
+    )

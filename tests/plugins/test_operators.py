@@ -39,14 +39,14 @@ def table(target_table, context):
     return target_table
 
 
-def migrate(source, table, page, context):
+def migrate(source, table, page, context, mapping=USERS):
     operator = MigratePageOperator(
         task_id="migrate_page",
         page=page.to_xcom(),
         mongo_database=source.database.name,
         mongo_collection=source.name,
         target_table=table,
-        mapping=USERS,
+        mapping=mapping,
     )
     return operator.execute(context)
 
@@ -332,3 +332,21 @@ def test_publish_refuses_when_verify_returned_no_proof_naming_the_param(source, 
         operator.execute({**context, "outlet_events": {}})
 
     assert pg_conn.execute("SELECT to_regclass(%s)", [table]).fetchone() == (None,)
+
+
+def test_a_page_whose_document_breaks_a_column_that_says_fail_fails_the_run_not_to_be_retried(
+    mongo_collection, pg_conn, target_table, context
+):
+    strict = USERS.model_copy(
+        update={"columns": (USERS.columns[2].model_copy(update={"on_violation": "fail"}),)}
+    )
+    mongo_collection.insert_many([{"_id": 1, "age": 30}, {"_id": 2, "age": "thirty"}])
+    ResetTableOperator(task_id="reset_table", target_table=target_table, mapping=strict).execute(context)
+    [page] = plan_pages(mongo_collection, 10)
+
+    with pytest.raises(
+        AirflowFailException, match=r'document _id \{"\$numberInt": "2"\} violates the mapping'
+    ):
+        migrate(mongo_collection, target_table, page, context, strict)
+
+    assert pg_conn.execute(f"SELECT count(*) FROM {staged(target_table)}").fetchone() == (0,)  # rolled back

@@ -500,3 +500,21 @@ def test_a_changed_mapping_that_drops_a_column_a_view_reads_is_refused_naming_it
     assert columns_of(pg_conn, target_table) == before
     assert pg_conn.execute("SELECT to_regclass(%s)", [f"{target_table}_scores"]).fetchone() == (None,)
     pg_conn.execute(f"DROP VIEW {target_table}_names")
+
+
+def test_publish_refuses_a_copy_with_more_rejects_than_allowed_naming_both_numbers_and_the_param(
+    pg_conn, target_table
+):
+    target.reset_table(pg_conn, users(target_table), FIRST, lambda other: False)
+    named = documents({n: f"user {n}" for n in range(199)}) + bson.encode({"_id": 199, "username": "a\x00b"})
+    copy_page([named], pg_conn, users(target_table), ROWS, FIRST, PAGE)
+
+    with pytest.raises(AirflowFailException) as refused:
+        publish(pg_conn, target_table, FIRST, max_reject_percent=0.4)
+
+    assert str(refused.value).startswith(
+        f"the copy set aside 1 of its 200 documents (0.50%) in public.{target_table}_rejects, more than the "
+        "Param max_reject_percent (0.4) allows: nothing was published."
+    )
+    assert pg_conn.execute("SELECT to_regclass(%s)", [target_table]).fetchone() == (None,)
+    assert publish(pg_conn, target_table, FIRST)["rejects"] == 1  # 0.5 % is within the default 1 %
