@@ -1,6 +1,7 @@
 """The whole DAG, run with ``dag.test()`` against the real services."""
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -14,9 +15,9 @@ from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
 from mongo_migration import target
-from mongo_migration.documents import CODEC_OPTIONS, id_key
+from mongo_migration.documents import CODEC_OPTIONS, CONVERSION_VERSION, id_key
 from tests.bson_equality import canonical_bson
-from tests.staging import users
+from tests.staging import USERS, users
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENDED_JSON = json_util.JSONOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
@@ -295,3 +296,53 @@ def test_a_whole_run_works_through_pgbouncer_in_transaction_pooling_mode(
     assert again.state == "success", task_states(again)
 
     assert pg_conn.execute(f"SELECT count(*) FROM {target_table}").fetchone() == (2999,)
+
+
+def test_a_table_published_before_the_mappings_is_copied_in_full_once_in_place_and_its_rejects_get_columns(
+    dag, mongo_collection, pg_conn, target_table
+):
+    mongo_collection.insert_many([{"_id": n, "username": f"user {n}"} for n in range(20)])
+    with pg_conn.transaction():
+        target.ensure_state_tables(pg_conn)
+    # What the version before the mappings left: the live tables of its shape, and its record of the
+    # publish, with a point but no versions.
+    pg_conn.execute(
+        f"""CREATE TABLE {target_table} (_id text COLLATE "C" PRIMARY KEY, username text, email text,
+                age integer, created_at timestamptz, document jsonb NOT NULL, page integer NOT NULL);
+            CREATE TABLE {target_table}_rejects (_id text, reason text NOT NULL, document bytea NOT NULL,
+                page integer NOT NULL);
+            INSERT INTO {target_table} (_id, username, document, page)
+                VALUES ('{id_key(0)}', 'before', '{{}}', 0), ('gone', 'gone', '{{}}', 0);
+            INSERT INTO {target_table}_rejects VALUES ('x', 'an old reason', '\\x00', 0)"""
+    )
+    point = {"resume_token": {"_data": "00"}, "cluster_time": {"t": 1, "i": 1}, "wall_time": "2026-01-01"}
+    pg_conn.execute(
+        f'INSERT INTO {target.STAGING_SCHEMA}."Published" VALUES '
+        "('public', %s, 'mongo_to_postgres', 'scheduled__before', now(), '{}', %s, 'its fingerprint')",
+        [target_table, json.dumps(point)],
+    )
+    oid = pg_conn.execute("SELECT %s::regclass::oid", [target_table]).fetchone()[0]
+
+    dag_run = run(dag, seed_users=0, mongo_collection=mongo_collection.name, target_table=target_table)
+
+    assert dag_run.state == "success", task_states(dag_run)
+    assert [ti.state for ti in dag_run.get_task_instances() if ti.task_id == "migrate_page"] == ["success"]
+    assert pg_conn.execute("SELECT %s::regclass::oid", [target_table]).fetchone()[0] == oid  # in place
+    rows = pg_conn.execute(f"SELECT _id, username FROM {target_table}").fetchall()
+    assert sorted(rows) == sorted((id_key(n), f"user {n}") for n in range(20))
+    rejects = pg_conn.execute(f"SELECT * FROM {target_table}_rejects LIMIT 0").description
+    assert [column.name for column in rejects] == [
+        "_id",
+        "reason",
+        "document",
+        "page",
+        "column_name",
+        "path",
+        "expected",
+        "actual",
+    ]
+    (versions,) = pg_conn.execute(
+        f"SELECT result->'versions' FROM {target.STAGING_SCHEMA}.\"Published\" WHERE target_table = %s",
+        [target_table],
+    ).fetchone()
+    assert versions == {"mapping": USERS.version, "conversion": CONVERSION_VERSION}
