@@ -54,7 +54,8 @@ install_secantus() {
   [ -x "$SECANTUS_VENV/bin/secantusd-py" ] && return
   log "installing SecantusDB $SECANTUS_VERSION"
   python3 -m venv "$SECANTUS_VENV"
-  "$SECANTUS_VENV/bin/pip" install -q --disable-pip-version-check "SecantusDB==$SECANTUS_VERSION"
+  "$SECANTUS_VENV/bin/pip" install -q --disable-pip-version-check "SecantusDB==$SECANTUS_VERSION" \
+    2> >(grep -v "^WARNING: Location" >&2)
 }
 
 # PostgreSQL refuses to run as root, so it runs as the postgres user, which
