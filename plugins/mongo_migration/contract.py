@@ -206,19 +206,33 @@ def decimal128_text(value: Decimal128) -> str:
 
 def bounded_decimal(precision: int, scale: int) -> Callable[[Decimal128 | int], str]:
     """The writer for ``numeric(precision, scale)``, which would round silently: a value it would
-    change is a violation."""
-    limit = Decimal(10) ** (precision - scale)
-    step = Decimal(1).scaleb(-scale)
+    change is a violation. Decided on the digits and the exponent alone (no arithmetic, which
+    Python's Decimal would round to its context's 28 digits)."""
 
     def write(value: Decimal128 | int) -> str:
-        number = Decimal(decimal128_text(value)) if type(value) is Decimal128 else Decimal(int(value))
-        if number.is_nan():
-            return "NaN"
-        if number.is_infinite() or abs(number) >= limit or number.quantize(step) != number:
-            raise Violation(f"{number} does not fit numeric({precision},{scale}) without rounding")
-        return str(number)
+        text = decimal128_text(value) if type(value) is Decimal128 else str(int(value))
+        if text == "NaN":
+            return text
+        if not _fits(text, precision, scale):
+            raise Violation(f"{text} does not fit numeric({precision},{scale}) without rounding")
+        return text
 
     return write
+
+
+def _fits(text: str, precision: int, scale: int) -> bool:
+    """Whether a number's text fits ``numeric(precision, scale)`` exactly."""
+    if "Infinity" in text:
+        return False
+    _, digits, exponent = Decimal(text).as_tuple()  # exact: constructing a Decimal never rounds
+    coefficient = "".join(map(str, digits)).lstrip("0")
+    if not coefficient:
+        return True  # zero fits any numeric(p,s)
+    significant = coefficient.rstrip("0")
+    exponent += len(coefficient) - len(significant)  # 1.50 needs one digit after the point
+    after_point = max(-exponent, 0)
+    before_point = max(len(significant) + exponent, 0)
+    return after_point <= scale and before_point <= precision - scale
 
 
 def boolean(value: bool) -> str:

@@ -69,6 +69,13 @@ EXACT = [
         [Decimal128("123.45"), Decimal128("-999.9"), Decimal128("0.10"), Decimal128("NaN")],
     ),
     ("numeric(5,2)", "int", [999, -999]),
+    (
+        "numeric(38,18)",
+        "decimal",
+        [Decimal128("12345678901.5"), Decimal128("99999999999999999999.99999999999999"), Decimal128("1.50")],
+    ),
+    ("numeric(38,18)", "long", [Int64(10**12), Int64(-(2**63))]),
+    ("numeric(30,0)", "decimal", [Decimal128("9" * 30), Decimal128("1E+29")]),
     ("double precision", "double", [0.0, -0.0, 5e-324, 1.7976931348623157e308, -1.5, 0.1, 2.0**53 + 2]),
     ("double precision", "double", [math.nan, math.inf, -math.inf]),
     ("double precision", "int", [-(2**31), 2**31 - 1]),
@@ -113,6 +120,8 @@ SET_ASIDE = [
         "numeric(5,2)",
     ),
     ("numeric(5,2)", "int", [1000], "numeric(5,2)"),
+    ("numeric(38,18)", "decimal", [Decimal128("1E+20"), Decimal128("1E-19")], "numeric(38,18)"),
+    ("numeric(20,2)", "long", [Int64(10**18)], "numeric(20,2)"),
 ]
 
 

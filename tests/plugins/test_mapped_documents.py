@@ -12,7 +12,7 @@ columns it violates (or the document as a whole). What PostgreSQL gives back
 is compared with the BSON values by ``tests.bson_equality.same``.
 """
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import bson
 from bson.binary import Binary
@@ -39,6 +39,7 @@ ALLOWED = {
     "bigint": ["int", "long", "timestamp"],
     "numeric": ["int", "long", "decimal"],
     "numeric(6,2)": ["int", "long", "decimal"],
+    "numeric(38,18)": ["int", "long", "decimal"],
     "double precision": ["double", "int"],
     "boolean": ["bool"],
     "timestamptz": ["date"],
@@ -201,11 +202,17 @@ def violates(column: dict, value) -> bool:
         return len(value) != 16
     if pg_type == "bigint" and type(value) is Timestamp:
         return value.time >= 2**31
-    if pg_type == "numeric(6,2)" and bson_type_of(value) in ("int", "long", "decimal"):
-        number = value.to_decimal() if bson_type_of(value) == "decimal" else Decimal(int(value))
-        return not number.is_nan() and (
-            not number.is_finite() or abs(number) >= 10_000 or number.quantize(Decimal("0.01")) != number
-        )
+    if pg_type.startswith("numeric(") and bson_type_of(value) in ("int", "long", "decimal"):
+        precision, scale = map(int, pg_type[8:-1].split(","))
+        number = Decimal(str(value)) if bson_type_of(value) == "decimal" else Decimal(int(value))
+        if number.is_nan():
+            return False
+        with localcontext(prec=200):  # exact for these numbers: nothing is rounded here
+            return (
+                not number.is_finite()
+                or abs(number) >= Decimal(10) ** (precision - scale)
+                or (number.quantize(Decimal(1).scaleb(-scale)) != number)
+            )
     return False
 
 
@@ -257,9 +264,7 @@ def test_every_document_lands_with_exact_values_or_is_set_aside_naming_a_column_
     tables = reset_staging(pg_conn, Tables("public", target_table, mapping))
     page = Page(0, 0, len(batch), True, len(batch))
 
-    copy_page(
-        [b"".join(map(bson.encode, batch))], pg_conn, tables, Conversion(mapping), OUTSIDE_A_RUN, page
-    )
+    copy_page([b"".join(map(bson.encode, batch))], pg_conn, tables, Conversion(mapping), OUTSIDE_A_RUN, page)
 
     rows = {row["_id"]: row for row in read(pg_conn, target_table, mapping.columns)}
     child_rows = read(pg_conn, f"{target_table}_arr", mapping.children[0].columns) if mapping.children else []
