@@ -91,6 +91,17 @@ class _Missing:
 MISSING = _Missing()
 
 
+class _NotAnObject:
+    """What a path meets where a field along it holds another value than an object (a string where the
+    path goes on into its fields): a violation of the column, never NULL."""
+
+    __slots__ = ("depth", "value")
+
+    def __init__(self, value: Any, depth: int):
+        self.value = value  # the value found instead of an object
+        self.depth = depth  # how many field names of the path lead to it
+
+
 class _ColumnViolation(Exception):
     def __init__(self, column: Column, name: str, path: tuple, value: Any, reason: str):
         self.column, self.name, self.path, self.value, self.reason = column, name, path, value, reason
@@ -190,20 +201,21 @@ def child_columns(child: Child) -> tuple[str, ...]:
 
 
 def _getter(path: tuple[str, ...]) -> Callable[[Any], Any]:
-    """The value at ``path`` below a document (MISSING where a field is absent or not an object)."""
+    """The value at ``path`` below a document or an element: MISSING where a field on the way is absent
+    or null, ``_NotAnObject`` where it holds another value."""
     if not path:
         return lambda value: value
-    if len(path) == 1:
-        (key,) = path
-        return lambda document: document.get(key, MISSING) if type(document) is dict else MISSING
 
     def get(value: Any) -> Any:
-        for key in path:
+        for depth, key in enumerate(path):
             if type(value) is not dict:
-                return MISSING
+                return MISSING if value is MISSING or value is None else _NotAnObject(value, depth)
             value = value.get(key, MISSING)
         return value
 
+    if len(path) == 1:  # the common case, without the loop
+        (key,) = path
+        return lambda document: document.get(key, MISSING) if type(document) is dict else get(document)
     return get
 
 
@@ -262,6 +274,13 @@ def _cell(column: Column, name: str, prefix: tuple = ()) -> Callable[[Any], str]
         value = get(document)
         write = by_type.get(type(value))
         if write is None:
+            if type(value) is _NotAnObject:
+                where = path[: len(prefix) + value.depth]
+                field = column.path[value.depth]
+                problem = (
+                    f"holds the BSON type {contract.bson_type(value.value)}, not an object with {field!r}"
+                )
+                raise _ColumnViolation(column, name, where, value.value, problem)
             raise _ColumnViolation(column, name, path, value, _type_problem(column, value))
         try:
             return write(value)

@@ -22,7 +22,7 @@ from bson.timestamp import Timestamp
 from mongo_migration.contract import extended_json
 from mongo_migration.documents import CODEC_OPTIONS, Conversion, ViolationFailsRun, id_key
 from mongo_migration.mapping import Mapping
-from tests.staging import USERS
+from tests.staging import ORDERS, USERS
 
 USERS_ROWS = Conversion(USERS)
 
@@ -258,3 +258,22 @@ def test_a_column_whose_mapping_says_fail_fails_the_run_naming_the_document_and_
         'document _id {"$numberInt": "2"} violates the mapping <memory>, whose column says '
         "on_violation: fail: age (integer, at age): has the BSON type string; the column accepts int"
     )
+
+
+def test_a_field_on_a_columns_path_that_holds_no_object_is_a_violation_not_a_null():
+    order = {
+        "_id": 1,
+        "number": "A-1",
+        "status": "paid",
+        "placed_at": dt.datetime(2024, 1, 1),
+        "total": Decimal128("9.90"),
+        "currency": "EUR",
+        "customer": {"name": "Ada", "address": "12 rue X, Paris"},  # a string where city and country are
+        "items": [],
+    }
+    [reject] = Conversion(ORDERS).rows(bson.encode(order), 0).rejects
+
+    assert (reject.column, reject.path, reject.actual) == ("city", ("customer", "address"), "string")
+    assert reject.reason.endswith("holds the BSON type string, not an object with 'city'")
+    lands = {**order, "customer": {"name": "Ada", "address": None}}  # null: the fields are missing
+    assert Conversion(ORDERS).rows(bson.encode(lands), 0).rejects == []

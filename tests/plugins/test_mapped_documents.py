@@ -173,20 +173,31 @@ def documents(draw, mapping: Mapping) -> list[dict]:
                 document["arr"] = draw(st.one_of(st.none(), scalars))
         if draw(st.integers(0, 9)) == 0:
             document["other"] = draw(scalars)  # a field without a column, maybe with NUL
+        if draw(st.integers(0, 9)) == 0:
+            document["n"] = draw(scalars)  # where columns look for fields inside it
+        if mapping.children and type(document["arr"]) is list and document["arr"] and draw(st.booleans()):
+            document["arr"][0] = draw(scalars)  # an element that may be no object
         batch.append(bson.decode(bson.encode(document), CODEC_OPTIONS))
     return batch
 
 
+NOT_AN_OBJECT = object()  # a field on the path holds a value that is neither an object nor null
+
+
 def value_at(document, path):
     for key in path:
-        if type(document) is not dict or key not in document:
+        if document is MISSING or document is None:
             return MISSING
-        document = document[key]
+        if type(document) is not dict:
+            return NOT_AN_OBJECT
+        document = document.get(key, MISSING)
     return document
 
 
 def violates(column: dict, value) -> bool:
     """Whether a value breaks its column: the README's contract, written again."""
+    if value is NOT_AN_OBJECT:
+        return True
     if value is MISSING or value is None:
         return not column["nullable"]
     if bson_type_of(value) not in column["accepts"]:
