@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
+from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -184,6 +185,15 @@ class Mapping(_Strict):
             raise ValueError("a column of the table needs a path of at least one field name")
         return columns
 
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, schedule: str | None) -> str | None:
+        """A cron expression or preset, checked as Airflow's timetables check it (with croniter), so that
+        a typo is this file's error, not one of the DAG file that would take every DAG down."""
+        if schedule is None or schedule in ("@once", "@continuous") or croniter.is_valid(schedule):
+            return schedule
+        raise ValueError(f"{schedule!r} is not a cron expression (5 fields) or a preset such as @daily")
+
     @field_validator("timeout_minutes")
     @classmethod
     def _timeouts(cls, timeouts: dict[str, int]) -> dict[str, int]:
@@ -249,8 +259,8 @@ def load_mapping(path: Path) -> Mapping:
     """The mapping in a YAML file, checked; ``MappingError`` naming the file and every problem."""
     where = _shown(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise MappingError(f"{where}: cannot be read as YAML: {error}") from None
     if not isinstance(data, dict):
         raise MappingError(f"{where}: a mapping is a YAML object (dag_id, source, target, columns, ...)")
@@ -267,25 +277,49 @@ def load_mappings(folder: Path | None = None) -> tuple[list[Mapping], list[Mappi
     """Every mapping of the folder (``config.MAPPINGS_DIR`` by default; ``*.yaml``, by file name), and the
     errors of those that cannot be used.
 
-    A DAG id given by two files is an error of the later one.
+    Two files that give the same DAG id, or write one table, are both refused: which one would win is
+    no decision a file name should make.
     """
-    mappings, errors, dag_ids = [], [], {}
-    for path in sorted((folder or config.MAPPINGS_DIR).glob("*.yaml")):
+    loaded, errors = [], []
+    for path in sorted((folder or config.MAPPINGS_DIR).glob("*.y*ml")):
         try:
-            mapping = load_mapping(path)
+            loaded.append(load_mapping(path))
         except MappingError as error:
             errors.append(error)
+    clashes = {mapping.file: _clashes(mapping, loaded) for mapping in loaded}
+    errors += [MappingError("\n".join(found)) for found in clashes.values() if found]
+    return [mapping for mapping in loaded if not clashes[mapping.file]], errors
+
+
+def _clashes(mapping: Mapping, others: list[Mapping]) -> list[str]:
+    """What ``mapping`` shares with another file: its DAG id, or a table it writes."""
+    found = []
+    tables = {(mapping.target.schema_, relation) for relation in mapping.relations(mapping.target.table)}
+    for other in others:
+        if other.file == mapping.file:
             continue
-        if mapping.dag_id in dag_ids:
-            errors.append(
-                MappingError(
-                    f"{_shown(path)}: dag_id: {mapping.dag_id!r} is the DAG of {dag_ids[mapping.dag_id]}"
-                )
+        shared = tables & {
+            (other.target.schema_, relation) for relation in other.relations(other.target.table)
+        }
+        if other.dag_id == mapping.dag_id:
+            found.append(
+                f"{_shown(mapping.file)}: dag_id: {mapping.dag_id!r} is also the DAG of {_shown(other.file)}"
             )
-            continue
-        dag_ids[mapping.dag_id] = _shown(path)
-        mappings.append(mapping)
-    return mappings, errors
+        elif shared:
+            names = ", ".join(sorted(f"{schema}.{relation}" for schema, relation in shared))
+            found.append(f"{_shown(mapping.file)}: target: {names} is also written by {_shown(other.file)}")
+    return found
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice (plain YAML keeps the last one, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        twice = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if twice:
+            raise yaml.constructor.ConstructorError(None, None, f"keys given twice: {twice}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _shown(path: Path) -> str:

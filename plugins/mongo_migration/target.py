@@ -390,6 +390,8 @@ def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards
         _check_owner(conn, tables, owner)
         previous = last[2] if last else {}
         existing = _existing(conn, tables)
+        if existing and (last is None or last[0] != owner.dag_id):
+            raise AirflowFailException(_not_ours(tables, owner, existing, last and last[0]))
         if (
             existing
             and not conn.execute(
@@ -472,6 +474,24 @@ def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards
         )
         failpoint("publish_before_commit")
         return result
+
+
+def _not_ours(tables: Tables, owner: Owner, existing: list[str], published_by: str | None) -> str:
+    """Why publish leaves alone live tables that this DAG did not make: it would delete their rows."""
+    names = ", ".join(f"{tables.schema}.{relation}" for relation in existing)
+    if published_by is None:
+        return (
+            f"{names} exist but no publish of this project made them, so publish leaves them alone (it "
+            f"would change their columns and delete every row whose _id the copy lacks): nothing was "
+            f"published. Choose another target_table, or drop or rename them to let this DAG make them."
+        )
+    return (
+        f"{names} were last published by DAG {published_by!r}, not by {owner.dag_id!r}: two DAGs would "
+        f"take turns replacing each other's rows, so nothing was published. Choose another target_table; "
+        f"to hand the table to {owner.dag_id!r} on purpose: UPDATE {STAGING_SCHEMA}.\"{PUBLISHED_TABLE}\" "
+        f"SET dag_id = '{owner.dag_id}' WHERE target_schema = '{tables.schema}' "
+        f"AND target_table = '{tables.table}';"
+    )
 
 
 def _existing(conn: Connection, tables: Tables) -> list[str]:

@@ -155,19 +155,52 @@ def test_the_version_changes_with_what_shapes_rows_and_only_with_that(tmp_path):
     assert len({base.version, retyped.version, without_document.version}) == 3
 
 
-def test_one_bad_file_leaves_the_others_loaded_and_a_dag_id_given_twice_is_an_error_of_the_later(tmp_path):
+def test_one_bad_file_leaves_the_others_loaded_and_files_that_share_a_dag_id_or_a_table_are_all_refused(
+    tmp_path,
+):
     written(tmp_path, "a.yaml", VALID)
-    written(tmp_path, "b.yaml", {**VALID, "target": {"table": "other"}})
+    written(tmp_path, "b.yaml", {**VALID, "target": {"table": "other"}})  # the same dag_id as a.yaml
     written(tmp_path, "c.yaml", {**VALID, "dag_id": "c", "columns": "not a list"})
     (tmp_path / "d.yaml").write_text("dag_id: [unclosed")
+    written(tmp_path, "e.yaml", {**VALID, "dag_id": "e", "target": {"schema": "crm", "table": "returns"}})
+    written(tmp_path, "f.yml", {**VALID, "dag_id": "f", "target": {"schema": "crm", "table": "returns"}})
+    written(tmp_path, "g.yaml", {**VALID, "dag_id": "g", "target": {"schema": "crm", "table": "gone"}})
 
     mappings, errors = load_mappings(tmp_path)
 
-    assert [mapping.file.name for mapping in mappings] == ["a.yaml"]
-    messages = [str(error) for error in errors]
-    assert (
-        messages[0]
-        == f"{tmp_path}/b.yaml: dag_id: 'mongo_orders_to_postgres' is the DAG of {tmp_path}/a.yaml"
-    )
-    assert messages[1].startswith(f"{tmp_path}/c.yaml: columns: ")
-    assert messages[2].startswith(f"{tmp_path}/d.yaml: cannot be read as YAML")
+    assert [mapping.file.name for mapping in mappings] == ["g.yaml"]
+    lines = "\n".join(str(error) for error in errors).splitlines()
+    for expected in [
+        f"{tmp_path}/a.yaml: dag_id: 'mongo_orders_to_postgres' is also the DAG of {tmp_path}/b.yaml",
+        f"{tmp_path}/b.yaml: dag_id: 'mongo_orders_to_postgres' is also the DAG of {tmp_path}/a.yaml",
+        f"{tmp_path}/c.yaml: columns: Input should be a valid tuple",
+        f"{tmp_path}/d.yaml: cannot be read as YAML: while parsing a flow sequence",
+        f"{tmp_path}/e.yaml: target: crm.returns, crm.returns_items, crm.returns_rejects is also written by "
+        f"{tmp_path}/f.yml",
+        f"{tmp_path}/f.yml: target: crm.returns, crm.returns_items, crm.returns_rejects is also written by "
+        f"{tmp_path}/e.yaml",
+    ]:
+        assert expected in lines
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"dag_id: a\ndag_id: b\n", "keys given twice: ['dag_id']"),
+        ("description: caf\u00e9\n".encode("latin-1"), "cannot be read as YAML: 'utf-8' codec can't decode"),
+    ],
+    ids=["a key twice", "not UTF-8"],
+)
+def test_a_file_that_is_no_clean_yaml_is_refused_naming_it(tmp_path, content, expected):
+    (tmp_path / "broken.yaml").write_bytes(content)
+    [error] = load_mappings(tmp_path)[1]
+    assert str(error).startswith(f"{tmp_path}/broken.yaml: ") and expected in str(error)
+
+
+@pytest.mark.parametrize("schedule", ["0 2 * * *", "@daily", "@once", None])
+def test_a_schedule_is_a_cron_expression_or_a_preset(schedule):
+    assert Mapping.model_validate({**VALID, "schedule": schedule}).schedule == schedule
+
+
+def test_a_schedule_with_a_typo_is_this_files_error_not_the_dag_files(tmp_path):
+    assert "schedule: '30 2 * *' is not a cron expression" in problems(tmp_path, schedule="30 2 * *")

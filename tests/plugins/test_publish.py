@@ -518,3 +518,32 @@ def test_publish_refuses_a_copy_with_more_rejects_than_allowed_naming_both_numbe
     )
     assert pg_conn.execute("SELECT to_regclass(%s)", [target_table]).fetchone() == (None,)
     assert publish(pg_conn, target_table, FIRST)["rejects"] == 1  # 0.5 % is within the default 1 %
+
+
+def test_publish_leaves_alone_a_table_that_no_publish_made_or_that_another_dag_published(
+    pg_conn, target_table
+):
+    pg_conn.execute(f"CREATE TABLE {target_table} (id serial PRIMARY KEY, status integer)")
+    pg_conn.execute(f"INSERT INTO {target_table} (status) VALUES (1), (2), (3)")
+    load(pg_conn, target_table, FIRST, {1: "ann", 2: "bob", 3: "cy"})
+
+    with pytest.raises(
+        AirflowFailException, match=rf"public.{target_table} exist but no publish of this project"
+    ):
+        publish(pg_conn, target_table, FIRST)
+    assert pg_conn.execute(f"SELECT status FROM {target_table} ORDER BY id").fetchall() == [(1,), (2,), (3,)]
+
+    pg_conn.execute(f"DROP TABLE {target_table}")
+    publish(pg_conn, target_table, FIRST)
+    orders_run = Owner("mongo_orders_to_postgres", "manual__1")
+    load(pg_conn, target_table, orders_run, {9: "not a user"})
+    with pytest.raises(AirflowFailException) as refused:
+        publish(pg_conn, target_table, orders_run)
+    assert "were last published by DAG 'mongo_to_postgres', not by 'mongo_orders_to_postgres'" in str(
+        refused.value
+    )
+    assert len(usernames(pg_conn, target_table)) == 3
+
+    handing_over = str(refused.value).split("on purpose: ")[1]
+    pg_conn.execute(handing_over)  # the statement the message gives, as a person would run it
+    assert publish(pg_conn, target_table, orders_run, max_shrink_percent=100)["deleted"] == 3
