@@ -233,20 +233,36 @@ def _lock(conn: Connection, tables: Tables, *, shared: bool) -> None:
 
 def staging_owner(conn: Connection, tables: Tables) -> Owner | None:
     """The run that reset the target's staging tables; None when there are none."""
+    owner, _ = _staging_comment(conn, tables)
+    return owner
+
+
+def _staging_comment(conn: Connection, tables: Tables) -> tuple[Owner | None, str | None]:
+    """The run that reset the staging tables and the version of the mapping it made them with."""
     row = conn.execute(
         statement("staging_owner", tables),
         {"staging_schema": STAGING_SCHEMA, "staged_name": tables.staged_name()},
     ).fetchone()
-    return Owner(**json.loads(row[0])) if row and row[0] else None
+    if not row or not row[0]:
+        return None, None
+    comment = json.loads(row[0])
+    return Owner(comment["dag_id"], comment["run_id"]), comment.get("mapping")
 
 
 def _check_owner(conn: Connection, tables: Tables, owner: Owner) -> None:
-    current = staging_owner(conn, tables)
+    """Refuse to write staging tables another run owns, or that this run made with another mapping (a
+    deploy changed the mapping file while it ran: its pages would mix two shapes)."""
+    current, version = _staging_comment(conn, tables)
     if current != owner:
         now = f"{current} owns them now" if current else "they do not exist"
         raise AirflowFailException(
             f"{owner} cannot write the staging tables of {tables}: {now}. Nothing was written; "
             f"reset_table of this run must run (again) first"
+        )
+    if version != tables.mapping.version:
+        raise AirflowFailException(
+            f"the mapping of {tables} changed while {owner} ran (version {version} when reset_table made "
+            f"its staging tables, {tables.mapping.version} now): nothing was written. Trigger a new run."
         )
 
 
@@ -307,7 +323,7 @@ def reset_table(
             definitions = tables.definitions(relation)
             conn.execute(statement("create_staging", tables, relation, definitions=definitions))
         conn.execute(statement("index_rejects", tables, tables.rejects))
-        owner_comment = sql.Literal(json.dumps(asdict(owner)))
+        owner_comment = sql.Literal(json.dumps({**asdict(owner), "mapping": tables.mapping.version}))
         conn.execute(statement("set_owner", tables, owner=owner_comment))
     return previous if previous != owner else None
 

@@ -11,7 +11,7 @@ from mongo_migration.documents import Conversion, id_key
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
-from mongo_migration.target import Owner
+from mongo_migration.target import Owner, Tables
 from tests.staging import USERS, drop_tables, staged, users
 
 GOOD = bson.encode({"_id": 1, "username": "fine"})
@@ -181,3 +181,16 @@ def test_a_run_that_resets_its_tables_takes_no_lock_on_the_state_another_targets
         load(pg_conn, target_table, OTHER_RUN)  # would wait and fail on an ALTER TABLE of the state
 
     assert target.staging_owner(pg_conn, users(target_table)) == OTHER_RUN
+
+
+def test_a_run_whose_mapping_changed_after_its_reset_writes_nothing_more(pg_conn, target_table):
+    load(pg_conn, target_table)
+    deployed = USERS.model_copy(update={"keep_document": False})  # the file changed while the run went on
+    tables = Tables("public", target_table, deployed)
+
+    with pytest.raises(
+        AirflowFailException, match=r"the mapping of public.\w+ changed while run 'scheduled__1'"
+    ):
+        copy_page([GOOD], pg_conn, tables, Conversion(deployed), RUN, PAGE)
+
+    assert target.count_rows(pg_conn, users(target_table)) == (1, 1)
