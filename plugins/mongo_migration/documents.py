@@ -41,7 +41,7 @@ from mongo_migration.mapping import Child, Column, Mapping
 
 # The version of the rows' form: raise it with any change to this module or to contract.py that
 # writes a value differently. A live table published by another version is copied again in full
-# (tests/plugins/test_conversion_version.py fails until it is raised).
+# (tests/plugins/test_conversion_version.py fails on any change to their code until it is looked at).
 CONVERSION_VERSION = 2
 # Naive datetimes, which are UTC (decoding them timezone-aware costs a third
 # more), and dates beyond Python's years 1-9999 as DatetimeMS, not an error.

@@ -368,6 +368,11 @@ def _column(
         )
     if pg_type == "bytea":
         pg_type = _binary_type(seen["binData"], flags)
+    if pg_type == "integer":  # drivers write small numbers as int32 and large ones as int64
+        pg_type, kinds = "bigint", kinds | {"long"}
+        lines.append(
+            "only int32 seen: bigint accepting long too, so that a larger one outside the sample lands"
+        )
     lines += _type_evidence(observed, row + path, seen, in_element, pg_type, flags)
     return ProposedColumn(path, pg_type, _in_contract_order(kinds), _nullable(seen, units), lines, flags)
 

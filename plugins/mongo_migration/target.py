@@ -428,11 +428,14 @@ def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards
             for relation in previous.get("children", [])
             if relation not in tables.children and _exists(conn, tables, relation)
         ]
-        to_lock = [*existing, *gone_children]
-        if to_lock:
-            mode = "ACCESS EXCLUSIVE" if changes or gone_children else "SHARE UPDATE EXCLUSIVE"
-            live = sql.SQL(", ").join(tables.live(relation) for relation in to_lock)
-            conn.execute(statement("lock_live", tables, relations=live, mode=sql.SQL(mode)))
+        reshaped = [relation for relation in existing if relation in changes] + gone_children
+        for mode, relations in (
+            ("SHARE UPDATE EXCLUSIVE", [relation for relation in existing if relation not in changes]),
+            ("ACCESS EXCLUSIVE", reshaped),  # only the tables whose columns change, or that go
+        ):
+            if relations:
+                live = sql.SQL(", ").join(tables.live(relation) for relation in relations)
+                conn.execute(statement("lock_live", tables, relations=live, mode=sql.SQL(mode)))
         _refuse_dependants(conn, tables, changes, gone_children)
         rows, rejects = count_rows(conn, tables)
         live_rows = _count_live(conn, tables) if tables.table in existing else None

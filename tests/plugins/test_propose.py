@@ -158,12 +158,12 @@ def test_a_nested_object_is_flattened_and_an_array_of_objects_is_a_child_table(o
     city = column(mapping.columns, "customer_address_city")
     assert shape(city) == (("customer", "address", "city"), "text", ("string",), False)
     zip_code = column(mapping.columns, "customer_address_zip_code")
-    assert shape(zip_code) == (("customer", "address", "zipCode"), "integer", ("int",), False)
+    assert shape(zip_code) == (("customer", "address", "zipCode"), "bigint", ("int", "long"), False)
     [lines] = mapping.children
     assert (lines.name, lines.path, lines.nullable) == ("lines", ("lines",), False)
     assert [shape(each) for each in lines.columns] == [
         (("sku",), "text", ("string",), False),
-        (("quantity",), "integer", ("int",), False),
+        (("quantity",), "bigint", ("int", "long"), False),
         (("price",), "numeric", ("decimal",), False),
     ]
     assert "array lengths: 1 to 3" in comments_above(text, "lines")
@@ -173,7 +173,7 @@ def test_a_nested_object_is_flattened_and_an_array_of_objects_is_a_child_table(o
 def test_the_file_loads_and_a_field_named_with_a_dot_keeps_its_key_in_the_path(orders_proposal, orders):
     mapping, text = orders_proposal
 
-    assert shape(column(mapping.columns, "a_b")) == (("a.b",), "integer", ("int",), False)
+    assert shape(column(mapping.columns, "a_b")) == (("a.b",), "bigint", ("int", "long"), False)
     assert mapping.dag_id == f"mongo_{orders.name}_to_postgres"
     assert (mapping.source.database, mapping.source.collection) == (orders.database.name, orders.name)
     assert (mapping.target.schema_, mapping.target.table) == ("public", orders.name)
@@ -239,7 +239,7 @@ def test_a_proposal_that_does_not_load_as_proposed_is_refused(mongo_collection):
     check(text, proposal)
 
     with pytest.raises(ProposeError, match="does not load"):
-        check(text.replace("type: integer", "type: integr"), proposal)
+        check(text.replace("type: bigint", "type: bigintt"), proposal)
     with pytest.raises(ProposeError, match="loads as another mapping"):
         check(text.replace("nullable: false", "nullable: true"), proposal)
 
