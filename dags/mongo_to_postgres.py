@@ -147,7 +147,8 @@ def params(mapping: Mapping) -> dict[str, Param]:
             pattern=whole(TABLE_NAME),
             title="PostgreSQL table",
             description="Changed in place, with its <table>_rejects and child tables, when the run has "
-            "verified its copy: lowercase letters, digits and _, at most 55.",
+            "verified its copy: lowercase letters, digits and _; with its schema and _rejects at most 63 "
+            "(48 in public).",
             section="Target",
         ),
         "max_shrink_percent": Param(
