@@ -44,7 +44,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param, dag
 
 from include import config
-from mongo_migration.mapping import STAGING_SCHEMA, Mapping, load_mappings
+from mongo_migration.mapping import COLLECTION_NAME, DATABASE_NAME, STAGING_SCHEMA, Mapping, load_mappings
 from mongo_migration.operators import (
     CatchUpOperator,
     MigratePageOperator,
@@ -97,7 +97,7 @@ def params(mapping: Mapping) -> dict[str, Param]:
         "mongo_database": Param(
             mapping.source.database,
             type="string",
-            pattern=whole(r"[A-Za-z0-9_\[\]-]{1,63}"),
+            pattern=whole(DATABASE_NAME),
             title="MongoDB database",
             description="The database that holds the source collection.",
             section="Source",
@@ -105,7 +105,7 @@ def params(mapping: Mapping) -> dict[str, Param]:
         "mongo_collection": Param(
             mapping.source.collection,
             type="string",
-            pattern=whole(r"(?!system\.)[A-Za-z0-9_.\[\]-]{1,120}"),
+            pattern=whole(COLLECTION_NAME),
             title="MongoDB collection",
             description="The collection to copy. It must exist: a missing one fails the run by name.",
             section="Source",

@@ -392,6 +392,11 @@ def writers(pg_type: str) -> dict[str, Callable[[Any], str]]:
     return PG_TYPES[pg_type]
 
 
+def base_type(pg_type: str) -> str:
+    """The contract's type a declared type is a case of: ``numeric(12,2)`` is a ``numeric``."""
+    return "numeric" if pg_type.startswith("numeric") else pg_type
+
+
 def refusal(bson_name: str, pg_type: str) -> str | None:
     """Why a column of ``pg_type`` cannot accept ``bson_name``; None when it can."""
     if bson_name not in BSON_TYPES:
@@ -399,8 +404,7 @@ def refusal(bson_name: str, pg_type: str) -> str | None:
     holds = writers(pg_type)
     if bson_name in holds:
         return None
-    base = "numeric" if pg_type.startswith("numeric") else pg_type
-    reason = REFUSED.get((bson_name, base), "it could not be read back as the same value")
+    reason = REFUSED.get((bson_name, base_type(pg_type)), "it could not be read back as the same value")
     return f"{pg_type} cannot hold {bson_name} exactly ({reason}); {pg_type} holds: {', '.join(holds)}"
 
 

@@ -93,7 +93,7 @@ class Column(_Strict):
     @model_validator(mode="after")
     def _exact_pairs(self) -> Column:
         if not self.accepts:
-            object.__setattr__(self, "accepts", contract.DEFAULT_ACCEPTS[_base_type(self.type)])
+            object.__setattr__(self, "accepts", contract.DEFAULT_ACCEPTS[contract.base_type(self.type)])
         if "null" in self.accepts:
             raise ValueError("accepts: null is not a type to accept: set nullable: true")
         problems = [problem for name in self.accepts if (problem := contract.refusal(name, self.type))]
@@ -125,9 +125,14 @@ class Child(_Strict):
         return columns
 
 
+# The source's names as a mapping or a run's Params may give them: no MongoDB operator or path in them.
+DATABASE_NAME = r"[A-Za-z0-9_\[\]-]{1,63}"
+COLLECTION_NAME = r"(?!system\.)[A-Za-z0-9_.\[\]-]{1,120}"
+
+
 class Source(_Strict):
-    database: str = Field(pattern=r"^[A-Za-z0-9_\[\]-]{1,63}$")
-    collection: str = Field(pattern=r"^(?!system\.)[A-Za-z0-9_.\[\]-]{1,120}$")
+    database: str = Field(pattern=rf"^{DATABASE_NAME}$")
+    collection: str = Field(pattern=rf"^{COLLECTION_NAME}$")
 
 
 class Target(_Strict):
@@ -249,10 +254,6 @@ def _check_column_names(columns: tuple[Column, ...], reserved: tuple[str, ...]) 
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ValueError(f"columns named twice: {twice}")
-
-
-def _base_type(pg_type: str) -> str:
-    return "numeric" if pg_type.startswith("numeric") else pg_type
 
 
 def load_mapping(path: Path) -> Mapping:

@@ -16,7 +16,7 @@ from pathlib import Path
 from mongo_migration import contract, documents
 from mongo_migration.documents import CONVERSION_VERSION
 
-PINNED = (2, "46d0099c3e2cee02")
+PINNED = (2, "04d99fa478d8a385")
 
 
 def code_fingerprint() -> str:
