@@ -507,7 +507,7 @@ def _not_ours(tables: Tables, owner: Owner, existing: list[str], published_by: s
     return (
         f"{names} were last published by DAG {published_by!r}, not by {owner.dag_id!r}: two DAGs would "
         f"take turns replacing each other's rows, so nothing was published. Choose another target_table; "
-        f"to hand the table to {owner.dag_id!r} on purpose: UPDATE {STAGING_SCHEMA}.\"{PUBLISHED_TABLE}\" "
+        f'to hand the table to {owner.dag_id!r} on purpose: UPDATE {STAGING_SCHEMA}."{PUBLISHED_TABLE}" '
         f"SET dag_id = '{owner.dag_id}' WHERE target_schema = '{tables.schema}' "
         f"AND target_table = '{tables.table}';"
     )
