@@ -781,7 +781,9 @@ def copy_live_in(
 
 
 def _fingerprint(conn: Connection, tables: Tables, live: bool = False) -> str:
-    """The fingerprint of the target's live tables, or of its staging tables."""
+    """The fingerprint of the target's live tables, or of its staging tables, whatever the session's
+    settings (in the caller's transaction)."""
+    conn.execute(_sql_text("canonical_text"))
     parts = []
     for relation in tables.relations:
         rows = tables.live(relation) if live else tables.staging(relation)

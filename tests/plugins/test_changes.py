@@ -2,6 +2,7 @@
 
 import collections
 import concurrent.futures
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -392,3 +393,26 @@ def test_verify_with_content_names_a_document_whose_child_rows_differ(
 
     with pytest.raises(AirflowFailException, match=rf"1 _id of another content: \['{id_key(order_id(4))}'\]"):
         verify.execute(context)
+
+
+SESSION_SETTINGS = {"TimeZone": "America/New_York", "DateStyle": "SQL, DMY", "bytea_output": "escape"}
+
+
+def test_session_settings_changed_for_the_role_between_two_runs_leave_the_next_run_incremental(
+    mongo_collection, pg_conn, target_table, context
+):
+    created = dt.datetime(2024, 2, 29, 13, 5, 7, 123000)
+    mongo_collection.insert_many([{"_id": n, "created_at": created, "age": n} for n in range(300)])
+    mongo_collection.insert_one({"_id": 300, "username": "nul\x00inside"})  # a reject: its document is bytea
+    assert publish_run(mongo_collection, target_table, context)["mode"] == "full"
+    (role,) = pg_conn.execute("SELECT current_user").fetchone()
+    try:
+        for name, value in SESSION_SETTINGS.items():  # what a DBA may set between two nights
+            pg_conn.execute(f"ALTER ROLE {role} IN DATABASE target SET {name} = '{value}'")
+
+        start = copy(mongo_collection, target_table, next_run(context))
+    finally:
+        for name in SESSION_SETTINGS:
+            pg_conn.execute(f"ALTER ROLE {role} IN DATABASE target RESET {name}")
+
+    assert (start["mode"], start["reason"]) == ("incremental", None)
