@@ -16,9 +16,11 @@ run by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import bson
 from psycopg import Connection, sql
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
@@ -63,7 +65,7 @@ def compare(comparison: Comparison) -> KeyCheck:
     """Every document of the source against the staging tables: its ``_id``, or all of it."""
     check = KeyCheck()
     with transaction(comparison.conn):
-        check.source, check.differences = _differences(comparison, {})
+        check.source, check.differences = _differences(comparison, [{}])
         duplicates = target.statement("duplicate_keys", comparison.tables)
         check.duplicates = comparison.conn.execute(duplicates).fetchall()
     return check
@@ -104,15 +106,34 @@ def settle(
 def _recheck(comparison: Comparison, keys: Iterable[str]) -> dict[str, str]:
     """Which of ``keys`` the source and the staging tables disagree on, read again now."""
     keys = sorted(keys)
-    query = {"_id": {"$in": [id_value(key) for key in keys]}}
     with transaction(comparison.conn):
-        return _differences(comparison, query, keys)[1]
+        return _differences(comparison, _in_chunks(keys, RECHECK_QUERY_BYTES), keys)[1]
+
+
+# The _id values one query of a recheck names, in BSON bytes: a command is at most 16 MB, and a
+# sustained purge can leave a million _id values to read again (an ObjectId is 12 bytes and more).
+RECHECK_QUERY_BYTES = 4 * 2**20
+
+
+def _in_chunks(keys: list[str], most_bytes: int) -> Iterator[dict]:
+    """Queries for the documents of ``keys``, each naming at most ``most_bytes`` of ``_id`` values."""
+    chunk, size = [], 0
+    for key in keys:
+        value = id_value(key)
+        value_size = len(bson.encode({"": value}))  # its element in the $in array, about
+        if chunk and size + value_size > most_bytes:
+            yield {"_id": {"$in": chunk}}
+            chunk, size = [], 0
+        chunk.append(value)
+        size += value_size
+    if chunk:
+        yield {"_id": {"$in": chunk}}
 
 
 def _differences(
-    comparison: Comparison, query: dict, keys: list[str] | None = None
+    comparison: Comparison, queries: Iterable[dict], keys: list[str] | None = None
 ) -> tuple[int, dict[str, str]]:
-    """In the caller's transaction: the documents ``query`` matches in the source, and how the staging
+    """In the caller's transaction: the documents ``queries`` match in the source, and how the staging
     tables differ from them (only at ``keys``, when given)."""
     source, conn, tables, conversion = (
         comparison.source,
@@ -121,13 +142,16 @@ def _differences(
         comparison.conversion,
     )
     session, content = comparison.session, comparison.content
-    if content:
-        batches = source.find_raw_batches(query, batch_size=KEYS_PER_READ, session=session)
-    else:  # a covered query on the _id index
-        batches = source.find_raw_batches(
+
+    def read(query: dict) -> Iterator[bytes]:
+        if content:
+            return source.find_raw_batches(query, batch_size=KEYS_PER_READ, session=session)
+        return source.find_raw_batches(  # a covered query on the _id index
             query, {"_id": 1}, hint=[("_id", 1)], batch_size=KEYS_PER_READ, session=session
         )
-    read = 0
+
+    batches = itertools.chain.from_iterable(read(query) for query in queries)
+    documents = 0
     children = [
         (child, relation, sql.Identifier(f"source_rows_{child.name}"))
         for child, relation in zip(tables.mapping.children, tables.children, strict=True)
@@ -152,11 +176,11 @@ def _differences(
                     copy.write(rows.rows)
                     for reject in rows.rejects:  # compared by _id only
                         copy.write_row((reject.key or "", *blank))
-                    read += rows.documents
+                    documents += rows.documents
                 else:
                     for key in id_keys(raw_batch):
                         copy.write_row((key, *blank))
-                        read += 1
+                        documents += 1
             for child, relation, source_rows in children if content else ():
                 statement = target.statement("copy_source_rows", tables, relation, source=source_rows)
                 with cursor.copy(statement) as copy:
@@ -167,4 +191,4 @@ def _differences(
         statement = target.statement("child_differences", tables, relation, source=source_rows)
         for key, difference in conn.execute(statement, limits).fetchall():
             found.setdefault(key, difference)
-    return read, found
+    return documents, found

@@ -11,8 +11,10 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+import bson
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from bson.objectid import ObjectId
 from psycopg.types.json import Jsonb
 from pymongo import monitoring
 
@@ -416,3 +418,29 @@ def test_session_settings_changed_for_the_role_between_two_runs_leave_the_next_r
             pg_conn.execute(f"ALTER ROLE {role} IN DATABASE target RESET {name}")
 
     assert (start["mode"], start["reason"]) == ("incremental", None)
+
+
+def test_verify_reads_differing_documents_again_in_queries_under_the_message_limit(
+    mongo_collection, target_table, context, monkeypatch
+):
+    monkeypatch.setattr("mongo_migration.verification.RECHECK_QUERY_BYTES", 1000)  # 16 MB on a server
+    mongo_collection.insert_many([{"_id": n} for n in range(100)])
+    start = copy(mongo_collection, target_table, context)
+    operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+    added = [ObjectId() for _ in range(300)]
+    mongo_collection.insert_many([{"_id": value} for value in added])  # after the catch-up: verify's
+    finds = FindCommands(mongo_collection.name)
+    monitoring.register(finds)  # for the clients made from now on
+    finds.on = True
+    try:
+        verified = operator(
+            VerifyMigrationOperator, mongo_collection, target_table, page_results=[], start=start
+        ).execute(context)
+    finally:
+        finds.on = False
+
+    rechecks = [find["filter"]["_id"]["$in"] for find in finds.seen if "$in" in str(find.get("filter"))]
+    assert len(rechecks) >= 5
+    assert all(len(bson.encode({"in": values})) <= 1000 + 100 for values in rechecks)
+    assert sorted(value for values in rechecks for value in values) == sorted(added)
+    assert (verified["target"], verified["catch_up_rounds"]) == (400, 1)
