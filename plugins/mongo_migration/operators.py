@@ -33,6 +33,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
+from pymongo.read_concern import ReadConcern
 
 from include import config
 from mongo_migration import target
@@ -91,8 +92,10 @@ class _SourceOperator(BaseOperator):
         self.mongo_conn_id = mongo_conn_id
 
     def source(self, hook: MongoHook) -> Collection:
+        """The collection, read at read concern "majority": what the change stream shows, so that a write
+        a failover rolls back (which the stream never reports) is never copied."""
         return hook.get_collection(self.mongo_collection, self.mongo_database).with_options(
-            codec_options=CODEC_OPTIONS
+            codec_options=CODEC_OPTIONS, read_concern=ReadConcern("majority")
         )
 
     def source_name(self) -> str:

@@ -315,7 +315,7 @@ class FindCommands(monitoring.CommandListener):
         pass
 
 
-def test_pages_and_verify_read_as_of_the_runs_point_so_a_secondary_would_wait_for_it(
+def test_pages_and_verify_read_majority_as_of_the_runs_point_so_a_secondary_would_wait_for_it(
     mongo_collection, target_table, context, monkeypatch
 ):
     uri = os.environ["AIRFLOW_CONN_MONGO_DEFAULT"]
@@ -337,6 +337,7 @@ def test_pages_and_verify_read_as_of_the_runs_point_so_a_secondary_would_wait_fo
     point = Position.from_json(start["position"]).cluster_time
     assert len(finds.seen) >= 4  # three pages and verify's read of every _id
     assert all(find["readConcern"]["afterClusterTime"] >= point for find in finds.seen)
+    assert all(find["readConcern"]["level"] == "majority" for find in finds.seen)  # what the stream shows
 
 
 def test_open_change_stream_tried_again_leaves_the_staging_tables_as_one_try_would(
