@@ -124,9 +124,8 @@ def copy_page(
     return stats
 
 
-HELD_IN_MEMORY_BYTES = (
-    32 * 2**20
-)  # keeps a page of large rejected documents or many child rows within its memory
+# Keeps a page of large rejected documents, or of many child rows, within its memory.
+HELD_IN_MEMORY_BYTES = 32 * 2**20
 
 
 @dataclass
