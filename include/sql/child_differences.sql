@@ -3,7 +3,7 @@
 -- as text where equality would hide a difference.
 WITH read_again AS (SELECT _id FROM source_rows WHERE page IS NOT NULL),
 staged AS (
-    SELECT {staged_compared} FROM {staging} AS staged WHERE _id IN (SELECT _id FROM read_again)
+    SELECT {staged_compared} FROM {copy} AS staged WHERE _id IN (SELECT _id FROM read_again)
 ),
 source AS (SELECT {source_compared} FROM {source} AS source)
 SELECT DISTINCT _id, 'changed' FROM (

@@ -1,1 +1,1 @@
-SELECT (SELECT count(*) FROM {staging}), (SELECT count(*) FROM {staging_rejects});
+SELECT (SELECT count(*) FROM {copy} AS copied), (SELECT count(*) FROM {copy_rejects} AS rejects);

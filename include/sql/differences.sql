@@ -1,13 +1,15 @@
--- How the staging tables differ from the source's documents read into
--- source_rows: "missing" (the source holds it, the staging tables do not),
+-- How the run's copy (its staging tables; an incremental run's with the live rows
+-- of the documents that did not change, incremental_copy.sql) differs from the
+-- source's documents read into source_rows: "missing" (the source holds it, the
+-- copy does not),
 -- "unknown" (the other way round) and, with %(content)s, "changed" (a row whose
 -- columns or document differ, compared as text where equality would hide a
 -- difference; rejects are compared by _id only). With %(keys)s, only at those
 -- _id keys. A document with no readable _id counts as ''.
 WITH target_keys AS (
-    SELECT _id FROM {staging} WHERE %(keys)s::text[] IS NULL OR _id = ANY(%(keys)s)
+    SELECT _id FROM {copy} AS copied WHERE %(keys)s::text[] IS NULL OR _id = ANY(%(keys)s)
     UNION ALL
-    SELECT coalesce(_id, '') FROM {staging_rejects} WHERE %(keys)s::text[] IS NULL OR _id = ANY(%(keys)s)
+    SELECT coalesce(_id, '') FROM {copy_rejects} AS rejects WHERE %(keys)s::text[] IS NULL OR _id = ANY(%(keys)s)
 ),
 differences AS (
     SELECT _id, 'missing' AS difference FROM source_rows AS source
@@ -16,7 +18,7 @@ differences AS (
     SELECT _id, 'unknown' FROM target_keys
     WHERE NOT EXISTS (SELECT FROM source_rows AS source WHERE source._id = target_keys._id)
     UNION ALL
-    SELECT source._id, 'changed' FROM source_rows AS source JOIN {staging} AS staged USING (_id)
+    SELECT source._id, 'changed' FROM source_rows AS source JOIN {copy} AS staged USING (_id)
     WHERE %(content)s AND source.page IS NOT NULL
       AND ({source_compared}) IS DISTINCT FROM ({staged_compared})
 )

@@ -1,3 +1,4 @@
--- The run that last published the live table, and what it published.
-SELECT dag_id, run_id, result FROM {published}
+-- The run that last published the live table, what it published, and the
+-- fingerprint of the rows it left.
+SELECT dag_id, run_id, result, fingerprint FROM {published}
 WHERE target_schema = %(schema)s AND target_table = %(table)s;

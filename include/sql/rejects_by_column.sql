@@ -1,2 +1,2 @@
 -- How many documents each column set aside (NULL: the document as a whole).
-SELECT column_name, count(*) FROM {staging_rejects} GROUP BY column_name ORDER BY column_name NULLS FIRST;
+SELECT column_name, count(*) FROM {copy_rejects} AS rejects GROUP BY column_name ORDER BY column_name NULLS FIRST;

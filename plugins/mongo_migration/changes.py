@@ -288,6 +288,7 @@ def catch_up(
     """
     with transaction(conn):
         start = target.staging_position(conn, tables)
+        tables = target.loaded(conn, tables)
     result = CatchUp(position=start)
     if start is None:
         return result

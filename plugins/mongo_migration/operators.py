@@ -234,8 +234,9 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
 
     Incremental (the ``mode`` Param's default) when the live table's last publish
     recorded a point of this same collection, the source still holds the changes
-    since, and nobody changed the table's rows since: the staging tables start as
-    the live ones and the catch-up applies those changes. Otherwise a full copy,
+    since, and nobody changed the table's rows since: the staging tables start
+    empty, the catch-up writes there the documents changed since that point, and
+    verify and publish take the live rows for the others. Otherwise a full copy,
     saying why: the stream starts now, before anything of this run reads the
     collection. A source without change streams (a standalone ``mongod``) has no
     point at all: the run copies it in full, warning that the copy is consistent
@@ -255,7 +256,7 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
             (start, fingerprint), reason = self.why_full(source, conn, tables)
-            if reason is None and not target.copy_live_in(conn, tables, owner, start, fingerprint):
+            if reason is None and not target.start_incremental(conn, tables, owner, start, fingerprint):
                 reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
             if reason is not None:
                 position = open_position(source)
@@ -300,6 +301,11 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
         position, fingerprint, versions = published
         if why := _versions_differ(versions or {}, self.versions()):
             return nothing, why
+        if not (fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
+            return nothing, (
+                f"{tables} was published by an earlier version of this project, which fingerprinted its "
+                "rows otherwise: this copy records the fingerprint the next runs check"
+            )
         return (position, fingerprint), why_not_from(source, Position.from_json(position))
 
 
@@ -580,6 +586,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             source = self.source(hook)
             with transaction(conn):
                 caught_up = target.staging_position(conn, tables)
+                tables = target.loaded(conn, tables)
             streaming = caught_up is not None
             with session_as_of(source, caught_up) as session, _violations_fail_the_run():
 

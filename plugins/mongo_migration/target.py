@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache, cached_property
 from pathlib import Path
 
@@ -56,11 +56,17 @@ class Owner:
 
 @dataclass(frozen=True)
 class Tables:
-    """A target: ``schema.table`` as ``mapping`` shapes it, with its rejects table and child tables."""
+    """A target: ``schema.table`` as ``mapping`` shapes it, with its rejects table and child tables.
+
+    ``incremental``: its staging tables hold only the documents changed since
+    the published point (``changed_keys`` lists them), and the copy is those
+    rows with the live rows of every other document (``loaded`` tells).
+    """
 
     schema: str
     table: str
     mapping: Mapping
+    incremental: bool = False
 
     def __post_init__(self):
         try:
@@ -96,6 +102,11 @@ class Tables:
 
     def live(self, relation: str | None = None) -> sql.Identifier:
         return sql.Identifier(self.schema, relation or self.table)
+
+    @property
+    def changed_keys(self) -> sql.Identifier:
+        """An incremental run's staging table of the ``_id`` keys changed since the published point."""
+        return sql.Identifier(STAGING_SCHEMA, f"{self.staged_name()}:changed")
 
     def columns(self, relation: str | None = None) -> tuple[str, ...]:
         """A table's columns, in COPY order."""
@@ -168,6 +179,9 @@ def statement(
     itself by default), its names quoted by psycopg.
 
     Sets ``{staging}`` and ``{live}`` (and the table's ``{staging_rejects}``),
+    ``{copy}`` (and ``{copy_rejects}``: the rows of the run's copy, see
+    ``Tables``), ``{changed}`` and ``{only_changed}`` (a condition keeping an
+    incremental run to the live rows of the changed documents),
     ``{schema}``, ``{staging_schema}``, ``{published}``, ``{positions}``,
     ``{columns}``, ``{content}`` (the columns but the page), the key and the
     comparisons, and any ``values`` given.
@@ -188,6 +202,12 @@ def statement(
         "staging": lambda: tables.staging(relation),
         "staging_rejects": lambda: tables.staging(tables.rejects),
         "live": lambda: tables.live(relation),
+        "changed": lambda: tables.changed_keys,
+        "copy": lambda: _copy_of(tables, relation),
+        "copy_rejects": lambda: _copy_of(tables, tables.rejects),
+        "only_changed": lambda: sql.SQL(
+            "AND live._id IN (SELECT _id FROM {changed})" if tables.incremental else ""
+        ).format(changed=tables.changed_keys),
         "schema": lambda: sql.Identifier(tables.schema),
         "staging_schema": lambda: sql.Identifier(STAGING_SCHEMA),
         "published": lambda: sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
@@ -204,6 +224,21 @@ def statement(
     }
     used = {key: make() for key, make in placeholders.items() if f"{{{key}}}" in text}
     return sql.SQL(text).format(**used, **values)
+
+
+def _copy_of(tables: Tables, relation: str) -> sql.Composable:
+    """The rows of the run's copy of a table: its staging table's, with an incremental run's live rows of
+    the documents that did not change."""
+    if not tables.incremental:
+        return tables.staging(relation)
+    return statement("incremental_copy", tables, relation)
+
+
+def loaded(conn: Connection, tables: Tables) -> Tables:
+    """``tables`` as the run that owns their staging tables loads them: in full, or incrementally."""
+    name = tables.changed_keys.as_string(conn)
+    incremental = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [name]).fetchone()[0]
+    return replace(tables, incremental=incremental)
 
 
 @cache
@@ -319,6 +354,7 @@ def reset_table(
             )
         previous = refuse_if_loading()
         conn.execute(statement("reset_table", tables), {"staged_name": tables.staged_name()})
+        conn.execute(statement("drop_changed", tables))  # a run is incremental once open_change_stream says
         for relation in tables.relations:
             definitions = tables.definitions(relation)
             conn.execute(statement("create_staging", tables, relation, definitions=definitions))
@@ -404,10 +440,17 @@ def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards
         if last and Owner(last[0], last[1]) == owner and staging_owner(conn, tables) != owner:
             return {**last[2], "already_published": True}  # a retry of a publish that committed
         _check_owner(conn, tables, owner)
+        tables = loaded(conn, tables)
         previous = last[2] if last else {}
         existing = _existing(conn, tables)
         if existing and (last is None or last[0] != owner.dag_id):
             raise AirflowFailException(_not_ours(tables, owner, existing, last and last[0]))
+        if tables.incremental and len(existing) != len(tables.relations):
+            gone = ", ".join(_live_names(tables, set(tables.relations) - set(existing)))
+            raise AirflowFailException(
+                f"{gone} went away while this incremental run copied the changes since its publish: "
+                f"nothing was published. A new run copies {tables} in full."
+            )
         if (
             existing
             and not conn.execute(
@@ -440,9 +483,14 @@ def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards
         rows, rejects = count_rows(conn, tables)
         live_rows = _count_live(conn, tables) if tables.table in existing else None
         _check_guards(guards, rows, rejects, live_rows, str(tables))
-        fingerprint = _fingerprint(conn, tables)  # the staging tables', which the live tables take
+        if tables.incremental:  # the live tables' as the run found them, with the changes
+            fingerprint = _fingerprint_after_changes(conn, tables, last[3])
+        else:  # the staging tables', which the live tables take
+            fingerprint = _fingerprint(conn, tables)
         result = {"rows": rows, "rejects": rejects, "live_rows_before": live_rows}
-        if tables.table in existing:
+        if tables.incremental:
+            result |= {"method": "changes applied in place", "deleted": 0, "updated": 0, "inserted": 0}
+        elif tables.table in existing:
             result |= {"method": "applied in place", "deleted": 0, "updated": 0, "inserted": 0}
         else:
             result |= {"method": "moved in (first publish)", "deleted": 0, "updated": 0, "inserted": rows}
@@ -480,7 +528,10 @@ def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards
         }
         _set_comment(conn, tables, owner, position)
         for relation in tables.relations:
-            conn.execute(statement("finish_publish", tables, relation))
+            if not tables.incremental:  # a few changes leave the statistics to autovacuum
+                conn.execute(statement("analyze_live", tables, relation))
+            conn.execute(statement("drop_staging", tables, relation))
+        conn.execute(statement("drop_changed", tables))
         conn.execute(
             statement("record_published", tables),
             {
@@ -717,30 +768,33 @@ def start_page(conn: Connection, tables: Tables, owner: Owner, page: int) -> Non
 
 
 def count_rows(conn: Connection, tables: Tables) -> tuple[int, int]:
-    """The rows of the staging table and of its rejects table."""
-    return conn.execute(statement("count_rows", tables)).fetchone()
+    """The rows and the rejects of the run's copy of the target."""
+    return conn.execute(statement("count_rows", loaded(conn, tables))).fetchone()
 
 
 def reject_reasons(conn: Connection, tables: Tables) -> list[tuple[str | None, str, int]]:
-    """The most frequent (column, reason) of the staging rejects table, with their counts."""
-    return conn.execute(statement("reject_reasons", tables)).fetchall()
+    """The most frequent (column, reason) of the copy's rejects, with their counts."""
+    return conn.execute(statement("reject_reasons", loaded(conn, tables))).fetchall()
 
 
 def rejects_by_column(conn: Connection, tables: Tables) -> dict[str, int]:
     """How many documents each column set aside ("(document)": the document as a whole)."""
-    rows = conn.execute(statement("rejects_by_column", tables)).fetchall()
+    rows = conn.execute(statement("rejects_by_column", loaded(conn, tables))).fetchall()
     return {column or "(document)": count for column, count in rows}
 
 
 def record_start(conn: Connection, tables: Tables, owner: Owner, position: dict | None) -> None:
-    """Empty the owner's staging tables and record where its change stream starts (None: nowhere).
+    """Empty the owner's staging tables for a full copy and record where its change stream starts (None:
+    nowhere).
 
-    Emptied, since an earlier try of the same run may have filled them (``copy_live_in``).
+    Emptied, and made full again, since an earlier try of the same run may have
+    begun an incremental one (``start_incremental``).
     """
     with transaction(conn):
         _lock(conn, tables, shared=True)
         _check_owner(conn, tables, owner)
         _truncate_staging(conn, tables)
+        conn.execute(statement("drop_changed", tables))
         save_position(conn, tables, position)
 
 
@@ -756,39 +810,66 @@ def published_state(conn: Connection, tables: Tables) -> tuple[dict | None, str 
         return conn.execute(statement("published_state", tables), names).fetchone()
 
 
-def copy_live_in(
+def start_incremental(
     conn: Connection, tables: Tables, owner: Owner, position: dict, fingerprint: str | None
 ) -> bool:
-    """Fill the owner's staging tables with the live ones, which are consistent with ``position``.
+    """Make the owner's staging tables start an incremental copy from the live ones, consistent with
+    ``position``: empty, to hold only the documents that change from there on.
 
     Only if the live tables still have the ``fingerprint`` their last publish
-    recorded, read in the same snapshot as the copy; False (nothing copied) when
-    someone else changed or replaced them since, or one is gone.
+    recorded (one read of their rows, which writes nothing); False (nothing
+    started) when someone else changed or replaced them since, or one is gone.
     """
     with transaction(conn):
         conn.execute(statement("repeatable_read", tables))
         _lock(conn, tables, shared=True)
         _check_owner(conn, tables, owner)
         _truncate_staging(conn, tables)
+        conn.execute(statement("drop_changed", tables))
         if len(_existing(conn, tables)) != len(tables.relations):
             return False
         if _fingerprint(conn, tables, live=True) != fingerprint:
             return False
-        for relation in tables.relations:
-            conn.execute(statement("copy_live_in", tables, relation))
+        conn.execute(statement("make_incremental", tables))
         save_position(conn, tables, position)
     return True
 
 
+FINGERPRINT_FORM = "sha256"  # how _fingerprint hashes the rows, the first word of what it returns
+
+
 def _fingerprint(conn: Connection, tables: Tables, live: bool = False) -> str:
     """The fingerprint of the target's live tables, or of its staging tables, whatever the session's
-    settings (in the caller's transaction)."""
+    settings (in the caller's transaction): for each table, its rows and the sum of their hashes."""
     conn.execute(_sql_text("canonical_text"))
-    parts = []
+    sums = []
     for relation in tables.relations:
         rows = tables.live(relation) if live else tables.staging(relation)
-        parts.append(conn.execute(statement("fingerprint", tables, relation, rows=rows)).fetchone()[0])
-    return "/".join(parts)
+        sums.append(conn.execute(statement("fingerprint", tables, relation, rows=rows)).fetchone())
+    return _fingerprint_text(sums)
+
+
+def _fingerprint_text(sums: list[tuple[int, int]]) -> str:
+    return FINGERPRINT_FORM + ":" + "/".join(f"{count}:{total}" for count, total in sums)
+
+
+def _fingerprint_after_changes(conn: Connection, tables: Tables, before: str) -> str:
+    """The fingerprint an incremental publish leaves: ``before`` (the live tables', checked when the run
+    started), without the hashes of the changed documents' live rows, with those of their staging rows
+    (in the caller's transaction, before the rows change)."""
+    conn.execute(_sql_text("canonical_text"))
+    sums = []
+    parts = before.removeprefix(FINGERPRINT_FORM + ":").split("/")
+    for relation, part in zip(tables.relations, parts, strict=True):
+        count, total = map(int, part.split(":"))
+        for rows, sign in [
+            (statement("changed_live_rows", tables, relation), -1),
+            (tables.staging(relation), 1),
+        ]:
+            found = conn.execute(statement("fingerprint", tables, relation, rows=rows)).fetchone()
+            count, total = count + sign * found[0], total + sign * int(found[1])
+        sums.append((count, total))
+    return _fingerprint_text(sums)
 
 
 def save_position(conn: Connection, tables: Tables, position: dict | None) -> None:
@@ -840,5 +921,7 @@ def apply_changes(
             copy.write(batch.rows)
         copy_children(conn, tables, batch.children)
         copy_rejects(conn, tables, batch.rejects, CAUGHT_UP_PAGE)
+        if tables.incremental:
+            conn.execute(statement("record_changed", tables), {"keys": keys})
         save_position(conn, tables, position)
         failpoint("catch_up_batch_applied", documents=len(keys))

@@ -3,15 +3,17 @@
 The source's ``_id`` keys (a covered query on the ``_id`` index of a real
 MongoDB) stream into a temporary table beside the staging tables, and one
 query finds the keys the copy misses and the keys it holds that the source
-does not. With ``content``, the source's whole documents are read again and
-converted as the pages convert them, and the query also finds the rows whose
-columns or document differ, or whose child rows differ (rejects are compared by
-``_id`` only). On a source
-that keeps changing, a document can differ only because it changed after the
-catch-up's point: then the stream holds that change. So each round catches up
-again and re-reads the differing documents: one that still differs though no
-change touched it since the last round is a real difference, and fails the
-run by name.
+does not. The copy is the staging tables; an incremental run's is their rows
+of the documents changed since the published point with the live rows of the
+others (``target.Tables``), so nothing of the live table is copied to check it.
+With ``content``, the source's whole documents are read again and converted as
+the pages convert them, and the query also finds the rows whose columns or
+document differ, or whose child rows differ (rejects are compared by ``_id``
+only). On a source that keeps changing, a document can differ only because it
+changed after the catch-up's point: then the stream holds that change. So each
+round catches up again and re-reads the differing documents: one that still
+differs though no change touched it since the last round is a real difference,
+and fails the run by name.
 """
 
 from __future__ import annotations

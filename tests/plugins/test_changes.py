@@ -20,7 +20,7 @@ from pymongo import monitoring
 
 from mongo_migration import target
 from mongo_migration.changes import Position
-from mongo_migration.demo_orders import fill_orders, order_id
+from mongo_migration.demo_orders import fake_orders, fill_orders, order_id
 from mongo_migration.documents import id_key
 from mongo_migration.failpoint import FAILPOINT_VARIABLE
 from mongo_migration.operators import (
@@ -63,14 +63,14 @@ def copy(collection, table, context, conn_id="mongo_default", mode="incremental"
     return start
 
 
-def publish_run(collection, table, context, mode="incremental") -> dict:
+def publish_run(collection, table, context, mode="incremental", mapping=USERS) -> dict:
     """A whole run, task by task; what verify returned."""
-    start = copy(collection, table, context, mode=mode)
-    operator(CatchUpOperator, collection, table).execute(context)
-    verified = operator(VerifyMigrationOperator, collection, table, page_results=[], start=start).execute(
-        context
-    )
-    publish = operator(PublishOperator, collection, table, verified=verified, asset_alias="tests_target")
+    start = copy(collection, table, context, mode=mode, mapping=mapping)
+    operator(CatchUpOperator, collection, table, mapping=mapping).execute(context)
+    fields = {"page_results": [], "start": start, "mapping": mapping}
+    verified = operator(VerifyMigrationOperator, collection, table, **fields).execute(context)
+    fields = {"verified": verified, "asset_alias": "tests_target", "mapping": mapping}
+    publish = operator(PublishOperator, collection, table, **fields)
     publish.execute({**context, "outlet_events": collections.defaultdict(EventsOfAlias)})
     return verified
 
@@ -207,6 +207,40 @@ def test_an_incremental_run_applies_only_the_changes_since_the_published_point(
     assert live == {id_key(n): ("1" if n == 1 else "0") for n in range(101) if n != 2}
 
 
+def test_an_incremental_run_rewrites_only_the_changed_documents_and_the_next_run_starts_from_its_publish(
+    mongo_collection, pg_conn, target_table, context
+):
+    fill_orders(mongo_collection, 200)
+    assert publish_run(mongo_collection, target_table, context, mapping=ORDERS)["mode"] == "full"
+    items = f"{target_table}_items"
+
+    def versions() -> dict:  # the transaction that last wrote each row (the table's and the items')
+        rows = f"SELECT _id, xmin::text FROM {target_table} UNION ALL SELECT _id, xmin::text FROM {items}"
+        return collections.Counter(pg_conn.execute(rows).fetchall())
+
+    before = versions()
+    mongo_collection.update_one({"_id": order_id(1)}, {"$set": {"items.0.quantity": 99}})
+    mongo_collection.update_one({"_id": order_id(2)}, {"$set": {"total": "not a number"}})  # a reject
+    mongo_collection.delete_one({"_id": order_id(3)})
+    mongo_collection.insert_many(fake_orders(200, 1))
+    changed = {id_key(order_id(n)) for n in (1, 2, 3, 200)}
+
+    verified = publish_run(mongo_collection, target_table, next_run(context), mapping=ORDERS)
+    after = versions()
+    again = publish_run(mongo_collection, target_table, next_run(context), mapping=ORDERS)
+
+    assert (verified["mode"], verified["target"], verified["rejected"]) == ("incremental", 199, 1)
+    assert {row for row in after if row[0] not in changed} == {row for row in before if row[0] not in changed}
+    assert {key for key, _ in after.keys() - before.keys()} == {id_key(order_id(n)) for n in (1, 200)}
+    live = pg_conn.execute(
+        f"SELECT quantity FROM {items} WHERE _id = %s AND _index = 0", [id_key(order_id(1))]
+    )
+    assert live.fetchone() == (99,)
+    rejects = pg_conn.execute(f"SELECT _id, column_name FROM {target_table}_rejects").fetchall()
+    assert rejects == [(id_key(order_id(2)), "total")]
+    assert (again["mode"], again["reason"]) == ("incremental", None)  # publish left the fingerprint right
+
+
 def test_an_incremental_run_copies_in_full_naming_why_when_it_cannot_start_from_the_published_point(
     mongo_collection, pg_conn, target_table, context
 ):
@@ -238,6 +272,12 @@ def test_an_incremental_run_copies_in_full_naming_why_when_it_cannot_start_from_
         )
         assert why().startswith(f"{reason} since the last publish (version an earlier one, now ")
         publish_run(mongo_collection, target_table, next_run(context), mode="full")
+    pg_conn.execute(  # as an earlier version recorded it: md5, not the sha256 a FIPS server allows
+        f'UPDATE {target.STAGING_SCHEMA}."Published" SET fingerprint = %s WHERE target_table = %s',
+        ["10:9219338231373641217/0:0", target_table],
+    )
+    assert "was published by an earlier version of this project, which fingerprinted its rows" in why()
+    publish_run(mongo_collection, target_table, next_run(context), mode="full")
     mongo_collection.drop()
     mongo_collection.insert_many([{"_id": n} for n in range(10)])
     assert "the collection is not the one that point was taken on" in why()
@@ -352,7 +392,8 @@ def test_open_change_stream_tried_again_leaves_the_staging_tables_as_one_try_wou
     tries = [opener.execute(run), opener.execute(run)]  # the second as a retry of the first
 
     assert [started["mode"] for started in tries] == ["incremental", "incremental"]
-    assert len(rows(pg_conn, target_table)) == 10
+    assert rows(pg_conn, target_table) == {}  # an incremental run's staging: the changes alone
+    assert target.count_rows(pg_conn, users(target_table)) == (10, 0)  # with the live rows
 
 
 def test_verify_with_content_names_a_row_whose_document_differs_and_catches_up_one_that_changed(

@@ -1,0 +1,2 @@
+-- Published: the staging table goes.
+DROP TABLE IF EXISTS {staging};
