@@ -1,10 +1,16 @@
 """Incremental benchmark: a nightly run that applies 1 % of changes, against a full copy.
 
 On the local stack, with ``airflow dags test`` (every task one after another in
-one process): a full run publishes the collection; then 1 % of its documents
-change (updates, inserts, deletes in equal parts); then an incremental run and,
-for comparison, a full run publish the result. Each run's time and what its
-catch-up applied go to ``benchmarks/results/incremental.{md,json}``.
+one process): a full run publishes the collection; then 1 % of its documents,
+picked at random, change (updates, inserts, deletes in equal parts); then an
+incremental run, an incremental run with nothing changed (what a run costs
+whatever it copies) and, for comparison, a full run publish the result. Each
+run's time, what it published and the WAL the target wrote during it
+(``pg_current_wal_lsn()`` before and after) go to
+``benchmarks/results/incremental.{md,json}``, with the size of the changed rows
+(``pg_column_size`` of the rows updated and inserted, after, and deleted,
+before). The local stack runs PostgreSQL with ``full_page_writes=off``: a server
+with it on adds an 8 kB image of each page at its first change after a checkpoint.
 
     bash scripts/benchmark.sh incremental [--documents 100000]
 """
@@ -13,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
@@ -29,8 +37,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DATABASE, COLLECTION, TABLE = "benchmark", "incremental_users", "benchmark_incremental"
 
 
+def wal_position() -> str:
+    with PostgresHook().get_conn() as conn:
+        return conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+
+
+def wal_since(start: str) -> int:
+    with PostgresHook().get_conn() as conn:
+        return conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [start]).fetchone()[0]
+
+
+def rows_size(ids: list) -> int:
+    """The bytes of the live rows of ``ids``."""
+    keys = [str(value) for value in ids]
+    with PostgresHook().get_conn() as conn:
+        query = f"SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM {TABLE} AS t WHERE _id = ANY(%s)"
+        return int(conn.execute(query, [keys]).fetchone()[0])
+
+
 def run(mode: str) -> dict:
-    """One run of the DAG in ``mode``; its time and what publish recorded."""
+    """One run of the DAG in ``mode``; its time, what publish recorded and the WAL the target wrote."""
     conf = {
         "mode": mode,
         "seed_users": 0,
@@ -39,9 +65,11 @@ def run(mode: str) -> dict:
         "target_table": TABLE,
     }
     command = [str(ROOT / ".venv/bin/airflow"), "dags", "test", "mongo_to_postgres", "-c", json.dumps(conf)]
+    wal = wal_position()
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     seconds = time.perf_counter() - started
+    wal_bytes = wal_since(wal)
     with PostgresHook().get_conn() as conn:
         (result,) = conn.execute(
             f'SELECT result FROM {STAGING_SCHEMA}."{PUBLISHED_TABLE}" '
@@ -51,18 +79,25 @@ def run(mode: str) -> dict:
     return {
         "mode": mode,
         "seconds": round(seconds, 1),
+        "wal_bytes": int(wal_bytes),
+        "method": result["method"],
         **{k: result[k] for k in ("rows", "inserted", "updated", "deleted")},
     }
 
 
-def change(collection, documents: int) -> int:
-    """Change 1 % of the collection: a third updated, a third inserted, a third deleted."""
+def change(collection, documents: int) -> tuple[int, Callable[[], int]]:
+    """Change 1 % of the collection, picked at random: a third updated, a third inserted, a third
+    deleted; the changes made and the size of the rows they change."""
     each = max(1, documents // 300)
-    ids = [document["_id"] for document in collection.find({}, {"_id": 1}).limit(2 * each)]
-    collection.update_many({"_id": {"$in": ids[:each]}}, {"$set": {"age": 99, "note": "changed tonight"}})
-    collection.delete_many({"_id": {"$in": ids[each:]}})
-    collection.insert_many([{"_id": ObjectId(), "username": f"new {n}"} for n in range(each)])
-    return 3 * each
+    ids = [document["_id"] for document in collection.find({}, {"_id": 1})]
+    picked = random.Random(1234).sample(ids, 2 * each)
+    updated, deleted = picked[:each], picked[each:]
+    deleted_size = rows_size(deleted)
+    collection.update_many({"_id": {"$in": updated}}, {"$set": {"age": 99, "note": "changed tonight"}})
+    collection.delete_many({"_id": {"$in": deleted}})
+    inserted = [ObjectId() for _ in range(each)]
+    collection.insert_many([{"_id": value, "username": f"new {n}"} for n, value in enumerate(inserted)])
+    return 3 * each, lambda: deleted_size + rows_size(updated + inserted)
 
 
 def main() -> None:
@@ -76,29 +111,48 @@ def main() -> None:
         collection.drop()
         seed_users(collection, documents, 1234)
         first = run("full")
-        changed = change(collection, documents)
+        changed, changed_size = change(collection, documents)
         incremental = run("incremental")
+        changed_bytes = changed_size()
+        unchanged = run("incremental")
         full = run("full")
     when, where = measured_on(), machine()
-    runs = [first, incremental, full]
+    runs = [first, incremental, unchanged, full]
     lines = [
-        f"Incremental against full, {documents:,} documents, {changed:,} changed "
-        f"({100 * changed / documents:.0f} %), `airflow dags test` on the local stack; {when} on {where}.",
+        f"Incremental against full, {documents:,} documents, {changed:,} changed at random "
+        f"({100 * changed / documents:.0f} %; their rows: {changed_bytes / 1024:,.0f} kB), "
+        f"`airflow dags test` on the local stack (PostgreSQL with full_page_writes=off); {when} on {where}.",
         "",
-        "| Run | Wall time | Rows published | Inserted | Updated | Deleted |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| Run | Wall time | WAL written | WAL / changed rows | Rows published | Inserted | Updated "
+        "| Deleted |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     labels = [
         "first run (full, publishes the table)",
         "incremental, after the changes",
+        "incremental, nothing changed",
         "full, after the same changes",
     ]
     for label, result in zip(labels, runs, strict=True):
         lines.append(
-            f"| {label} | {result['seconds']} s | {result['rows']:,} | {result['inserted']:,} | "
+            f"| {label} | {result['seconds']} s | {result['wal_bytes'] / 2**20:,.1f} MB | "
+            f"{result['wal_bytes'] / changed_bytes:,.1f} x | {result['rows']:,} | {result['inserted']:,} | "
             f"{result['updated']:,} | {result['deleted']:,} |"
         )
-    figures = {"measured": when, "machine": where, "documents": documents, "changed": changed, "runs": runs}
+    lines += [
+        "",
+        f"The incremental run took {100 * incremental['seconds'] / full['seconds']:.0f} % of the full run's "
+        f"time and wrote {incremental['wal_bytes'] / changed_bytes:.1f} x the size of the changed rows in "
+        "WAL.",
+    ]
+    figures = {
+        "measured": when,
+        "machine": where,
+        "documents": documents,
+        "changed": changed,
+        "changed_bytes": changed_bytes,
+        "runs": dict(zip(["first", "incremental", "unchanged", "full"], runs, strict=True)),
+    }
     save_results("incremental", figures, "\n".join(lines))
 
 
