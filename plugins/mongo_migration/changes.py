@@ -16,8 +16,21 @@ README's "What a run guarantees"):
    position of its last change, so a killed catch-up resumes exactly where
    its last commit left the rows.
 
-Read to its end (no change left), the stream leaves the staging tables equal
-to the source as of the last change applied: that is the recorded point.
+Read to its end, the stream leaves the staging tables equal to the source as
+of the last change applied: that is the recorded point. "Its end" is a
+cluster time, not an empty answer: the stream's post-batch resume token must
+have reached what a majority read of the source saw before the catch-up began
+(and after each batch's lookups), since on a sharded cluster mongos holds
+events back until every shard has advanced, and a lagging majority shows
+writes late. Where that cannot be shown, the recorded point says it is not
+exact, and why.
+
+A stream that cannot resume (the collection renamed away and back, a restore
+that kept its UUID, a resume token the server no longer finds, history that
+left the oplog) makes the next run copy in full, saying why
+(``why_not_from``): no state fails every night until a person acts. A change
+whose event would pass MongoDB's 16 MB limit (a large document with its
+update looked up) is read without its document, which is then read by ``_id``.
 A server without change streams (a standalone ``mongod``) has no position:
 the copy then cannot be consistent under writes, and the run says so.
 """
@@ -39,24 +52,39 @@ from pymongo.change_stream import CollectionChangeStream
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
+from pymongo.read_concern import ReadConcern
 
 from mongo_migration import target
 from mongo_migration.connections import transaction
-from mongo_migration.documents import Conversion, readable_id_key
+from mongo_migration.documents import Conversion, readable_id_key, split_documents
 from mongo_migration.target import Owner, Tables
 
-CHANGES_PER_BATCH = 1000  # changes applied in one transaction
+CHANGES_PER_BATCH = 1000  # changes applied in one transaction at most
+BATCH_SECONDS = 1.0  # and changes read for one transaction at most, from a stream that never pauses
 # How long the catch-up keeps reading a stream that never falls quiet, once it has
 # applied every change made before it started.
 CATCH_UP_GRACE_SECONDS = 60
+# How long the catch-up waits for the stream to reach the source's majority-committed
+# time when no change comes (a lagging secondary, an idle shard: about 10 s on MongoDB).
+LAG_WAIT_SECONDS = 60
 _NO_CHANGE_STREAMS = 40573  # "The $changeStream stage is only supported on replica sets"
 _HISTORY_LOST = 286  # ChangeStreamHistoryLost: the position has left the oplog
+_CANNOT_RESUME = {
+    260: "InvalidResumeToken",
+    280: "ChangeStreamFatalError (the resume token was not found)",
+    _HISTORY_LOST: "ChangeStreamHistoryLost",
+}
+_EVENT_TOO_LARGE = 10334  # BSONObjectTooLarge: an event over 16 MB
 _RAW = CodecOptions(document_class=RawBSONDocument)
 _ID_CHANGES = {"insert", "update", "replace", "delete"}
+_ENDS_STREAM = ("drop", "rename", "dropDatabase", "invalidate")
+# A lean event: what the catch-up needs without the document, which it then reads by _id.
+_LEAN = [{"$project": {"operationType": 1, "documentKey": 1, "clusterTime": 1, "wallTime": 1}}]
 
 
 class ChangeHistoryLost(Exception):
-    """The source no longer holds the changes since a position (it fell out of the oplog)."""
+    """The stream cannot resume from a position: its changes left the oplog, or the server no longer
+    finds its resume token."""
 
 
 class StreamInvalidated(Exception):
@@ -96,6 +124,36 @@ class Position:
     def __str__(self) -> str:
         time_, inc = self.cluster_time.time, self.cluster_time.inc
         return f"cluster time Timestamp({time_}, {inc}) ({self.wall_time:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC)"
+
+
+def token_time(token: dict | RawBSONDocument | None) -> Timestamp | None:
+    """The cluster time a resume token stands for; None when its form is not known.
+
+    MongoDB's (4.2 on): ``_data`` in hex, whose first byte 0x82 marks a
+    Timestamp, followed by its seconds and increment, big-endian (the part
+    MongoDB itself reads, SERVER-133517). SecantusDB's, the local stand-in: a
+    BSON document in hex that holds a Timestamp.
+    """
+    data = (token or {}).get("_data")
+    try:
+        raw = bytes.fromhex(data)
+    except (TypeError, ValueError):
+        return None
+    if len(raw) >= 9 and raw[0] == 0x82:
+        return Timestamp(int.from_bytes(raw[1:5], "big"), int.from_bytes(raw[5:9], "big"))
+    try:
+        values = bson.decode(raw).values()
+    except (bson.errors.BSONError, IndexError, ValueError):
+        return None
+    return next((value for value in values if isinstance(value, Timestamp)), None)
+
+
+def majority_time(collection: Collection) -> Timestamp:
+    """The cluster time a majority read of the source sees now: where a stream read to its end reaches."""
+    majority = collection.with_options(read_concern=ReadConcern("majority"))
+    with collection.database.client.start_session(causal_consistency=False) as session:
+        majority.find_one({}, {"_id": 1}, session=session)
+        return session.operation_time
 
 
 @contextmanager
@@ -142,7 +200,10 @@ class ChangeBatch:
     documents: bytes  # the current BSON of those that exist, concatenated as a raw batch
     changes: int  # changes read, before reduction
     position: Position  # of the last change
-    quiet: bool  # whether the stream held nothing more when the batch ended
+    # Whether the stream had nothing more up to the source's majority time when the batch ended: then
+    # every row is the source's as of the position; otherwise ``inexact`` says why not.
+    quiet: bool = False
+    inexact: str | None = None
 
 
 def read_changes(
@@ -150,45 +211,90 @@ def read_changes(
 ) -> Iterator[ChangeBatch]:
     """The changes after ``since`` in batches of ``CHANGES_PER_BATCH``, until the stream is read to its end.
 
-    The last batch is ``quiet`` (nothing more to read), even without changes:
-    its position keeps the point of the last change and takes the stream's
-    newest resume token, so a collection that does not change keeps a point
-    its oplog still holds. A stream that never falls quiet is read for
-    ``grace_seconds`` after the changes made before this call, then left.
+    Its end: an empty answer whose post-batch resume token reached the
+    majority time read before (and after each batch with changes, whose
+    documents were looked up then). The last batch is ``quiet``, even without
+    changes: its position keeps the point of the last change and takes the
+    stream's newest resume token, so a collection that does not change keeps
+    a point its oplog still holds. A stream that never falls quiet is read for
+    ``grace_seconds`` after the changes made before this call, then left; one
+    that stays behind the majority time for ``LAG_WAIT_SECONDS`` is left too:
+    the last batch then says why its point is not exact.
     """
-    started = _cluster_time_now(collection)
-    deadline = None
-    try:
-        with _watch(collection, since) as stream:
-            while True:
-                batch = _next_batch(stream, since)
-                yield batch
-                if batch.quiet:
+    started = majority_time(collection)
+    goal, busy_until, behind_until, lean = started, None, None, False
+    while True:
+        try:
+            with _watch(collection, since, lean) as stream:
+                while True:
+                    batch = _next_batch(stream, since, collection if lean else None)
+                    if batch.changes:
+                        behind_until = None
+                        if busy_until is None and batch.position.cluster_time >= started:
+                            busy_until = time.monotonic() + grace_seconds
+                        if busy_until is not None and time.monotonic() > busy_until:
+                            batch.inexact = STILL_CHANGING.format(seconds=grace_seconds)
+                            yield batch
+                            return
+                        yield batch
+                        since = batch.position
+                        goal = max(goal, majority_time(collection))  # where its lookups read, about
+                        continue
+                    scanned = token_time(batch.position.resume_token)
+                    if scanned is None:
+                        batch.inexact = "the server's resume tokens do not show how far its stream has read"
+                    elif scanned >= goal:
+                        batch.quiet = True
+                    else:
+                        behind_until = behind_until or time.monotonic() + LAG_WAIT_SECONDS
+                        if time.monotonic() <= behind_until:
+                            continue  # an idle shard or a lagging majority: ask again
+                        batch.inexact = (
+                            f"the change stream stayed behind the source's majority-committed time "
+                            f"({_ts(scanned)} < {_ts(goal)}) for {LAG_WAIT_SECONDS} s: a lagging secondary "
+                            "or an idle shard may still hold changes back"
+                        )
+                    yield batch
                     return
-                since = batch.position
-                if deadline is None and batch.position.cluster_time >= started:
-                    deadline = time.monotonic() + grace_seconds
-                if deadline is not None and time.monotonic() > deadline:
-                    return
-    except OperationFailure as error:
-        if error.code == _HISTORY_LOST:
-            raise _history_lost(since, error) from None
-        raise
+        except OperationFailure as error:
+            if error.code == _EVENT_TOO_LARGE and not lean:
+                lean = True  # again from the last batch applied, its documents read by _id
+                continue
+            if error.code in _CANNOT_RESUME:
+                raise cannot_resume(since, error) from None
+            raise
 
 
-def _history_lost(since: Position, error: OperationFailure) -> ChangeHistoryLost:
+STILL_CHANGING = (
+    "the source kept changing for {seconds:.0f} s after the catch-up had applied every change made "
+    "before it started: the documents changed again since may show a newer version"
+)
+
+
+def _ts(timestamp: Timestamp) -> str:
+    return f"Timestamp({timestamp.time}, {timestamp.inc})"
+
+
+def cannot_resume(since: Position, error: OperationFailure) -> ChangeHistoryLost:
+    """The stream cannot resume from ``since``, with the server's reason."""
+    name = _CANNOT_RESUME[error.code]
+    why = "they left its oplog" if error.code == _HISTORY_LOST else f"{name}, error {error.code}"
     return ChangeHistoryLost(
-        f"the source no longer holds the changes since {since} (they left its oplog): "
-        f"{str(error).splitlines()[0][:200]}"
+        f"the source no longer holds the changes since {since} ({why}): {str(error).splitlines()[0][:200]}"
     )
 
 
-def _watch(collection: Collection, since: Position) -> CollectionChangeStream:
+def _watch(
+    collection: Collection, since: Position, lean: bool = False, pipeline=()
+) -> CollectionChangeStream:
+    """The collection's change stream after ``since``, its documents looked up by the server (``lean``:
+    without them)."""
     return collection.with_options(codec_options=_RAW).watch(
-        full_document="updateLookup",
+        [*pipeline, *(_LEAN if lean else [])],
+        full_document=None if lean else "updateLookup",
         start_after=since.resume_token,
         batch_size=CHANGES_PER_BATCH,
-        max_await_time_ms=10,  # an empty answer means the stream is read to its end
+        max_await_time_ms=10,  # an idle stream answers within 10 ms, with how far it has read
     )
 
 
@@ -199,16 +305,17 @@ def collection_uuid(collection: Collection) -> str | None:
     return None if uuid is None else uuid.as_uuid().hex
 
 
-def _next_batch(stream: CollectionChangeStream, since: Position) -> ChangeBatch:
-    """Up to ``CHANGES_PER_BATCH`` changes after ``since`` (none when none is left)."""
+def _next_batch(stream: CollectionChangeStream, since: Position, lookup: Collection | None) -> ChangeBatch:
+    """Up to ``CHANGES_PER_BATCH`` changes after ``since``, read in ``BATCH_SECONDS`` at most (none when
+    none is left); a lean stream's documents read from ``lookup`` by ``_id``."""
     latest: dict[str, bytes | None] = {}  # the current BSON of each _id changed; None: deleted
+    ids = {}  # a lean stream's _id values, by key
     changes = 0
     last = None
-    quiet = False
-    while changes < CHANGES_PER_BATCH:
+    ends = time.monotonic() + BATCH_SECONDS
+    while changes < CHANGES_PER_BATCH and time.monotonic() < ends:
         event = stream.try_next()
         if event is None:
-            quiet = True
             break
         changes += 1
         last = event
@@ -218,16 +325,20 @@ def _next_batch(stream: CollectionChangeStream, since: Position) -> ChangeBatch:
             key = readable_id_key(event["documentKey"].raw) or ""
             latest.pop(key, None)  # keep the _id's place at its last change
             latest[key] = document.raw if document is not None else None
-        elif kind in ("drop", "rename", "dropDatabase", "invalidate"):
+            ids[key] = event["documentKey"]["_id"]
+        elif kind in _ENDS_STREAM:
             raise StreamInvalidated(
                 f"the collection was changed by '{kind}' at cluster time {event['clusterTime']}: "
                 "the change stream ends there"
             )
+    if lookup is not None and ids:
+        found = lookup.find_raw_batches({"_id": {"$in": list(ids.values())}})
+        for raw in (raw for batch in found for raw in split_documents(batch)):
+            latest[readable_id_key(raw) or ""] = raw
     return ChangeBatch(
         keys=list(latest),
         documents=b"".join(raw for raw in latest.values() if raw is not None),
         changes=changes,
-        quiet=quiet,
         position=Position(
             resume_token=_plain(stream.resume_token),
             cluster_time=since.cluster_time if last is None else last["clusterTime"],
@@ -266,9 +377,8 @@ class CatchUp:
     documents: int = 0  # _id values written again or deleted
     rejected: int = 0  # of those written, set aside in the rejects table
     batches: int = 0  # transactions
-    # Whether the stream held nothing more after the last change applied: then every
-    # row is the source's as of that change. A stream that never fell quiet was left
-    # after CATCH_UP_GRACE_SECONDS, and a document changed again since may show its newer version.
+    # Whether the stream was read to its end (read_changes): then every row is the source's as of
+    # the last change applied. Otherwise the position's "inexact" says why not.
     quiet: bool = True
     touched: set[str] = field(default_factory=set)  # the watched _id keys that changed
 
@@ -280,6 +390,7 @@ def catch_up(
     conversion: Conversion,
     owner: Owner,
     watched: Iterable[str] = (),
+    grace_seconds: float = CATCH_UP_GRACE_SECONDS,
 ) -> CatchUp:
     """Apply the changes since the staging tables' position, batch by batch, each with its new position.
 
@@ -293,9 +404,11 @@ def catch_up(
     if start is None:
         return result
     watched = set(watched)
-    for batch in read_changes(collection, Position.from_json(start)):
+    for batch in read_changes(collection, Position.from_json(start), grace_seconds):
         rows = conversion.rows(batch.documents, target.CAUGHT_UP_PAGE)
         position = {**batch.position.to_json(), "quiet": batch.quiet}
+        if batch.inexact:
+            position["inexact"] = batch.inexact
         target.apply_changes(conn, tables, owner, batch.keys, rows, position)
         result.position = position
         result.changes += batch.changes
@@ -312,30 +425,45 @@ def consistency(position: dict | None) -> str:
     if position is None:
         return "not guaranteed: the source has no change stream (a standalone mongod?)"
     if position.get("quiet") is False:
-        return (
-            f"as of {Position.from_json(position)}, but for documents changed after it while the source "
-            "never fell quiet: those may show a later version"
-        )
-    return f"as of {Position.from_json(position)}"
+        why = position.get("inexact") or "the source never fell quiet"
+        return f"as of {Position.from_json(position)}, not exactly: {why}"
+    return f"exactly as of {Position.from_json(position)}"
 
 
 def changed_since(collection: Collection, position: Position) -> bool:
     """Whether anything changed in the collection after ``position``."""
-    with _watch(collection, position) as stream:
+    with _watch(collection, position, lean=True) as stream:
         return stream.try_next() is not None
 
 
 def why_not_from(collection: Collection, position: Position) -> str | None:
-    """Why the collection's changes since ``position`` cannot be read; None when they can."""
+    """Why the collection's changes since ``position`` cannot be read; None when they can.
+
+    The stream is read from there to the source's majority time, for the
+    events that end it alone (the server filters them): a rename away and back
+    keeps the collection's UUID and still ends the stream.
+    """
     if position.collection is None or position.collection != collection_uuid(collection):
         return (
             "the collection is not the one that point was taken on any more (dropped and made again, "
             "or renamed over)"
         )
+    goal = majority_time(collection)
+    deadline = time.monotonic() + LAG_WAIT_SECONDS
+    ends = [{"$match": {"operationType": {"$in": list(_ENDS_STREAM)}}}]
     try:
-        changed_since(collection, position)
+        with _watch(collection, position, lean=True, pipeline=ends) as stream:
+            while True:
+                event = stream.try_next()
+                if event is not None:
+                    return (
+                        f"the collection was changed by '{event['operationType']}' at cluster time "
+                        f"{event['clusterTime']}, after that point: its change stream ends there"
+                    )
+                scanned = token_time(stream.resume_token)
+                if scanned is None or scanned >= goal or time.monotonic() > deadline:
+                    return None  # what it did not reach, the catch-up meets
     except OperationFailure as error:
-        if error.code == _HISTORY_LOST:
-            return str(_history_lost(position, error))
+        if error.code in _CANNOT_RESUME:
+            return str(cannot_resume(position, error))
         raise
-    return None

@@ -58,7 +58,7 @@ from mongo_migration.pages import Page, fewer_pages, plan_pages, planned_range_f
 from mongo_migration.report import markdown_report, summarize, summary_line
 from mongo_migration.target import Owner, Tables
 from mongo_migration.users import seed_users
-from mongo_migration.verification import Comparison, compare, settle
+from mongo_migration.verification import ROUNDS, Comparison, compare, settle
 
 
 def asset_alias(dag_id: str) -> str:
@@ -328,9 +328,10 @@ def _versions_differ(published: dict, now: dict) -> str | None:
 CHANGED_BY_SOMEONE_ELSE = (
     "{tables}, its rejects or its child tables were changed by someone else since its publish"
 )
-STILL_CHANGING = (
-    "%s kept changing for %s s after the catch-up had applied every change made before it started: "
-    "it stopped there, and the documents changed again since may show a version newer than its point"
+STILL_CHANGING_IN_VERIFY = (
+    "%s documents changed again in each of %s catch-up rounds, faster than verify reads them: each "
+    "difference was a change the copy then applied, and their rows are as the stream showed them last "
+    "(not proven against a read of the source): %s"
 )
 NO_CHANGE_STREAM = (
     "%s has no change stream (a standalone mongod?): this copy is consistent only if nothing "
@@ -518,7 +519,7 @@ class CatchUpOperator(_SourceToTargetOperator):
         else:
             self.log.info(
                 "Applied %s changes of %s (%s documents, %s of them set aside) in %s batches, %.1f s: "
-                "the staging tables of %s equal the source as of %s",
+                "the staging tables of %s equal the source %s",
                 result.changes,
                 self.source_name(),
                 result.documents,
@@ -526,10 +527,10 @@ class CatchUpOperator(_SourceToTargetOperator):
                 result.batches,
                 time.monotonic() - started,
                 tables,
-                Position.from_json(result.position),
+                consistency(result.position),
             )
         if not result.quiet:
-            self.log.warning(STILL_CHANGING, self.source_name(), CATCH_UP_GRACE_SECONDS)
+            self.log.warning("The point of %s is not exact: %s", tables, result.position.get("inexact"))
         return {
             "changes": result.changes,
             "documents": result.documents,
@@ -544,15 +545,17 @@ class CatchUpOperator(_SourceToTargetOperator):
         tables: Tables,
         owner: Owner,
         watched: set[str] = frozenset(),
+        grace_seconds: float = CATCH_UP_GRACE_SECONDS,
     ):
-        """``changes.catch_up``, its lost history or invalidated stream failing the run by name."""
+        """``changes.catch_up``, a stream that cannot resume failing the run by name."""
         try:
             with _violations_fail_the_run():
-                return catch_up(source, conn, tables, Conversion(self.mapping), owner, watched)
+                conversion = Conversion(self.mapping)
+                return catch_up(source, conn, tables, conversion, owner, watched, grace_seconds)
         except (ChangeHistoryLost, StreamInvalidated) as error:
             raise AirflowFailException(
-                f"{self.source_name()} cannot be caught up: {error}. Nothing was published; a new run "
-                "copies the collection again"
+                f"{self.source_name()} cannot be caught up: {error}. Nothing was published; the next run "
+                "copies the collection in full, finding the same"
             ) from None
 
 
@@ -590,8 +593,8 @@ class VerifyMigrationOperator(CatchUpOperator):
             streaming = caught_up is not None
             with session_as_of(source, caught_up) as session, _violations_fail_the_run():
 
-                def catch_up_again(keys: set[str]) -> set[str]:
-                    caught = self.catch_up_or_fail(source, conn, tables, owner, keys)
+                def catch_up_again(keys: set[str]) -> set[str]:  # what changed since; no waiting for quiet
+                    caught = self.catch_up_or_fail(source, conn, tables, owner, keys, grace_seconds=0)
                     advance_to(session, caught.position)
                     return caught.touched
 
@@ -629,6 +632,8 @@ class VerifyMigrationOperator(CatchUpOperator):
                 + f": {check.why}"
                 + (f"; _id held more than once by the target: {check.duplicates}" if check.duplicates else "")
             )
+        if check.changing:
+            self.log.warning(STILL_CHANGING_IN_VERIFY, len(check.changing), ROUNDS, check.changing[:10])
         if position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
         point = consistency(position)
@@ -644,6 +649,10 @@ class VerifyMigrationOperator(CatchUpOperator):
         copy = (f"{mode}: {reason}" if reason else mode) + (
             "; verified: every document's _id and content" if content else "; verified: every _id"
         )
+        if check.changing:
+            copy += (
+                f", but {len(check.changing)} documents changing in every round, as the stream showed them"
+            )
         report = markdown_report(summary, self.source_name(), str(tables), rows, copy, point, by_column)
         self.log.info("Run summary: %s", line)
         self.log.info("Run report:\n%s", report)
@@ -657,6 +666,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             "mode": mode,
             "reason": reason,
             "catch_up_rounds": check.rounds,
+            "still_changing": check.changing[:100],
             "summary": line,
             "report": report,
         }

@@ -703,7 +703,7 @@ def _set_comment(conn: Connection, tables: Tables, owner: Owner, position: dict 
         else "copied without a change stream: no consistent point is known"
     )
     if position and position.get("quiet") is False:
-        point += ", but for rows changed after it while the source never fell quiet (maybe newer)"
+        point += f", not exactly: {position.get('inexact') or 'the source never fell quiet'}"
     line = f"{COMMENT_MARK} published by {owner}; {point}"
     conn.execute(statement("set_table_comment", tables, comment=sql.Literal("\n".join([*kept, line]))))
 

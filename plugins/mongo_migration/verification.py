@@ -36,7 +36,9 @@ KEYS_PER_READ = 10_000
 # Differences verify keeps to settle (100 MB or so of _id keys): the inserts and deletes made
 # while every _id is read again, on a busy source, all differ until the next round.
 MOST_DIFFERENCES = 1_000_000
-ROUNDS = 10  # catch-up rounds for documents that keep changing
+# Catch-up rounds for documents that keep changing: a document that differs in every one, each
+# time explained by a new change, is one the source changes faster than verify reads it.
+ROUNDS = 10
 
 
 @dataclass
@@ -48,6 +50,9 @@ class KeyCheck:
     duplicates: list[tuple[str, int]] = field(default_factory=list)  # keys the target holds twice or more
     rounds: int = 0  # catch-up rounds it took to settle the differences
     why: str = ""  # why the differences left are real, when some are
+    # Keys that differed in every one of ROUNDS rounds, each time because they had changed again:
+    # their rows are as the stream last showed them, not proven against a read of the source.
+    changing: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,10 @@ def settle(
 ) -> KeyCheck:
     """Catch up and re-read the differing documents until none differs, or one that no change explains does.
 
+    Bounded by design: after ``ROUNDS`` rounds, the documents that still
+    differ, each explained again by a new change, are ``changing``: the copy
+    holds them as the stream showed them last, and verify says so.
+
     ``catch_up(keys)`` applies the changes since the last catch-up, makes
     ``session`` read from its point on, and returns which of ``keys`` they
     touched; None where the source has no change stream, so a difference stays one.
@@ -87,20 +96,21 @@ def settle(
             check.why = "the source has no change stream that could explain them"
         elif len(check.differences) > MOST_DIFFERENCES:
             check.why = f"more than {MOST_DIFFERENCES:,} differ, more than verify settles"
-        elif check.rounds == ROUNDS:
-            check.why = f"they kept changing through {ROUNDS} catch-up rounds"
         else:
             check.rounds += 1
             differing = set(check.differences)
             touched = catch_up(differing)
             unexplained = differing - touched
-            if not unexplained:
+            if not unexplained and check.rounds == ROUNDS:
+                check.changing, check.differences = sorted(differing), {}
+            elif not unexplained:
                 check.differences = _recheck(comparison, touched)
                 continue
-            check.differences = {key: check.differences[key] for key in unexplained}
-            check.why = (
-                f"no change of the source since it was read explains them (catch-up round {check.rounds})"
-            )
+            else:
+                check.differences = {key: check.differences[key] for key in unexplained}
+                check.why = (
+                    f"no change of the source since it was read explains them (catch-up round {check.rounds})"
+                )
         break
     return check
 

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,8 +18,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from bson.objectid import ObjectId
 from psycopg.types.json import Jsonb
 from pymongo import monitoring
+from pymongo.errors import OperationFailure
 
-from mongo_migration import target
+from mongo_migration import changes, target, verification
 from mongo_migration.changes import Position
 from mongo_migration.demo_orders import fake_orders, fill_orders, order_id
 from mongo_migration.documents import id_key
@@ -486,3 +488,179 @@ def test_verify_reads_differing_documents_again_in_queries_under_the_message_lim
     assert all(len(bson.encode({"in": values})) <= 1000 + 100 for values in rechecks)
     assert sorted(value for values in rechecks for value in values) == sorted(added)
     assert (verified["target"], verified["catch_up_rounds"]) == (400, 1)
+
+
+class ConstructedStream:
+    """A change stream built from ``events`` (or raising ``error``) for what the local server cannot
+    produce: a rename that keeps the collection's UUID, a resume token it no longer finds, an event over
+    16 MB."""
+
+    def __init__(self, token: dict, events=(), error=None):
+        self.resume_token, self.events, self.error = token, list(events), error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def try_next(self):
+        if self.error:
+            raise self.error
+        return self.events.pop(0) if self.events else None
+
+
+class HeldBack:
+    """The real stream as mongos shows it while a shard has not advanced: its first ``empty`` answers
+    are empty, their post-batch resume token still where it started, though changes wait behind it."""
+
+    def __init__(self, stream, empty: int):
+        self.stream, self.empty, self.start = stream, empty, stream.resume_token
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stream.close()
+
+    def try_next(self):
+        if self.empty:
+            self.empty -= 1
+            return None
+        return self.stream.try_next()
+
+    @property
+    def resume_token(self):
+        return self.start if self.empty else self.stream.resume_token
+
+
+def test_an_incremental_run_copies_in_full_when_its_stream_cannot_resume_and_the_next_is_incremental(
+    mongo_collection, target_table, context, monkeypatch
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    publish_run(mongo_collection, target_table, context)
+    real_watch = changes._watch
+
+    def stream_that(**ends):
+        def watch(collection, since, lean=False, pipeline=()):
+            if pipeline:  # the look for what ends the stream, as open_change_stream makes it
+                return ConstructedStream(since.resume_token, **ends)
+            return real_watch(collection, since, lean, pipeline)
+
+        return watch
+
+    renamed = {"operationType": "rename", "clusterTime": bson.Timestamp(2**31, 1)}  # away and back: same UUID
+    not_found = OperationFailure("cannot resume stream; the resume token was not found", 280)
+    reasons = []
+    for ends in [{"events": [renamed]}, {"error": not_found}]:
+        monkeypatch.setattr(changes, "_watch", stream_that(**ends))
+        reasons.append(publish_run(mongo_collection, target_table, next_run(context))["reason"])
+        monkeypatch.setattr(changes, "_watch", real_watch)
+        assert publish_run(mongo_collection, target_table, next_run(context))["mode"] == "incremental"
+
+    assert reasons[0].startswith("the collection was changed by 'rename' at cluster time")
+    assert "ChangeStreamFatalError (the resume token was not found), error 280" in reasons[1]
+
+
+def test_a_change_too_large_for_its_event_is_read_by_id_instead(
+    mongo_collection, pg_conn, target_table, context, monkeypatch
+):
+    mongo_collection.insert_many([{"_id": n, "v": 0} for n in range(10)])
+    copy(mongo_collection, target_table, context)
+    mongo_collection.update_one({"_id": 1}, {"$set": {"v": "large"}})
+    mongo_collection.delete_one({"_id": 2})
+    mongo_collection.insert_one({"_id": 10, "v": "new"})
+    real_watch = changes._watch
+    too_large = OperationFailure("BSONObjectTooLarge: event over 16 MB", 10334)
+
+    def watch(collection, since, lean=False, pipeline=()):
+        if not lean:  # the event with its document looked up is what passes 16 MB
+            return ConstructedStream(since.resume_token, error=too_large)
+        return real_watch(collection, since, lean, pipeline)
+
+    monkeypatch.setattr(changes, "_watch", watch)
+    caught = operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+
+    assert (caught["changes"], caught["documents"], caught["quiet"]) == (3, 3, True)
+    copied = rows(pg_conn, target_table)
+    assert set(copied) == {id_key(n) for n in range(11) if n != 2}
+    assert '"v": "large"' in copied[id_key(1)] and '"v": "new"' in copied[id_key(10)]
+
+
+def test_a_catch_up_reads_on_until_the_stream_reaches_the_sources_majority_time_not_an_empty_answer(
+    mongo_collection, pg_conn, target_table, context, monkeypatch
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    copy(mongo_collection, target_table, context)
+    mongo_collection.insert_one({"_id": 10})  # held back by an idle shard
+    real_watch = changes._watch
+    monkeypatch.setattr(
+        changes, "_watch", lambda *args, **kwargs: HeldBack(real_watch(*args, **kwargs), empty=5)
+    )
+
+    caught = operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+
+    assert (caught["changes"], caught["quiet"]) == (1, True)
+    assert id_key(10) in rows(pg_conn, target_table)
+
+
+def test_a_stream_that_stays_behind_the_sources_majority_time_leaves_a_point_that_says_it_is_not_exact(
+    mongo_collection, target_table, context, monkeypatch
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    start = copy(mongo_collection, target_table, context)
+    mongo_collection.insert_one({"_id": 10})
+    real_watch = changes._watch
+    monkeypatch.setattr(
+        changes, "_watch", lambda *args, **kwargs: HeldBack(real_watch(*args, **kwargs), empty=10**9)
+    )
+    monkeypatch.setattr(changes, "LAG_WAIT_SECONDS", 0.5)
+
+    caught = operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+    verify = operator(VerifyMigrationOperator, mongo_collection, target_table, page_results=[], start=start)
+    monkeypatch.setattr(changes, "_watch", real_watch)  # the change comes through for verify
+    verified = verify.execute(context)
+
+    assert (caught["changes"], caught["quiet"]) == (0, False)
+    assert (
+        "the change stream stayed behind the source's majority-committed time"
+        in caught["position"]["inexact"]
+    )
+    assert "| Consistent with the source | exactly as of cluster time" in verified["report"]
+
+
+def test_verify_with_content_ends_while_a_document_changes_faster_than_it_reads_and_says_so(
+    mongo_collection, target_table, context, monkeypatch
+):
+    mongo_collection.insert_many([{"_id": n, "v": 0} for n in range(100)])
+    start = copy(mongo_collection, target_table, context)
+    operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+    stop = threading.Event()
+
+    def write_about_100_times_a_second():
+        while not stop.wait(0.01):
+            mongo_collection.update_one({"_id": 7}, {"$inc": {"v": 1}})
+
+    real_recheck = verification._recheck
+
+    def recheck(comparison, keys):  # and at least one write between each catch-up and its re-read
+        mongo_collection.update_one({"_id": 7}, {"$inc": {"v": 1}})
+        return real_recheck(comparison, keys)
+
+    monkeypatch.setattr(verification, "_recheck", recheck)
+    fields = {"page_results": [], "start": start, "content": True}
+    with concurrent.futures.ThreadPoolExecutor(1) as writer:
+        writing = writer.submit(write_about_100_times_a_second)
+        try:
+            verified = operator(VerifyMigrationOperator, mongo_collection, target_table, **fields).execute(
+                context
+            )
+        finally:
+            stop.set()
+        writing.result()
+
+    assert (verified["target"], verified["catch_up_rounds"]) == (100, verification.ROUNDS)
+    assert verified["still_changing"] == [id_key(7)]
+    assert "but 1 documents changing in every round, as the stream showed them" in verified["report"]
+    assert "| Consistent with the source | as of cluster time" in verified["report"]
+    assert "not exactly: the source kept changing" in verified["report"]
