@@ -5,5 +5,5 @@
     SELECT {columns} FROM {staging}
     UNION ALL
     SELECT {columns} FROM {live} AS live
-    WHERE NOT EXISTS (SELECT FROM {changed} AS changed WHERE changed._id = live._id)
+    WHERE NOT EXISTS (SELECT FROM {changed} AS changed WHERE changed._id = {live_id})
 )

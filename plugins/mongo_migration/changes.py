@@ -139,13 +139,15 @@ def token_time(token: dict | RawBSONDocument | None) -> Timestamp | None:
         raw = bytes.fromhex(data)
     except (TypeError, ValueError):
         return None
+    if len(raw) >= 5 and int.from_bytes(raw[:4], "little") == len(raw):  # a BSON document
+        try:
+            values = bson.decode(raw).values()
+        except (bson.errors.BSONError, IndexError, ValueError):
+            return None
+        return next((value for value in values if isinstance(value, Timestamp)), None)
     if len(raw) >= 9 and raw[0] == 0x82:
         return Timestamp(int.from_bytes(raw[1:5], "big"), int.from_bytes(raw[5:9], "big"))
-    try:
-        values = bson.decode(raw).values()
-    except (bson.errors.BSONError, IndexError, ValueError):
-        return None
-    return next((value for value in values if isinstance(value, Timestamp)), None)
+    return None
 
 
 def majority_time(collection: Collection) -> Timestamp:
@@ -233,7 +235,11 @@ def read_changes(
                         if busy_until is None and batch.position.cluster_time >= started:
                             busy_until = time.monotonic() + grace_seconds
                         if busy_until is not None and time.monotonic() > busy_until:
-                            batch.inexact = STILL_CHANGING.format(seconds=grace_seconds)
+                            batch.inexact = (
+                                STILL_CHANGING.format(seconds=grace_seconds)
+                                if grace_seconds
+                                else CHANGED_AGAIN
+                            )
                             yield batch
                             return
                         yield batch
@@ -265,6 +271,10 @@ def read_changes(
             raise
 
 
+CHANGED_AGAIN = (
+    "the source changed again while verify caught up with the changes that explain its differences: "
+    "documents changed since may show a newer version"
+)
 STILL_CHANGING = (
     "the source kept changing for {seconds:.0f} s after the catch-up had applied every change made "
     "before it started: the documents changed again since may show a newer version"
@@ -325,16 +335,19 @@ def _next_batch(stream: CollectionChangeStream, since: Position, lookup: Collect
             key = readable_id_key(event["documentKey"].raw) or ""
             latest.pop(key, None)  # keep the _id's place at its last change
             latest[key] = document.raw if document is not None else None
-            ids[key] = event["documentKey"]["_id"]
+            if lookup is not None:
+                ids[key] = RawBSONDocument(event["documentKey"].raw)  # never decoded: any _id
         elif kind in _ENDS_STREAM:
             raise StreamInvalidated(
                 f"the collection was changed by '{kind}' at cluster time {event['clusterTime']}: "
                 "the change stream ends there"
             )
-    if lookup is not None and ids:
-        found = lookup.find_raw_batches({"_id": {"$in": list(ids.values())}})
-        for raw in (raw for batch in found for raw in split_documents(batch)):
-            latest[readable_id_key(raw) or ""] = raw
+    if ids:  # as they are now, read (on a secondary too) no earlier than the last change
+        with lookup.database.client.start_session(causal_consistency=True) as session:
+            session.advance_operation_time(last["clusterTime"])
+            found = lookup.find_raw_batches({"$or": list(ids.values())}, session=session)
+            for raw in (raw for batch in found for raw in split_documents(batch)):
+                latest[readable_id_key(raw) or ""] = raw
     return ChangeBatch(
         keys=list(latest),
         documents=b"".join(raw for raw in latest.values() if raw is not None),
@@ -354,13 +367,6 @@ def _wall_time(event: RawBSONDocument) -> datetime:
     if wall is None:
         return datetime.fromtimestamp(event["clusterTime"].time, UTC)
     return wall.replace(tzinfo=UTC)
-
-
-def _cluster_time_now(collection: Collection) -> Timestamp:
-    client = collection.database.client
-    with client.start_session() as session:
-        collection.database.command("ping", session=session)
-        return session.cluster_time["clusterTime"]
 
 
 def _plain(token: RawBSONDocument | dict) -> dict:
@@ -449,8 +455,8 @@ def why_not_from(collection: Collection, position: Position) -> str | None:
             "or renamed over)"
         )
     goal = majority_time(collection)
-    deadline = time.monotonic() + LAG_WAIT_SECONDS
     ends = [{"$match": {"operationType": {"$in": list(_ENDS_STREAM)}}}]
+    scanned, deadline = None, time.monotonic() + LAG_WAIT_SECONDS
     try:
         with _watch(collection, position, lean=True, pipeline=ends) as stream:
             while True:
@@ -460,9 +466,13 @@ def why_not_from(collection: Collection, position: Position) -> str | None:
                         f"the collection was changed by '{event['operationType']}' at cluster time "
                         f"{event['clusterTime']}, after that point: its change stream ends there"
                     )
-                scanned = token_time(stream.resume_token)
-                if scanned is None or scanned >= goal or time.monotonic() > deadline:
-                    return None  # what it did not reach, the catch-up meets
+                now = token_time(stream.resume_token)
+                if now is None or now >= goal:
+                    return None
+                if now != scanned:  # still reading through the oplog: on
+                    scanned, deadline = now, time.monotonic() + LAG_WAIT_SECONDS
+                elif time.monotonic() > deadline:
+                    return None  # held back (an idle shard): the catch-up meets the rest
     except OperationFailure as error:
         if error.code in _CANNOT_RESUME:
             return str(cannot_resume(position, error))

@@ -292,13 +292,18 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
         if str(self.mode) == "full":
             return nothing, "the Param mode asks for one"
         published = target.published_state(conn, tables)
+        if published and published[3]:
+            return (
+                nothing,
+                f"an earlier run could not resume the change stream from {tables}'s point: {published[3]}",
+            )
         if published is None or published[0] is None:
             return (
                 nothing,
                 f"{tables} has no published point to start from (no publish of this DAG with a change "
                 "stream)",
             )
-        position, fingerprint, versions = published
+        position, fingerprint, versions, _ = published
         if why := _versions_differ(versions or {}, self.versions()):
             return nothing, why
         if not (fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
@@ -553,6 +558,7 @@ class CatchUpOperator(_SourceToTargetOperator):
                 conversion = Conversion(self.mapping)
                 return catch_up(source, conn, tables, conversion, owner, watched, grace_seconds)
         except (ChangeHistoryLost, StreamInvalidated) as error:
+            target.forget_published_point(conn, tables, str(error))
             raise AirflowFailException(
                 f"{self.source_name()} cannot be caught up: {error}. Nothing was published; the next run "
                 "copies the collection in full, finding the same"

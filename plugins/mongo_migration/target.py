@@ -180,8 +180,9 @@ def statement(
 
     Sets ``{staging}`` and ``{live}`` (and the table's ``{staging_rejects}``),
     ``{copy}`` (and ``{copy_rejects}``: the rows of the run's copy, see
-    ``Tables``), ``{changed}`` and ``{only_changed}`` (a condition keeping an
-    incremental run to the live rows of the changed documents),
+    ``Tables``), ``{changed}``, ``{live_id}`` (the key of a row aliased ``live``)
+    and ``{only_changed}`` (a condition keeping an incremental run to the live
+    rows of the changed documents),
     ``{schema}``, ``{staging_schema}``, ``{published}``, ``{positions}``,
     ``{columns}``, ``{content}`` (the columns but the page), the key and the
     comparisons, and any ``values`` given.
@@ -198,6 +199,8 @@ def statement(
     def assigned() -> list[str]:
         return [column for column in tables.columns(relation) if column not in tables.key(relation)]
 
+    # A live row's _id key; a reject whose _id could not be read has none, and the catch-up's ''.
+    live_id = sql.SQL("coalesce(live._id, '')" if relation == tables.rejects else "live._id")
     placeholders = {  # each made only where the statement uses it
         "staging": lambda: tables.staging(relation),
         "staging_rejects": lambda: tables.staging(tables.rejects),
@@ -205,9 +208,10 @@ def statement(
         "changed": lambda: tables.changed_keys,
         "copy": lambda: _copy_of(tables, relation),
         "copy_rejects": lambda: _copy_of(tables, tables.rejects),
+        "live_id": lambda: live_id,
         "only_changed": lambda: sql.SQL(
-            "AND live._id IN (SELECT _id FROM {changed})" if tables.incremental else ""
-        ).format(changed=tables.changed_keys),
+            "AND {live_id} IN (SELECT _id FROM {changed})" if tables.incremental else ""
+        ).format(live_id=live_id, changed=tables.changed_keys),
         "schema": lambda: sql.Identifier(tables.schema),
         "staging_schema": lambda: sql.Identifier(STAGING_SCHEMA),
         "published": lambda: sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
@@ -718,8 +722,8 @@ def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None
             else f"proved {guards.verified[0]} rows and {guards.verified[1]} rejects"
         )
         raise AirflowFailException(
-            f"verify of this run {proved}, and the staging table of {live} holds {rows} rows and "
-            f"{rejects} rejects: nothing was published. Set the Param publish_unverified in a new run "
+            f"verify of this run {proved}, and the copy of {live} holds {rows} rows and "
+            f"{rejects} rejects now: nothing was published. Set the Param publish_unverified in a new run "
             f"to publish an unverified copy."
         )
     if live_rows and rows + rejects == 0:
@@ -803,11 +807,21 @@ def _truncate_staging(conn: Connection, tables: Tables) -> None:
     conn.execute(statement("truncate_staging", tables, relations=staging))
 
 
-def published_state(conn: Connection, tables: Tables) -> tuple[dict | None, str | None, dict | None] | None:
-    """The point, fingerprint and versions the live table's last publish recorded; None: never published."""
+def published_state(
+    conn: Connection, tables: Tables
+) -> tuple[dict | None, str | None, dict | None, str | None] | None:
+    """The point, fingerprint and versions the live table's last publish recorded, and why the stream
+    could not resume from that point since (``forget_published_point``); None: never published."""
     with transaction(conn):
         names = {"schema": tables.schema, "table": tables.table}
         return conn.execute(statement("published_state", tables), names).fetchone()
+
+
+def forget_published_point(conn: Connection, tables: Tables, why: str) -> None:
+    """Make the next run copy in full: the change stream cannot resume from the live table's point."""
+    with transaction(conn):
+        names = {"schema": tables.schema, "table": tables.table, "why": why}
+        conn.execute(statement("forget_published_point", tables), names)
 
 
 def start_incremental(
@@ -828,7 +842,11 @@ def start_incremental(
         conn.execute(statement("drop_changed", tables))
         if len(_existing(conn, tables)) != len(tables.relations):
             return False
-        if _fingerprint(conn, tables, live=True) != fingerprint:
+        try:
+            with conn.transaction():
+                if _fingerprint(conn, tables, live=True) != fingerprint:
+                    return False
+        except errors.UndefinedColumn:  # someone dropped one of the mapping's columns
             return False
         conn.execute(statement("make_incremental", tables))
         save_position(conn, tables, position)

@@ -111,6 +111,11 @@ def settle(
                 check.why = (
                     f"no change of the source since it was read explains them (catch-up round {check.rounds})"
                 )
+                if comparison.tables.incremental:
+                    check.why += (
+                        "; in an incremental run, rows someone changed in the live table since the run began "
+                        "differ too, and the next run then copies in full"
+                    )
         break
     return check
 

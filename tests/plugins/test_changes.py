@@ -213,6 +213,7 @@ def test_an_incremental_run_rewrites_only_the_changed_documents_and_the_next_run
     mongo_collection, pg_conn, target_table, context
 ):
     fill_orders(mongo_collection, 200)
+    mongo_collection.update_one({"_id": order_id(5)}, {"$set": {"total": "unchanged reject"}})
     assert publish_run(mongo_collection, target_table, context, mapping=ORDERS)["mode"] == "full"
     items = f"{target_table}_items"
 
@@ -231,15 +232,15 @@ def test_an_incremental_run_rewrites_only_the_changed_documents_and_the_next_run
     after = versions()
     again = publish_run(mongo_collection, target_table, next_run(context), mapping=ORDERS)
 
-    assert (verified["mode"], verified["target"], verified["rejected"]) == ("incremental", 199, 1)
+    assert (verified["mode"], verified["target"], verified["rejected"]) == ("incremental", 198, 2)
     assert {row for row in after if row[0] not in changed} == {row for row in before if row[0] not in changed}
     assert {key for key, _ in after.keys() - before.keys()} == {id_key(order_id(n)) for n in (1, 200)}
     live = pg_conn.execute(
         f"SELECT quantity FROM {items} WHERE _id = %s AND _index = 0", [id_key(order_id(1))]
     )
     assert live.fetchone() == (99,)
-    rejects = pg_conn.execute(f"SELECT _id, column_name FROM {target_table}_rejects").fetchall()
-    assert rejects == [(id_key(order_id(2)), "total")]
+    rejects = pg_conn.execute(f"SELECT _id, column_name FROM {target_table}_rejects ORDER BY _id").fetchall()
+    assert rejects == [(id_key(order_id(2)), "total"), (id_key(order_id(5)), "total")]
     assert (again["mode"], again["reason"]) == ("incremental", None)  # publish left the fingerprint right
 
 
@@ -274,6 +275,9 @@ def test_an_incremental_run_copies_in_full_naming_why_when_it_cannot_start_from_
         )
         assert why().startswith(f"{reason} since the last publish (version an earlier one, now ")
         publish_run(mongo_collection, target_table, next_run(context), mode="full")
+    pg_conn.execute(f"ALTER TABLE {target_table} DROP COLUMN age")  # by hand: publish adds it again
+    assert "its rejects or its child tables were changed by someone else since its publish" in why()
+    publish_run(mongo_collection, target_table, next_run(context), mode="full")
     pg_conn.execute(  # as an earlier version recorded it: md5, not the sha256 a FIPS server allows
         f'UPDATE {target.STAGING_SCHEMA}."Published" SET fingerprint = %s WHERE target_table = %s',
         ["10:9219338231373641217/0:0", target_table],
@@ -558,8 +562,23 @@ def test_an_incremental_run_copies_in_full_when_its_stream_cannot_resume_and_the
         monkeypatch.setattr(changes, "_watch", real_watch)
         assert publish_run(mongo_collection, target_table, next_run(context))["mode"] == "incremental"
 
+    def ended_in_the_catch_up(collection, since, lean=False, pipeline=()):
+        if pipeline:
+            return real_watch(collection, since, lean, pipeline)
+        return ConstructedStream(since.resume_token, events=[renamed])
+
+    run = next_run(context)
+    copy(mongo_collection, target_table, run)
+    monkeypatch.setattr(changes, "_watch", ended_in_the_catch_up)
+    with pytest.raises(AirflowFailException, match="the next run copies the collection in full"):
+        operator(CatchUpOperator, mongo_collection, target_table).execute(run)
+    monkeypatch.setattr(changes, "_watch", real_watch)
+    reasons.append(publish_run(mongo_collection, target_table, next_run(context))["reason"])
+
     assert reasons[0].startswith("the collection was changed by 'rename' at cluster time")
     assert "ChangeStreamFatalError (the resume token was not found), error 280" in reasons[1]
+    assert reasons[2].startswith("an earlier run could not resume the change stream from public.")
+    assert "the collection was changed by 'rename'" in reasons[2]
 
 
 def test_a_change_too_large_for_its_event_is_read_by_id_instead(
@@ -664,3 +683,13 @@ def test_verify_with_content_ends_while_a_document_changes_faster_than_it_reads_
     assert "but 1 documents changing in every round, as the stream showed them" in verified["report"]
     assert "| Consistent with the source | as of cluster time" in verified["report"]
     assert "not exactly: the source kept changing" in verified["report"]
+
+
+def test_the_cluster_time_of_a_resume_token_is_read_from_mongodbs_form_and_the_local_servers():
+    mongodb = (
+        "82612E8513000000012B022C0100296E5A1004A5093ABB38FE4B9EA67F01BB1A96D812463C5F6964003C5F5F5F78000004"
+    )
+    assert changes.token_time({"_data": mongodb}) == bson.Timestamp(1630438675, 1)
+    local = bson.encode({"t": bson.Timestamp(1796468841, 6), "padding": "x" * 100}).hex()  # 130 bytes: 0x82
+    assert changes.token_time({"_data": local}) == bson.Timestamp(1796468841, 6)
+    assert changes.token_time({"_data": "not hex"}) is None and changes.token_time({}) is None
