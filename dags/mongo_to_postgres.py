@@ -75,13 +75,14 @@ def params(mapping: Mapping) -> dict[str, Param]:
     seeding = (
         {
             "seed_users": Param(
-                config.SEED_USERS if config.seeding_allowed() else 0,
+                0,  # seeding happens only when a run asks for it
                 type="integer",
                 minimum=0,
                 maximum=100_000_000,
                 title="Users to seed",
-                description="Fake users 0 to N-1 to ensure in the collection before copying; 0 copies it "
-                "as it is. Writes into the source: "
+                description="Fake users 0 to N-1 to ensure in the collection before copying (the seed "
+                f"project's amount: {config.SEED_USERS:,}); 0, the default, copies it as it is. Writes into "
+                "the source: "
                 + (
                     "allowed in this deployment, in manually triggered runs only."
                     if config.seeding_allowed()

@@ -8,7 +8,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
-SEED_USERS = 1_000_000  # fake users to ensure in the source collection, where seeding is allowed
+SEED_USERS = (
+    1_000_000  # the seed project's fake users: what to ask for in seed_users, where seeding is allowed
+)
 # Seeding writes fake users into the source, so a deployment allows it only by
 # setting this variable to "true" (the local stack and the tests do); elsewhere the
 # form's default is 0 and a run asking for users fails before writing anything.

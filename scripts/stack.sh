@@ -204,6 +204,11 @@ start_all() {
 
 print_env() {
   cat <<EOF
+# The local stack (scripts/stack.sh): Airflow's home and metadata database, the target
+# PostgreSQL (directly and through PgBouncer) and the source MongoDB as Airflow connections,
+# and MONGO_MIGRATION_ALLOW_SEEDING=true, which lets a manually triggered run that asks for it
+# (seed_users > 0) write fake users into the source: point these connections at your own
+# databases and leave that variable out.
 export AIRFLOW_HOME='$STACK_DIR/airflow'
 export AIRFLOW__CORE__DAGS_FOLDER='$ROOT/dags'
 export AIRFLOW__CORE__PLUGINS_FOLDER='$ROOT/plugins'

@@ -148,7 +148,7 @@ def test_page_parallelism_is_the_cluster_size(dag):
 def test_params_default_to_the_mapping_and_the_configuration_module(dag):
     defaults = {name: param.value for name, param in dag.params.items()}
     assert defaults == {
-        "seed_users": config.SEED_USERS,
+        "seed_users": 0,  # seeding only when a run asks for it, even where it is allowed
         "mode": config.COPY_MODE,
         "items_per_page": config.ITEMS_PER_PAGE,
         "mongo_database": "app",  # include/mappings/users.yaml
