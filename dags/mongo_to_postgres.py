@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Param, dag
+from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, Param, SyncCallback, dag
 
 from include import config
+from mongo_migration.alerts import RunAlert
 from mongo_migration.mapping import COLLECTION_NAME, DATABASE_NAME, STAGING_SCHEMA, Mapping, load_mappings
 from mongo_migration.operators import (
     CatchUpOperator,
@@ -217,6 +218,8 @@ def migration_dag(mapping: Mapping) -> DAG:
         for task, default in config.TASK_TIMEOUTS.items()
     }
     run_timeout = mapping.timeout_minutes.get("run")
+    deadline_minutes = mapping.timeout_minutes.get("deadline")
+    deadline = dt.timedelta(minutes=deadline_minutes) if deadline_minutes else config.PUBLISH_DEADLINE
     source = {
         "mongo_conn_id": config.MONGO_CONN_ID,
         "mongo_database": "{{ params.mongo_database }}",
@@ -244,7 +247,16 @@ def migration_dag(mapping: Mapping) -> DAG:
             "retries": 3,
             "retry_delay": dt.timedelta(seconds=30),
             "retry_exponential_backoff": True,
+            "on_failure_callback": [RunAlert("failed")],  # once a task has failed for good
         },
+        deadline=DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_QUEUED_AT,
+            interval=deadline,
+            callback=SyncCallback(
+                RunAlert,
+                kwargs={"outcome": "missed its deadline", "deadline": f"{deadline} after it was queued"},
+            ),
+        ),
         tags=["mongodb", "postgres", "migration"],
         params=params(mapping),
     )
@@ -314,6 +326,7 @@ def migration_dag(mapping: Mapping) -> DAG:
             wait_seconds="{{ params.publish_wait_seconds }}",
             asset_alias=asset_alias(mapping.dag_id),
             execution_timeout=timeout["publish"],
+            on_success_callback=[RunAlert("published")],  # sent where the alerts connection asks for it
             **source,
             **target,
         )

@@ -43,10 +43,14 @@ MAPPINGS_DIR = Path(os.environ.get("MONGO_MIGRATION_MAPPINGS_DIR", Path(__file__
 # A hung run must not block the next night (max_active_runs is 1): the whole run
 # ends by 14:00 UTC, and each task has a bound fitted to its work.
 RUN_TIMEOUT = dt.timedelta(hours=12)
+# A run not published this long after it was queued (02:00 + 4 h: 06:00 UTC for the nightly users
+# run) sends a "missed its deadline" alert (alerts.py), and goes on; a mapping's timeouts.deadline
+# sets another, in minutes.
+PUBLISH_DEADLINE = dt.timedelta(hours=4)
 TASK_TIMEOUTS = {
     "reset_table": dt.timedelta(minutes=15),  # waits for the table's load lock a minute per try
     "seed_users": dt.timedelta(hours=2),  # only where seeding is allowed; a million users take minutes
-    # Opens the stream; an incremental run also copies the live tables into the staging ones.
+    # Opens the stream; an incremental run also reads the live tables once (their fingerprint).
     "open_change_stream": dt.timedelta(hours=2),
     "plan_pages": dt.timedelta(hours=1),  # one ordered _id scan and three counts
     "migrate_page": dt.timedelta(minutes=30),  # one page of at most 100,000 documents

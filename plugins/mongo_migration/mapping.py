@@ -202,10 +202,10 @@ class Mapping(_Strict):
     @field_validator("timeout_minutes")
     @classmethod
     def _timeouts(cls, timeouts: dict[str, int]) -> dict[str, int]:
-        unknown = set(timeouts) - {"run", *config.TASK_TIMEOUTS}
+        unknown = set(timeouts) - {"run", "deadline", *config.TASK_TIMEOUTS}
         if unknown:
             raise ValueError(
-                f"unknown tasks {sorted(unknown)}; tasks: run, {', '.join(config.TASK_TIMEOUTS)}"
+                f"unknown tasks {sorted(unknown)}; tasks: run, deadline, {', '.join(config.TASK_TIMEOUTS)}"
             )
         if any(minutes < 1 for minutes in timeouts.values()):
             raise ValueError("a timeout is at least 1 minute")

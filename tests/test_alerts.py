@@ -1,0 +1,83 @@
+"""Alerts: a failed run (and, when asked for, a publish) posts to the alerts connection's webhook."""
+
+import http.server
+import json
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from mongo_migration.alerts import ALERTS_CONN_ID, RunAlert
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Webhook(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self):
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    """A webhook on a local port, as the alerts connection; what it received."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/hooks/night"
+    Webhook.received = []
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{ALERTS_CONN_ID.upper()}", json.dumps({"conn_type": "http", "extra": {"url": url}})
+    )
+    yield Webhook.received
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def dag():
+    return DagBag(dag_folder=ROOT / "dags").dags["mongo_to_postgres"]
+
+
+def test_a_failed_run_posts_its_dag_run_task_and_error_to_the_alerts_webhook(
+    dag, webhook, mongo_collection, target_table
+):
+    conf = {
+        "mongo_database": "tests",
+        "mongo_collection": mongo_collection.name,
+        "target_table": target_table,
+    }
+    dag_run = dag.test(run_conf=conf)  # the collection does not exist
+
+    assert dag_run.state == "failed"
+    [alert] = webhook
+    assert (alert["dag_id"], alert["run_id"], alert["outcome"]) == (
+        "mongo_to_postgres",
+        dag_run.run_id,
+        "failed",
+    )
+    assert alert["task_id"] == "plan_pages"
+    assert "does not exist" in alert["error"] and mongo_collection.name in alert["error"]
+    assert alert["text"].startswith(f"mongo_to_postgres run {dag_run.run_id} failed in task plan_pages (try ")
+
+
+def test_alerts_are_off_without_the_connection_and_a_publish_is_sent_only_when_asked_for(
+    webhook, monkeypatch
+):
+    run = {"dag_run": {"dag_id": "mongo_to_postgres", "dag_run_id": "scheduled__2026-12-05T02:00:00+00:00"}}
+    RunAlert("published").notify(run)  # the connection does not ask for it
+    RunAlert("missed its deadline", deadline="4:00:00 after it was queued").notify(run)
+    monkeypatch.delenv(f"AIRFLOW_CONN_{ALERTS_CONN_ID.upper()}")
+    RunAlert("failed").notify(run)  # no connection: off
+
+    [deadline] = webhook
+    assert deadline["text"] == (
+        "mongo_to_postgres run scheduled__2026-12-05T02:00:00+00:00 missed its deadline "
+        "(4:00:00 after it was queued): the table is not published yet"
+    )
