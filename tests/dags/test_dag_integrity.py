@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from airflow.sdk import DeadlineReference
 
 from include import config
 
@@ -204,3 +205,15 @@ def test_the_nightly_schedule_runs_at_two_in_the_morning_utc(dag):
     assert all((time.hour, time.minute, time.utcoffset()) == (2, 0, dt.timedelta(0)) for time in times)
     assert [later - earlier for earlier, later in itertools.pairwise(times)] == [dt.timedelta(days=1)] * 2
     assert times[0] > dt.datetime.now(dt.UTC) - dt.timedelta(days=1)  # no catch-up of missed nights
+
+
+def test_a_run_not_published_by_its_deadline_alerts_through_the_runs_notifier(dag):
+    [deadline] = dag.deadline
+    assert (deadline.reference, deadline.interval) == (
+        DeadlineReference.DAGRUN_QUEUED_AT,
+        config.PUBLISH_DEADLINE,
+    )
+    assert deadline.callback.path == "mongo_migration.alerts.RunAlert"  # the failure alerts' notifier
+    assert deadline.callback.kwargs["outcome"] == "missed its deadline"
+    failure_alerts = dag.default_args["on_failure_callback"]
+    assert [(type(alert).__name__, alert.outcome) for alert in failure_alerts] == [("RunAlert", "failed")]
