@@ -6,27 +6,31 @@ Copies a MongoDB collection into a PostgreSQL table shaped by its mapping
 mapped task per page of `_id` values, proves that nothing was lost, and only
 then changes the live table in place. Readers never see a half-loaded table.
 
-1. **reset_table** recreates this run's staging tables (schema `mongo_migration_staging`,
+1. **preflight** checks the source (version, change stream, collection, privileges) and the
+   target (schemas, privileges) and fails listing every problem before anything is written;
+   with the Param *dry_run* it reports what the run would do and skips the rest.
+2. **reset_table** recreates this run's staging tables (schema `mongo_migration_staging`,
    named `"<schema>.<table>"`); the live tables are not touched. A run of another DAG still
    loading the same target keeps it: this run then fails without touching anything.
-2. **seed_users** (the users DAG only) ensures fake users 0 to *seed_users* - 1 in the source
+3. **seed_users** (the users DAG only) ensures fake users 0 to *seed_users* - 1 in the source
    collection, only where the deployment allows seeding and never in a scheduled run.
-3. **open_change_stream** chooses the copy: *incremental*, from the point the live table
-   was published as of (the staging tables start as the live ones), or *full*, saying why
+4. **open_change_stream** chooses the copy: *incremental*, from the point the live table
+   was published as of (the staging tables then hold only the documents that change), or
+   *full*, saying why
    (the first run, a changed mapping, ...); it records where the collection's change stream
    starts, before anything of the run reads it.
-4. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents, larger
+5. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents, larger
    where more pages than Airflow's `[core] max_map_length` would be needed (none in an
    incremental run).
-5. **migrate_page** (one per page) deletes its range in the staging tables and COPYs its
+6. **migrate_page** (one per page) deletes its range in the staging tables and COPYs its
    documents' rows, child rows and rejects, in one transaction: a retried page is replaced,
    never duplicated.
-6. **catch_up** applies every change made since the stream's start, batch by batch, each
+7. **catch_up** applies every change made since the stream's start, batch by batch, each
    with the position it reaches: the staging tables then equal the source as of that point.
-7. **verify** reads every `_id` of the source again and fails the run unless the staging
+8. **verify** reads every `_id` of the source again and fails the run unless the staging
    tables hold exactly those, catching up again for the ones changed meanwhile; it logs and
    returns a Markdown report, with the rejects by column.
-8. **publish** makes the live tables equal to the verified staging tables in one
+9. **publish** makes the live tables equal to the verified staging tables in one
    transaction, changing their rows (and the columns a changed mapping changed) in place so
    that their views, keys, policies, triggers, publications, owner, grants and comments
    stay; it refuses an unverified, empty or shrunken copy, or one with too many rejects,
@@ -51,6 +55,7 @@ from mongo_migration.operators import (
     MigratePageOperator,
     OpenChangeStreamOperator,
     PlanPagesOperator,
+    PreflightOperator,
     PublishOperator,
     ResetTableOperator,
     SeedUsersOperator,
@@ -196,6 +201,15 @@ def params(mapping: Mapping) -> dict[str, Param]:
             description="Let publish go on when verify returned no proof (marked successful by hand).",
             section="Publish",
         ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Check the source and the target, report what this run would do (full or "
+            "incremental and why, pages, what publish would say of the live table) and stop there: "
+            "nothing is written anywhere.",
+            section="For one run only",
+        ),
         "publish_wait_seconds": Param(
             defaults.publish_wait_seconds,
             type="integer",
@@ -261,6 +275,17 @@ def migration_dag(mapping: Mapping) -> DAG:
         params=params(mapping),
     )
     def migration():
+        preflight = PreflightOperator(
+            task_id="preflight",
+            mode="{{ params.mode }}",
+            items_per_page="{{ params.items_per_page }}",
+            seed_users="{{ params.seed_users }}" if mapping.seed_users else 0,
+            dry_run="{{ params.dry_run }}",
+            max_shrink_percent="{{ params.max_shrink_percent }}",
+            execution_timeout=timeout["preflight"],
+            **source,
+            **target,
+        )
         reset_table = ResetTableOperator(
             task_id="reset_table", execution_timeout=timeout["reset_table"], **target
         )
@@ -279,9 +304,9 @@ def migration_dag(mapping: Mapping) -> DAG:
                 execution_timeout=timeout["seed_users"],
                 **source,
             )
-            reset_table >> seed_users >> open_change_stream
+            preflight >> reset_table >> seed_users >> open_change_stream
         else:
-            reset_table >> open_change_stream
+            preflight >> reset_table >> open_change_stream
         plan_pages = PlanPagesOperator(
             task_id="plan_pages",
             items_per_page="{{ params.items_per_page }}",

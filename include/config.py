@@ -48,6 +48,7 @@ RUN_TIMEOUT = dt.timedelta(hours=12)
 # sets another, in minutes.
 PUBLISH_DEADLINE = dt.timedelta(hours=4)
 TASK_TIMEOUTS = {
+    "preflight": dt.timedelta(minutes=15),  # seconds of checks; a dry run also counts the collection
     "reset_table": dt.timedelta(minutes=15),  # waits for the table's load lock a minute per try
     "seed_users": dt.timedelta(hours=2),  # only where seeding is allowed; a million users take minutes
     # Opens the stream; an incremental run also reads the live tables once (their fingerprint).

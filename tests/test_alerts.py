@@ -62,9 +62,9 @@ def test_a_failed_run_posts_its_dag_run_task_and_error_to_the_alerts_webhook(
         dag_run.run_id,
         "failed",
     )
-    assert alert["task_id"] == "plan_pages"
-    assert "does not exist" in alert["error"] and mongo_collection.name in alert["error"]
-    assert alert["text"].startswith(f"mongo_to_postgres run {dag_run.run_id} failed in task plan_pages (try ")
+    assert alert["task_id"] == "preflight"
+    assert f"collection tests.{mongo_collection.name} does not exist in the source" in alert["error"]
+    assert alert["text"].startswith(f"mongo_to_postgres run {dag_run.run_id} failed in task preflight (try ")
 
 
 def test_alerts_are_off_without_the_connection_and_a_publish_is_sent_only_when_asked_for(

@@ -246,7 +246,7 @@ def test_a_collection_that_does_not_exist_fails_the_run_naming_it(dag, mongo_col
     dag_run = run(dag, seed_users=0, mongo_collection=mongo_collection.name, target_table=target_table)
 
     assert dag_run.state == "failed"
-    assert task_states(dag_run)[("plan_pages", -1)] == "failed"
+    assert task_states(dag_run)[("preflight", -1)] == "failed"  # before anything is written
 
 
 @pytest.mark.parametrize("name", ["2024", "None", "True", "[1]"])

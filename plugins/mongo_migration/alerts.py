@@ -65,7 +65,7 @@ class RunAlert(BaseNotifier):
             verified = ti.xcom_pull(task_ids="verify") if self.outcome == "published" else None
             details["summary"] = (verified or {}).get("summary")
         if context.get("exception") is not None:
-            details["error"] = str(context["exception"]).splitlines()[0][:1000]
+            details["error"] = " ".join(str(context["exception"]).split())[:2000]
         if self.deadline:
             details["deadline"] = self.deadline
         words = [f"{dag_id} run {run_id} {self.outcome}"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,14 +29,15 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.assets.postgres import create_asset as postgres_asset
 from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from psycopg import Connection
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from psycopg import Connection, OperationalError
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
+from pymongo.errors import ConnectionFailure
 from pymongo.read_concern import ReadConcern
 
 from include import config
-from mongo_migration import target
+from mongo_migration import preflight, target
 from mongo_migration.changes import (
     CATCH_UP_GRACE_SECONDS,
     ChangeHistoryLost,
@@ -50,7 +51,7 @@ from mongo_migration.changes import (
     session_as_of,
     why_not_from,
 )
-from mongo_migration.connections import mongo_hook, postgres_connection, transaction
+from mongo_migration.connections import UnreachableError, mongo_hook, postgres_connection, transaction
 from mongo_migration.documents import CODEC_OPTIONS, CONVERSION_VERSION, Conversion, ViolationFailsRun
 from mongo_migration.mapping import Mapping
 from mongo_migration.page_copy import copy_page, read_page
@@ -185,6 +186,121 @@ class ResetTableOperator(_TargetOperator):
         )
 
 
+class PreflightOperator(_SourceToTargetOperator):
+    """Check the source and the target before anything is written, and fail listing every problem at once.
+
+    The checks (``preflight``) read only: the source's version, change stream,
+    collection and privileges; the target's schemas and privileges. With
+    ``dry_run`` it then reports what the run would do (full or incremental and
+    why, documents and pages, what publish would say of the live table) and
+    skips the rest of the run: nothing is written anywhere.
+    """
+
+    template_fields: Sequence[str] = (
+        "mode",
+        "items_per_page",
+        "seed_users",
+        "dry_run",
+        "max_shrink_percent",
+        *_TARGET_FIELDS,
+        *_SOURCE_FIELDS,
+    )
+
+    def __init__(
+        self,
+        *,
+        mode: str = "incremental",
+        items_per_page: int | str = 8000,
+        seed_users: int | str = 0,
+        dry_run: bool | str = False,
+        max_shrink_percent: int | str = 10,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.mode = mode
+        self.items_per_page = items_per_page
+        self.seed_users = seed_users  # a run that seeds may find no collection yet
+        self.dry_run = dry_run
+        self.max_shrink_percent = max_shrink_percent
+
+    def execute(self, context: Any) -> dict:
+        tables = self.tables()
+        found = preflight.Findings()
+        with ExitStack() as stack:
+            source = conn = None
+            try:
+                source = self.source(stack.enter_context(mongo_hook(self.mongo_conn_id)))
+                seeding = int(self.seed_users) > 0
+                checked = preflight.source_problems(source, self.source_name(), must_exist=not seeding)
+                found.problems += checked.problems
+                found.notes += checked.notes
+            except (UnreachableError, ConnectionFailure) as error:
+                found.problems.append(
+                    f"MongoDB connection {self.mongo_conn_id!r}: {str(error).splitlines()[0]}"
+                )
+                source = None
+            try:
+                conn = stack.enter_context(self.target_connection())
+                checked = preflight.target_problems(conn, tables, target.owns_live_tables(conn, tables))
+                found.problems += checked.problems
+            except (UnreachableError, OperationalError) as error:
+                found.problems.append(
+                    f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
+                )
+            if found.problems:
+                raise AirflowFailException(
+                    f"preflight of {self.source_name()} → {tables} found {len(found.problems)} "
+                    f"problem{'s' if len(found.problems) > 1 else ''}, nothing was written: "
+                    + "; ".join(found.problems)
+                )
+            for note in found.notes:
+                self.log.warning("Preflight: %s", note)
+            self.log.info("Preflight: %s and %s are ready", self.source_name(), tables)
+            if not _flag(self.dry_run):
+                return {"notes": found.notes}
+            report = self.what_the_run_would_do(source, conn, tables, context["dag_run"].dag_id)
+        self.log.info("Dry run: what this run would do, had it not been a dry run:\n%s", "\n".join(report))
+        raise AirflowSkipException("a dry run: the rest of the run is skipped, nothing was written")
+
+    def what_the_run_would_do(
+        self, source: Collection, conn: Connection, tables: Tables, dag_id: str
+    ) -> list[str]:
+        """The dry run's report, from reads alone."""
+        (_, fingerprint), reason = why_full(str(self.mode), self.versions(), source, conn, tables)
+        if reason is None and not target.live_tables_unchanged(conn, tables, fingerprint):
+            reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
+        lines = [
+            f"- copy: {'full: ' + reason if reason else 'incremental: the changes since the published point'}"
+        ]
+        if reason:
+            with session_as_of(source, None) as session:
+                documents = count_all(source, session)
+            pages = -(-documents // int(self.items_per_page))
+            most = conf.getint("core", "max_map_length")
+            merged = (
+                f" (more than [core] max_map_length, {most}: plan_pages merges them)" if pages > most else ""
+            )
+            lines.append(
+                f"- pages: {pages} of up to {self.items_per_page} documents, {documents} in all{merged}"
+            )
+        published_by = target.published_by(conn, tables)
+        live_rows = target.live_rows(conn, tables)
+        if live_rows is None:
+            lines.append(f"- publish: {tables} does not exist yet; the first publish makes it")
+        elif published_by != dag_id:
+            who = f"DAG {published_by!r}" if published_by else "no publish of this project"
+            lines.append(
+                f"- publish would refuse: {tables} exists and {who} made it (see the README's guards)"
+            )
+        else:
+            lines.append(
+                f"- publish: {tables} holds {live_rows} rows; a copy with fewer than "
+                f"{live_rows * (100 - int(self.max_shrink_percent)) // 100} rows would be refused "
+                "(max_shrink_percent)"
+            )
+        return lines
+
+
 class SeedUsersOperator(_SourceOperator):
     """Ensure the source collection holds fake users 0 to ``users - 1`` (0 leaves it alone).
 
@@ -255,7 +371,7 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
         tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
-            (start, fingerprint), reason = self.why_full(source, conn, tables)
+            (start, fingerprint), reason = why_full(str(self.mode), self.versions(), source, conn, tables)
             if reason is None and not target.start_incremental(conn, tables, owner, start, fingerprint):
                 reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
             if reason is not None:
@@ -283,35 +399,35 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
             )
         return {"mode": "full" if reason else "incremental", "reason": reason, "position": start}
 
-    def why_full(
-        self, source: Collection, conn: Connection, tables: Tables
-    ) -> tuple[tuple[dict | None, str | None], str | None]:
-        """The point and fingerprint the live tables were published with, and why the run cannot start
-        there without looking at the tables (None: it can)."""
-        nothing = (None, None)
-        if str(self.mode) == "full":
-            return nothing, "the Param mode asks for one"
-        published = target.published_state(conn, tables)
-        if published and published[3]:
-            return (
-                nothing,
-                f"an earlier run could not resume the change stream from {tables}'s point: {published[3]}",
-            )
-        if published is None or published[0] is None:
-            return (
-                nothing,
-                f"{tables} has no published point to start from (no publish of this DAG with a change "
-                "stream)",
-            )
-        position, fingerprint, versions, _ = published
-        if why := _versions_differ(versions or {}, self.versions()):
-            return nothing, why
-        if not (fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
-            return nothing, (
-                f"{tables} was published by an earlier version of this project, which fingerprinted its "
-                "rows otherwise: this copy records the fingerprint the next runs check"
-            )
-        return (position, fingerprint), why_not_from(source, Position.from_json(position))
+
+def why_full(
+    mode: str, versions: dict, source: Collection, conn: Connection, tables: Tables
+) -> tuple[tuple[dict | None, str | None], str | None]:
+    """The point and fingerprint the live tables were published with, and why a run in ``mode`` cannot
+    start there without looking at the tables (None: it can)."""
+    nothing = (None, None)
+    if mode == "full":
+        return nothing, "the Param mode asks for one"
+    published = target.published_state(conn, tables)
+    if published and published[3]:
+        return (
+            nothing,
+            f"an earlier run could not resume the change stream from {tables}'s point: {published[3]}",
+        )
+    if published is None or published[0] is None:
+        return (
+            nothing,
+            f"{tables} has no published point to start from (no publish of this DAG with a change stream)",
+        )
+    position, fingerprint, published_versions, _ = published
+    if why := _versions_differ(published_versions or {}, versions):
+        return nothing, why
+    if not (fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
+        return nothing, (
+            f"{tables} was published by an earlier version of this project, which fingerprinted its "
+            "rows otherwise: this copy records the fingerprint the next runs check"
+        )
+    return (position, fingerprint), why_not_from(source, Position.from_json(position))
 
 
 def _versions_differ(published: dict, now: dict) -> str | None:

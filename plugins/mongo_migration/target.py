@@ -840,17 +840,53 @@ def start_incremental(
         _check_owner(conn, tables, owner)
         _truncate_staging(conn, tables)
         conn.execute(statement("drop_changed", tables))
-        if len(_existing(conn, tables)) != len(tables.relations):
-            return False
-        try:
-            with conn.transaction():
-                if _fingerprint(conn, tables, live=True) != fingerprint:
-                    return False
-        except errors.UndefinedColumn:  # someone dropped one of the mapping's columns
+        if not _unchanged(conn, tables, fingerprint):
             return False
         conn.execute(statement("make_incremental", tables))
         save_position(conn, tables, position)
     return True
+
+
+def owns_live_tables(conn: Connection, tables: Tables) -> bool:
+    """Whether this connection's role has the owner's privileges on the live tables that exist."""
+    with transaction(conn):
+        existing = _existing(conn, tables)
+        if not existing:
+            return True
+        return conn.execute(
+            statement("live_owned", tables), {"names": _live_names(tables, existing)}
+        ).fetchone()[0]
+
+
+def live_tables_unchanged(conn: Connection, tables: Tables, fingerprint: str | None) -> bool:
+    """Whether the live tables all exist and still have ``fingerprint`` (reads only)."""
+    with transaction(conn):
+        return _unchanged(conn, tables, fingerprint)
+
+
+def _unchanged(conn: Connection, tables: Tables, fingerprint: str | None) -> bool:
+    """In the caller's transaction: whether the live tables all exist and still have ``fingerprint``."""
+    if len(_existing(conn, tables)) != len(tables.relations):
+        return False
+    try:
+        with conn.transaction():
+            return _fingerprint(conn, tables, live=True) == fingerprint
+    except errors.UndefinedColumn:  # someone dropped one of the mapping's columns
+        return False
+
+
+def live_rows(conn: Connection, tables: Tables) -> int | None:
+    """The live table's rows; None when it does not exist."""
+    with transaction(conn):
+        return _count_live(conn, tables) if tables.table in _existing(conn, tables) else None
+
+
+def published_by(conn: Connection, tables: Tables) -> str | None:
+    """The DAG that last published the target; None: none did."""
+    with transaction(conn):
+        names = {"schema": tables.schema, "table": tables.table}
+        last = conn.execute(statement("published_by", tables), names).fetchone()
+        return last and last[0]
 
 
 FINGERPRINT_FORM = "sha256"  # how _fingerprint hashes the rows, the first word of what it returns
