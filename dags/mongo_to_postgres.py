@@ -201,15 +201,6 @@ def params(mapping: Mapping) -> dict[str, Param]:
             description="Let publish go on when verify returned no proof (marked successful by hand).",
             section="Publish",
         ),
-        "dry_run": Param(
-            False,
-            type="boolean",
-            title="Dry run",
-            description="Check the source and the target, report what this run would do (full or "
-            "incremental and why, pages, what publish would say of the live table) and stop there: "
-            "nothing is written anywhere.",
-            section="For one run only",
-        ),
         "publish_wait_seconds": Param(
             defaults.publish_wait_seconds,
             type="integer",
@@ -219,6 +210,15 @@ def params(mapping: Mapping) -> dict[str, Param]:
             description="How long publish keeps trying, in short attempts, while other sessions lock "
             "the live table.",
             section="Publish",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Check the source and the target, report what this run would do (full or "
+            "incremental and why, pages, what publish would say of the live table) and stop there: "
+            "nothing is written anywhere.",
+            section="For one run only",
         ),
     }
 

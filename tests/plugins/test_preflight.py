@@ -1,0 +1,61 @@
+"""preflight: every problem at once before anything is written, and a dry run that writes nothing."""
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mongo_migration.operators import PreflightOperator
+from tests.plugins.test_changes import next_run, operator, publish_run
+from tests.staging import USERS
+
+
+def test_preflight_fails_naming_every_problem_at_once_before_anything_is_written(
+    mongo_collection, pg_conn, target_table, context
+):
+    check = PreflightOperator(
+        task_id="preflight",
+        mongo_database="tests",
+        mongo_collection=mongo_collection.name,  # not made yet
+        target_schema="nowhere",
+        target_table=target_table,
+        mapping=USERS,
+    )
+    with pytest.raises(AirflowFailException) as failure:
+        check.execute(context)
+
+    assert "found 2 problems, nothing was written" in str(failure.value)
+    assert f"collection tests.{mongo_collection.name} does not exist in the source" in str(failure.value)
+    assert "target schema 'nowhere' does not exist in the target database" in str(failure.value)
+    staging = pg_conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE %s", [f"%{target_table}%"])
+    assert staging.fetchone() == (0,)
+
+
+def test_a_dry_run_reports_what_the_run_would_do_and_writes_nothing(
+    mongo_collection, pg_conn, target_table, context, caplog
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(100)])
+    publish_run(mongo_collection, target_table, context)
+    mongo_collection.insert_one({"_id": 100})
+
+    def state() -> list:
+        return pg_conn.execute(
+            "SELECT c.relname, s.n_tup_ins + s.n_tup_upd + s.n_tup_del FROM pg_class AS c "
+            "LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid "
+            "WHERE c.relkind = 'r' AND c.relnamespace IN (SELECT oid FROM pg_namespace "
+            "WHERE nspname IN ('public', 'mongo_migration_staging')) ORDER BY 1"
+        ).fetchall()
+
+    pg_conn.execute("SELECT pg_stat_force_next_flush()")
+    before = state()
+    reports = []
+    for mode in ("incremental", "full"):
+        dry = operator(PreflightOperator, mongo_collection, target_table, mode=mode, dry_run=True)
+        with pytest.raises(AirflowSkipException, match="a dry run"):
+            dry.execute(next_run(context))
+        reports.append(caplog.text.split("had it not been a dry run:")[-1])
+    pg_conn.execute("SELECT pg_stat_force_next_flush()")
+
+    assert state() == before  # no table made, no row written
+    assert "- copy: incremental: the changes since the published point" in reports[0]
+    assert "- copy: full: the Param mode asks for one" in reports[1]
+    assert "- pages: 1 of up to 8000 documents, 101 in all" in reports[1]
+    assert f"- publish: public.{target_table} holds 100 rows" in reports[1]
