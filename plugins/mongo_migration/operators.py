@@ -260,7 +260,10 @@ class PreflightOperator(_SourceToTargetOperator):
                 return {"notes": found.notes}
             report = self.what_the_run_would_do(source, conn, tables, context["dag_run"].dag_id)
         self.log.info("Dry run: what this run would do, had it not been a dry run:\n%s", "\n".join(report))
-        raise AirflowSkipException("a dry run: the rest of the run is skipped, nothing was written")
+        raise AirflowSkipException(
+            "a dry run: nothing was written and the rest of the run is skipped; it would do:\n"
+            + "\n".join(report)
+        )
 
     def what_the_run_would_do(
         self, source: Collection, conn: Connection, tables: Tables, dag_id: str
