@@ -34,7 +34,7 @@ then changes the live table in place. Readers never see a half-loaded table.
    transaction, changing their rows (and the columns a changed mapping changed) in place so
    that their views, keys, policies, triggers, publications, owner, grants and comments
    stay; it refuses an unverified, empty or shrunken copy, or one with too many rejects,
-   unless a Param of the *Publish* section allows it, and emits the table as an Asset
+   unless a Param allows it for one run, and emits the table as an Asset
    (alias `<dag_id>_target`).
 
 Connections: `mongo_default` (source) and `postgres_default` (target). A mapping that
@@ -85,7 +85,7 @@ def params(mapping: Mapping) -> dict[str, Param]:
                 type="integer",
                 minimum=0,
                 maximum=100_000_000,
-                title="Users to seed",
+                title="Users to seed (0: none)",
                 description="Fake users 0 to N-1 to ensure in the collection before copying (the seed "
                 f"project's amount: {config.SEED_USERS:,}); 0, the default, copies it as it is. Writes into "
                 "the source: "
@@ -134,7 +134,7 @@ def params(mapping: Mapping) -> dict[str, Param]:
             type="integer",
             minimum=1,
             maximum=100_000,
-            title="Items per page",
+            title="Items per page (documents)",
             description="Documents per migrate_page task, each one a range of _id values; "
             f"up to {config.CLUSTER_SIZE} pages run at once. More per page when the collection "
             "would need more pages than Airflow's [core] max_map_length (1024 by default).",
@@ -163,7 +163,7 @@ def params(mapping: Mapping) -> dict[str, Param]:
             type="integer",
             minimum=0,
             maximum=100,
-            title="Largest shrink allowed",
+            title="Largest shrink allowed (%)",
             description="publish refuses a copy with this many percent fewer rows than the live table "
             "(100: any).",
             section="Publish",
@@ -173,16 +173,9 @@ def params(mapping: Mapping) -> dict[str, Param]:
             type="number",
             minimum=0,
             maximum=100,
-            title="Most rejects allowed",
+            title="Most rejects allowed (%)",
             description="publish refuses a copy that set aside more than this percent of its documents "
             "(in <table>_rejects, each with its column and reason; 100: any).",
-            section="Publish",
-        ),
-        "publish_empty": Param(
-            False,
-            type="boolean",
-            title="Publish an empty copy",
-            description="Let publish empty a live table that holds rows (refused otherwise).",
             section="Publish",
         ),
         "verify_content": Param(
@@ -194,22 +187,29 @@ def params(mapping: Mapping) -> dict[str, Param]:
             "must prove it.",
             section="Publish",
         ),
-        "publish_unverified": Param(
-            False,
-            type="boolean",
-            title="Publish without verify's proof",
-            description="Let publish go on when verify returned no proof (marked successful by hand).",
-            section="Publish",
-        ),
         "publish_wait_seconds": Param(
             defaults.publish_wait_seconds,
             type="integer",
             minimum=0,
             maximum=1800,  # leaves publish's execution_timeout (1 h) half its time to work
-            title="Wait for a busy table",
+            title="Wait for a busy table (seconds)",
             description="How long publish keeps trying, in short attempts, while other sessions lock "
             "the live table.",
             section="Publish",
+        ),
+        "publish_empty": Param(
+            False,
+            type="boolean",
+            title="Publish an empty copy",
+            description="Let publish empty a live table that holds rows (refused otherwise).",
+            section="For one run only",
+        ),
+        "publish_unverified": Param(
+            False,
+            type="boolean",
+            title="Publish without verify's proof",
+            description="Let publish go on when verify returned no proof (marked successful by hand).",
+            section="For one run only",
         ),
         "dry_run": Param(
             False,

@@ -162,6 +162,7 @@ def test_params_default_to_the_mapping_and_the_configuration_module(dag):
         "verify_content": False,
         "publish_unverified": False,
         "publish_wait_seconds": config.PUBLISH_WAIT_SECONDS,
+        "dry_run": False,
     }
 
 
@@ -172,7 +173,13 @@ def test_the_trigger_form_groups_every_param_with_a_title_a_description_and_boun
         bounds = {"pattern"} <= schema.keys() or {"minimum", "maximum"} <= schema.keys() or "enum" in schema
         assert schema["type"] == "boolean" or bounds, name
     sections = [schema["section"] for schema in schemas.values()]
-    assert sections == sorted(sections, key=["Source", "Pages", "Target", "Publish"].index)  # in this order
+    order = ["Source", "Pages", "Target", "Publish", "For one run only"]
+    assert sections == sorted(sections, key=order.index)  # in this order
+    assert [name for name, section in zip(schemas, sections, strict=True) if section == order[-1]] == [
+        "publish_empty",  # the safety overrides, and the dry run
+        "publish_unverified",
+        "dry_run",
+    ]
 
 
 def test_mapped_pages_are_labelled_by_page_number_and_id_range(dag):
