@@ -5,18 +5,13 @@ fields: a nested customer, Decimal128 amounts, a date, one to five items and
 sometimes a note, all of the types the mapping accepts. Filling again only
 inserts the orders that are missing.
 
-    python -m mongo_migration.demo_orders 10000 [--database app --collection orders]
-
-It writes into the source, so it runs only where the deployment allows seeding
-(``MONGO_MIGRATION_ALLOW_SEEDING=true``: the local stack and the tests).
+    python -m mongo_migration.demo orders 10000 [--database app --collection orders]
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import random
-import sys
 from decimal import Decimal
 
 from bson.decimal128 import Decimal128
@@ -24,7 +19,6 @@ from bson.objectid import ObjectId
 from pymongo.collection import Collection
 
 from include import config
-from mongo_migration.connections import mongo_hook
 from mongo_migration.users import insert_missing
 
 BATCH_SIZE = 10_000
@@ -80,25 +74,3 @@ def fill_orders(collection: Collection, wanted: int) -> int:
     for first in range(0, wanted, BATCH_SIZE):
         inserted += insert_missing(collection, fake_orders(first, min(BATCH_SIZE, wanted - first)))
     return inserted
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("orders", type=int, help="orders 0 to N-1 to ensure in the collection")
-    parser.add_argument("--database", default="app")
-    parser.add_argument("--collection", default="orders")
-    arguments = parser.parse_args(argv)
-    if not config.seeding_allowed():
-        sys.exit(
-            "This deployment does not allow writing demo data into the source "
-            f"({config.ALLOW_SEEDING_VARIABLE} is not true): nothing was written."
-        )
-    with mongo_hook(config.MONGO_CONN_ID) as hook:
-        inserted = fill_orders(
-            hook.get_collection(arguments.collection, arguments.database), arguments.orders
-        )
-    print(f"Inserted {inserted} demo orders into {arguments.database}.{arguments.collection}")
-
-
-if __name__ == "__main__":
-    main()
