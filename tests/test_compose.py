@@ -12,8 +12,9 @@ import yaml
 from include import config
 
 ROOT = Path(__file__).resolve().parents[1]
-ONE_SHOT = {"airflow-init"}  # runs to completion; every other service keeps running
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|BROKER_URL")
+ONE_SHOT = {"airflow-init", "demo-seed"}  # run to completion; every other service keeps running
+DEMO = {"mongo", "target-postgres", "demo-seed"}  # behind the profile "demo"
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|_KEY|_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|BROKER_URL")
 VARIABLE = re.compile(r"\$\{(\w+)")
 
 
@@ -41,6 +42,7 @@ def test_it_has_the_official_celery_layout_with_the_source_and_the_target(compos
         "airflow-worker",
         "airflow-init",
         "flower",
+        "demo-seed",
     }
     assert services["flower"]["profiles"] == ["flower"]
     for name, service in services.items():
@@ -131,3 +133,40 @@ def test_production_uses_the_fab_auth_manager_and_no_task_holds_an_admin_passwor
 
 def test_a_deployment_does_not_allow_seeding_the_source(compose):
     assert "MONGO_MIGRATION_ALLOW_SEEDING" not in compose["x-airflow-common"]["environment"]
+
+
+def test_the_demo_databases_and_seed_sit_behind_a_profile_and_no_airflow_service_needs_them(services):
+    assert {name for name, service in services.items() if service.get("profiles") == ["demo"]} == DEMO
+    for name, service in services.items():
+        if name not in DEMO:
+            assert not set(service.get("depends_on", {})) & DEMO, name
+
+
+def test_the_connections_come_from_env_with_the_demo_databases_as_defaults(compose):
+    environment = compose["x-airflow-common"]["environment"]
+    mongo, postgres = environment["AIRFLOW_CONN_MONGO_DEFAULT"], environment["AIRFLOW_CONN_POSTGRES_DEFAULT"]
+    assert mongo.startswith("${AIRFLOW_CONN_MONGO_DEFAULT:-mongo://") and "@mongo:27017/" in mongo
+    assert (
+        postgres.startswith("${AIRFLOW_CONN_POSTGRES_DEFAULT:-postgresql://")
+        and "@target-postgres:" in postgres
+    )
+    assert "replicaSet=rs0" in mongo  # the demo source's replica set
+    listed = set(re.findall(r"^(\w+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert {
+        "AIRFLOW_CONN_MONGO_DEFAULT",
+        "AIRFLOW_CONN_POSTGRES_DEFAULT",
+        "AIRFLOW_CONN_MONGO_MIGRATION_ALERTS",
+    } <= listed
+
+
+def test_the_demo_source_is_a_one_node_replica_set_with_a_keyfile_that_initiates_itself(services):
+    mongo = services["mongo"]
+    start = " ".join(mongo["entrypoint"])
+    assert "mongod --replSet rs0 --keyFile /data/keyfile" in start and "chmod 400 /data/keyfile" in start
+    assert "--oplogSizeMB" in start
+    check = " ".join(mongo["healthcheck"]["test"])
+    assert "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'mongo:27017'}]})" in check
+    seed = services["demo-seed"]
+    assert seed["command"] == ["python", "-m", "mongo_migration.demo", "users", "100000"]
+    assert seed["environment"]["MONGO_MIGRATION_ALLOW_SEEDING"] == "true"  # for itself alone
+    assert seed["depends_on"] == {"mongo": {"condition": "service_healthy"}}
