@@ -19,7 +19,7 @@ AIRFLOW_PORT=${AIRFLOW_PORT:-8088}
 AIRFLOW_PARALLELISM=${AIRFLOW_PARALLELISM:-4}
 AIRFLOW_EXECUTOR=${AIRFLOW_EXECUTOR:-LocalExecutor}
 # Every task talks to Airflow through the API server, and task processes yield the CPU to it and
-# the scheduler: 90 pages started faster so on 2 cores (README, "Performance").
+# the scheduler: 90 pages started faster so on 2 cores (docs/performance.md).
 API_SERVER_WORKERS=${API_SERVER_WORKERS:-2}
 CELERY_WORKERS=${CELERY_WORKERS:-1}
 CELERY_WORKER_CONCURRENCY=${CELERY_WORKER_CONCURRENCY:-4}

@@ -33,7 +33,7 @@ keys = st.one_of(
     st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), min_size=1, max_size=6),
     st.sampled_from(["a.b", ".", "x.", "$where", "$oid", "$", "a$"]),
 )
-# Only the plain NaN: a NaN keeps no sign or payload (MongoDB takes every NaN for equal, see README).
+# Only the plain NaN: a NaN keeps no sign or payload (MongoDB takes every NaN for equal: docs/guarantees.md).
 doubles = st.floats(allow_nan=False) | st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.0])
 decimals = st.one_of(
     st.builds(  # any finite Decimal128: up to 34 digits, exponents -6176 to 6111
@@ -111,7 +111,7 @@ ids = st.one_of(
 
 
 def reference_key(value: Any) -> str:
-    """The target's primary key as the README defines it: an ObjectId's hex, else canonical Extended JSON."""
+    """The target's primary key as the docs define it: an ObjectId's hex, else canonical Extended JSON."""
     if type(value) is ObjectId:
         return str(value)
     return json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS)

@@ -2,7 +2,7 @@
 
 Playwright drives Debian's Chromium (``/usr/bin/chromium``; ``playwright
 install`` would download a browser, which cannot work offline). The screenshots
-it takes are the ones the README shows.
+it takes are the ones docs/getting-started.md shows.
 """
 
 from __future__ import annotations

@@ -90,8 +90,8 @@ def test_the_slots_add_up_to_the_cluster_size(services):
     assert f"pools set {config.PAGE_POOL} {config.CLUSTER_SIZE} " in init
     target = services["target-postgres"]["command"]
     max_connections = int(target[target.index("-c") + 1].split("=")[1])
-    # The README's sizing: "max_connections of at least the slots plus N" (verify, publish, readers).
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    # docs/sizing.md: "max_connections of at least the slots plus N" (verify, publish, readers).
+    readme = " ".join((ROOT / "docs" / "sizing.md").read_text().split())
     headroom = int(re.search(r"`max_connections` of at least the slots plus (\d+)", readme)[1])
     assert max_connections >= config.CLUSTER_SIZE + headroom
     metadata = services["postgres"]["command"]

@@ -45,12 +45,14 @@ def test_ninety_pages_run_at_once_within_the_connection_budget_and_publish_every
     run = api.wait(run_id, timeout=900)
 
     assert peak.pages_held == peak.pages_running == config.CLUSTER_SIZE  # the pool's 90, no more
-    # README "Connections and security": one target connection per running page, about 95 in all
+    # docs/connecting.md, "Connections and security": one target connection per running page, about 95 in all
     # with 90 pages; three MongoDB sockets per page (and this test's own three).
     assert peak.page_connections == config.CLUSTER_SIZE
     assert peak.target_connections <= 95
     assert peak.mongo_connections <= 3 * config.CLUSTER_SIZE + 3
-    assert peak.metadata_connections <= config.CLUSTER_SIZE + 60  # README: "at least the slots plus 60"
+    assert (
+        peak.metadata_connections <= config.CLUSTER_SIZE + 60
+    )  # docs/sizing.md: "at least the slots plus 60"
     assert run["state"] == "success"
     timings = page_timings(api.task_instances(run_id))
     assert timings["pages"] == 180 and timings["failed"] == 0

@@ -1,7 +1,7 @@
 """The source's change stream: where a run's copy starts, and catching the staging tables up to it.
 
 A copy of a collection that keeps changing is made consistent this way (the
-README's "What a run guarantees"):
+docs/guarantees.md):
 
 1. ``open_position`` opens the collection's change stream *before* the plan
    reads any ``_id``: what changes after that point is in the stream, what

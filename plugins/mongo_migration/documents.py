@@ -16,7 +16,7 @@ says ``on_violation: fail`` fails the run instead (``ViolationFailsRun``).
 
 This is the hot path of a migration: a page arrives as raw BSON batches and
 leaves as COPY text, with as little Python per document as the profile allowed
-(see README, "Performance").
+(see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -293,7 +293,7 @@ class PreflightOperator(_SourceToTargetOperator):
         elif published_by != dag_id:
             who = f"DAG {published_by!r}" if published_by else "no publish of this project"
             lines.append(
-                f"- publish would refuse: {tables} exists and {who} made it (see the README's guards)"
+                f"- publish would refuse: {tables} exists and {who} made it (docs/runbook.md, the guards)"
             )
         else:
             lines.append(

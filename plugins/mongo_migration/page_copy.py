@@ -34,7 +34,7 @@ from mongo_migration.target import Owner, Tables
 log = logging.getLogger(__name__)
 # Documents per batch. PostgreSQL idles while a page's first batch is converted, and the page
 # waits while it parses the last: at 500, 1,000,000 documents write in 1.50x the time of COPY
-# alone, at 2000 in 2.06x (README, "Performance").
+# alone, at 2000 in 2.06x (docs/performance.md).
 READ_BATCH_SIZE = 500
 
 

@@ -33,7 +33,7 @@ from tests.bson_equality import same
 from tests.bson_strategies import dates, decimals, doubles, must_be_set_aside, reference_key, scalars, text
 from tests.staging import OUTSIDE_A_RUN, reset_staging, staged
 
-# The contract as the README documents it: each column type and the BSON types it may accept.
+# The contract as docs/mappings.md documents it: each column type and the BSON types it may accept.
 ALLOWED = {
     "integer": ["int"],
     "bigint": ["int", "long", "timestamp"],
@@ -195,7 +195,7 @@ def value_at(document, path):
 
 
 def violates(column: dict, value) -> bool:
-    """Whether a value breaks its column: the README's contract, written again."""
+    """Whether a value breaks its column: the documented contract, written again."""
     if value is NOT_AN_OBJECT:
         return True
     if value is MISSING or value is None:

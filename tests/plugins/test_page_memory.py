@@ -12,7 +12,7 @@ import sys
 
 from tests.staging import staged
 
-PAGE_MEMORY_TARGET_MB = 300  # README, "Performance": a page task's peak memory
+PAGE_MEMORY_TARGET_MB = 300  # docs/performance.md: a page task's peak memory
 PAGE = """
 import resource, sys
 import bson
