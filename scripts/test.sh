@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: lint, format check, then every test against real services
+# The test command: lint, format check, the documentation site, then every test against real services
 # (the tests start and stop their own PostgreSQL and MongoDB-compatible server).
 #
 #   scripts/test.sh [pytest arguments]   everything (what CI runs)
@@ -14,6 +14,7 @@ cd "$ROOT"
 bash scripts/setup.sh --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mkdocs build --strict --quiet   # the documentation site: a dead link or a page left out fails
 if [ "${1:-}" = "--quick" ]; then
   shift
   set -- tests/plugins tests/dags --ignore=tests/plugins/test_propose.py \
