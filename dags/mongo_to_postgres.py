@@ -223,6 +223,19 @@ def params(mapping: Mapping) -> dict[str, Param]:
     }
 
 
+def publish_deadline(deadline: dt.timedelta | None) -> DeadlineAlert | None:
+    """The alert of a run not published ``deadline`` after it was queued (None: no deadline)."""
+    if deadline is None:
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=deadline,
+        callback=SyncCallback(
+            RunAlert, kwargs={"outcome": "missed its deadline", "deadline": f"{deadline} after it was queued"}
+        ),
+    )
+
+
 def migration_dag(mapping: Mapping) -> DAG:
     """The DAG that copies one mapping's collection into its tables."""
     timeout = {
@@ -263,14 +276,7 @@ def migration_dag(mapping: Mapping) -> DAG:
             "retry_exponential_backoff": True,
             "on_failure_callback": [RunAlert("failed")],  # once a task has failed for good
         },
-        deadline=DeadlineAlert(
-            reference=DeadlineReference.DAGRUN_QUEUED_AT,
-            interval=deadline,
-            callback=SyncCallback(
-                RunAlert,
-                kwargs={"outcome": "missed its deadline", "deadline": f"{deadline} after it was queued"},
-            ),
-        ),
+        deadline=publish_deadline(deadline),
         tags=["mongodb", "postgres", "migration"],
         params=params(mapping),
     )

@@ -134,12 +134,8 @@ def token_time(token: dict | RawBSONDocument | None) -> Timestamp | None:
     MongoDB itself reads, SERVER-133517). SecantusDB's, the local stand-in: a
     BSON document in hex that holds a Timestamp.
     """
-    data = (token or {}).get("_data")
-    try:
-        raw = bytes.fromhex(data)
-    except (TypeError, ValueError):
-        return None
-    if len(raw) >= 5 and int.from_bytes(raw[:4], "little") == len(raw):  # a BSON document
+    raw = _token_bytes(token)
+    if _is_bson(raw):
         try:
             values = bson.decode(raw).values()
         except (bson.errors.BSONError, IndexError, ValueError):
@@ -150,11 +146,43 @@ def token_time(token: dict | RawBSONDocument | None) -> Timestamp | None:
     return None
 
 
+def read_to(token: dict | RawBSONDocument | None, goal: Timestamp) -> bool | None:
+    """Whether an idle stream, whose post-batch resume token is ``token``, has read everything up to
+    ``goal``; None when its token does not tell.
+
+    SecantusDB, the local stand-in, reads one node's oplog in order, so its
+    empty answer is the end; its cluster time also moves on with commands that
+    write nothing, which its tokens never reach, so ``goal`` means nothing there.
+    """
+    if _is_bson(_token_bytes(token)):
+        return True
+    scanned = token_time(token)
+    return None if scanned is None else scanned >= goal
+
+
+def _token_bytes(token: dict | RawBSONDocument | None) -> bytes:
+    try:
+        return bytes.fromhex((token or {}).get("_data"))
+    except (TypeError, ValueError):
+        return b""
+
+
+def _is_bson(raw: bytes) -> bool:
+    return len(raw) >= 5 and int.from_bytes(raw[:4], "little") == len(raw)
+
+
+MAJORITY_TIME = "mongo_migration: the majority time"  # the comment of majority_time's read
+
+
 def majority_time(collection: Collection) -> Timestamp:
-    """The cluster time a majority read of the source sees now: where a stream read to its end reaches."""
+    """The cluster time a majority read of the source sees now: where a stream read to its end reaches.
+
+    Its read (one ``_id``, no ``afterClusterTime``: it asks for the time, not for data) carries the
+    comment ``MAJORITY_TIME``.
+    """
     majority = collection.with_options(read_concern=ReadConcern("majority"))
     with collection.database.client.start_session(causal_consistency=False) as session:
-        majority.find_one({}, {"_id": 1}, session=session)
+        majority.find_one({}, {"_id": 1}, session=session, comment=MAJORITY_TIME)
         return session.operation_time
 
 
@@ -246,12 +274,13 @@ def read_changes(
                         since = batch.position
                         goal = max(goal, majority_time(collection))  # where its lookups read, about
                         continue
-                    scanned = token_time(batch.position.resume_token)
-                    if scanned is None:
+                    reached = read_to(batch.position.resume_token, goal)
+                    if reached is None:
                         batch.inexact = "the server's resume tokens do not show how far its stream has read"
-                    elif scanned >= goal:
+                    elif reached:
                         batch.quiet = True
                     else:
+                        scanned = token_time(batch.position.resume_token)
                         behind_until = behind_until or time.monotonic() + LAG_WAIT_SECONDS
                         if time.monotonic() <= behind_until:
                             continue  # an idle shard or a lagging majority: ask again
@@ -466,9 +495,9 @@ def why_not_from(collection: Collection, position: Position) -> str | None:
                         f"the collection was changed by '{event['operationType']}' at cluster time "
                         f"{event['clusterTime']}, after that point: its change stream ends there"
                     )
-                now = token_time(stream.resume_token)
-                if now is None or now >= goal:
+                if read_to(stream.resume_token, goal) is not False:
                     return None
+                now = token_time(stream.resume_token)
                 if now != scanned:  # still reading through the oplog: on
                     scanned, deadline = now, time.monotonic() + LAG_WAIT_SECONDS
                 elif time.monotonic() > deadline:
