@@ -274,8 +274,8 @@ def migration_dag(mapping: Mapping) -> DAG:
             "retries": 3,
             "retry_delay": dt.timedelta(seconds=30),
             "retry_exponential_backoff": True,
-            "on_failure_callback": [RunAlert("failed")],  # once a task has failed for good
         },
+        on_failure_callback=[RunAlert("failed")],  # once per failed run, naming its failed task
         deadline=publish_deadline(deadline),
         tags=["mongodb", "postgres", "migration"],
         params=params(mapping),
@@ -332,7 +332,8 @@ def migration_dag(mapping: Mapping) -> DAG:
         ).expand(page=plan_pages.output)
         catch_up = CatchUpOperator(
             task_id="catch_up",
-            trigger_rule="none_failed",  # an empty collection has no pages to wait for
+            # An empty collection or an incremental run has no pages to wait for; a dry run skips it.
+            trigger_rule="none_failed_min_one_success",
             execution_timeout=timeout["catch_up"],
             **source,
             **target,
@@ -342,7 +343,7 @@ def migration_dag(mapping: Mapping) -> DAG:
             page_results=migrate_page.output,
             start=open_change_stream.output,
             content="{{ params.verify_content }}",
-            trigger_rule="none_failed",  # likewise
+            trigger_rule="none_failed_min_one_success",  # likewise
             execution_timeout=timeout["verify"],
             **source,
             **target,
@@ -362,6 +363,7 @@ def migration_dag(mapping: Mapping) -> DAG:
             **target,
         )
         open_change_stream >> plan_pages >> migrate_page >> catch_up >> verify >> publish
+        open_change_stream >> catch_up  # what it waits for when there are no pages
 
     return migration()
 

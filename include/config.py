@@ -45,12 +45,14 @@ MAPPINGS_DIR = Path(os.environ.get("MONGO_MIGRATION_MAPPINGS_DIR", Path(__file__
 RUN_TIMEOUT = dt.timedelta(hours=12)
 # A run not published this many minutes after it was queued sends a "missed its deadline" alert
 # (alerts.py) and goes on: docker-compose.yaml sets 240 (06:00 UTC for the nightly 02:00 run); a
-# mapping's timeouts.deadline sets its own. Unset, no deadline: Airflow 3.3.2's `airflow dags test`
-# fails a successful run of a DAG that has one (apache/airflow#73428), so the local stack has none.
+# mapping's timeout_minutes: {deadline: N} sets its own. Unset, no deadline: Airflow 3.3.2's
+# `airflow dags test` fails a successful run of a DAG that has one (apache/airflow#73428), so the
+# local stack has none.
 _DEADLINE_MINUTES = os.environ.get("MONGO_MIGRATION_DEADLINE_MINUTES", "").strip()
 PUBLISH_DEADLINE = dt.timedelta(minutes=int(_DEADLINE_MINUTES)) if _DEADLINE_MINUTES else None
 TASK_TIMEOUTS = {
-    "preflight": dt.timedelta(minutes=15),  # seconds of checks; a dry run also counts the collection
+    # Seconds of checks; a dry run also reads the live table and counts the source.
+    "preflight": dt.timedelta(hours=2),
     "reset_table": dt.timedelta(minutes=15),  # waits for the table's load lock a minute per try
     "seed_users": dt.timedelta(hours=2),  # only where seeding is allowed; a million users take minutes
     # Opens the stream; an incremental run also reads the live tables once (their fingerprint).

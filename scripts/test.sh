@@ -17,7 +17,7 @@ bash scripts/setup.sh --dev
 .venv/bin/mkdocs build --strict --quiet   # the documentation site: a dead link or a page left out fails
 if [ "${1:-}" = "--quick" ]; then
   shift
-  set -- tests/plugins tests/dags --ignore=tests/plugins/test_propose.py \
+  set -- tests/plugins tests/dags tests/test_compose.py tests/test_docs.py --ignore=tests/plugins/test_propose.py \
     "tests/test_end_to_end.py::test_every_document_arrives_exactly_once_with_equal_fields" "$@"
 fi
 .venv/bin/pytest "$@"

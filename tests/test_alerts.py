@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class Webhook(http.server.BaseHTTPRequestHandler):
     received: ClassVar[list[dict]] = []
+    url: ClassVar[str] = ""
 
     def do_POST(self):
-        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        alert = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.received.append({**alert, "path": self.path})
         self.send_response(204)
         self.end_headers()
 
@@ -45,7 +47,7 @@ def dag():
     return DagBag(dag_folder=ROOT / "dags").dags["mongo_to_postgres"]
 
 
-def test_a_failed_run_posts_its_dag_run_task_and_error_to_the_alerts_webhook(
+def test_a_failed_run_posts_once_naming_its_dag_run_and_failed_task_to_the_alerts_webhook(
     dag, webhook, mongo_collection, target_table
 ):
     conf = {
@@ -56,15 +58,15 @@ def test_a_failed_run_posts_its_dag_run_task_and_error_to_the_alerts_webhook(
     dag_run = dag.test(run_conf=conf)  # the collection does not exist
 
     assert dag_run.state == "failed"
-    [alert] = webhook
+    [alert] = webhook  # one per run, however many tasks failed
     assert (alert["dag_id"], alert["run_id"], alert["outcome"]) == (
         "mongo_to_postgres",
         dag_run.run_id,
         "failed",
     )
-    assert alert["task_id"] == "preflight"
-    assert f"collection tests.{mongo_collection.name} does not exist in the source" in alert["error"]
+    assert (alert["task_id"], alert["path"]) == ("preflight", "/hooks/T0/night")
     assert alert["text"].startswith(f"mongo_to_postgres run {dag_run.run_id} failed in task preflight (try ")
+    assert "error" not in alert  # no error text, which may hold data: the task's log has it
 
 
 def test_alerts_are_off_without_the_connection_and_a_publish_is_sent_only_when_asked_for(
@@ -73,6 +75,10 @@ def test_alerts_are_off_without_the_connection_and_a_publish_is_sent_only_when_a
     run = {"dag_run": {"dag_id": "mongo_to_postgres", "dag_run_id": "scheduled__2026-12-05T02:00:00+00:00"}}
     RunAlert("published").notify(run)  # the connection does not ask for it
     RunAlert("missed its deadline", deadline="4:00:00 after it was queued").notify(run)
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{ALERTS_CONN_ID.upper()}", Webhook.url + "?on_success=false"
+    )  # as a URL
+    RunAlert("published").notify(run)  # "false", not asked for
     monkeypatch.delenv(f"AIRFLOW_CONN_{ALERTS_CONN_ID.upper()}")
     RunAlert("failed").notify(run)  # no connection: off
 
@@ -81,3 +87,11 @@ def test_alerts_are_off_without_the_connection_and_a_publish_is_sent_only_when_a
         "mongo_to_postgres run scheduled__2026-12-05T02:00:00+00:00 missed its deadline "
         "(4:00:00 after it was queued): the table is not published yet"
     )
+
+
+def test_a_connection_written_as_a_url_posts_to_that_url(webhook, monkeypatch):
+    monkeypatch.setenv(f"AIRFLOW_CONN_{ALERTS_CONN_ID.upper()}", Webhook.url)
+    RunAlert("failed").notify({"dag_run": {"dag_id": "d", "dag_run_id": "r"}})
+
+    [alert] = webhook
+    assert (alert["path"], alert["text"]) == ("/hooks/T0/night", "d run r failed")

@@ -169,4 +169,5 @@ def test_the_demo_source_is_a_one_node_replica_set_with_a_keyfile_that_initiates
     seed = services["demo-seed"]
     assert seed["command"] == ["python", "-m", "mongo_migration.demo", "users", "100000"]
     assert seed["environment"]["MONGO_MIGRATION_ALLOW_SEEDING"] == "true"  # for itself alone
-    assert seed["depends_on"] == {"mongo": {"condition": "service_healthy"}}
+    assert seed["depends_on"]["mongo"] == {"condition": "service_healthy"}
+    assert "isWritablePrimary" in check  # healthy once it is the primary, not as soon as the set exists

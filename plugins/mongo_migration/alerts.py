@@ -2,11 +2,14 @@
 
 Off until the deployment creates the Airflow connection ``ALERTS_CONN_ID``; then
 each alert is one JSON POST to its URL (the connection's ``url`` extra, else
-its own URI), shaped for chat webhooks (Slack, Mattermost, Teams' incoming
-webhooks read ``text``) with the details beside it for anything else. The
-connection's extra ``{"on_success": true}`` also sends the publish of each run.
-The notifier is Airflow's (``BaseNotifier``): a task's failure callback, the
-publish task's success callback, and the DAG's ``DeadlineAlert`` callback.
+the connection itself read as a URL: ``https://host/path``), shaped for chat
+webhooks (Slack, Mattermost, Teams' incoming webhooks read ``text``) with the
+details beside it for anything else. The connection's extra
+``{"on_success": true}`` also sends the publish of each run. The notifier is
+Airflow's (``BaseNotifier``): the DAG's failure callback (once per failed run,
+naming the task that failed last), the publish task's success callback, and
+the DAG's ``DeadlineAlert`` callback. An alert carries no error text, which may
+hold data or other sessions' SQL: its ``log_url`` leads to the task's log.
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ class RunAlert(BaseNotifier):
             self.log.info("Alerts are off: no connection %r", self.conn_id)
             return
         extra = connection.extra_dejson
-        if self.outcome == "published" and not extra.get("on_success"):
+        if self.outcome == "published" and str(extra.get("on_success", "")).lower() not in ("true", "1"):
             return
         alert = self.alert(context)
-        url = extra.get("url") or connection.get_uri()
+        url = extra.get("url") or _url(connection)
         request = urllib.request.Request(
             url, json.dumps(alert).encode(), {"Content-Type": "application/json"}, method="POST"
         )
@@ -64,8 +67,8 @@ class RunAlert(BaseNotifier):
             }
             verified = ti.xcom_pull(task_ids="verify") if self.outcome == "published" else None
             details["summary"] = (verified or {}).get("summary")
-        if context.get("exception") is not None:
-            details["error"] = " ".join(str(context["exception"]).split())[:2000]
+        if context.get("reason") and self.outcome == "failed":
+            details["reason"] = context["reason"]  # Airflow's: task_failure, timed_out, ...
         if self.deadline:
             details["deadline"] = self.deadline
         words = [f"{dag_id} run {run_id} {self.outcome}"]
@@ -73,10 +76,17 @@ class RunAlert(BaseNotifier):
             words.append(f"in task {details['task_id']} (try {details['try_number']})")
         if self.deadline:
             words.append(f"({self.deadline}): the table is not published yet")
-        text = " ".join(words) + "".join(
-            f": {details[key]}" for key in ("error", "summary") if details.get(key)
-        )
+        if details.get("log_url") and self.outcome == "failed":
+            words.append(f"- its log: {details['log_url']}")
+        text = " ".join(words) + (f": {details['summary']}" if details.get("summary") else "")
         return {"text": text, **details}
+
+
+def _url(connection: Any) -> str:
+    """A connection written as a URL (``AIRFLOW_CONN_X='https://host/path'``) read back as that URL."""
+    scheme = connection.conn_type if connection.conn_type in ("http", "https") else "https"
+    port = f":{connection.port}" if connection.port else ""
+    return f"{scheme}://{connection.host}{port}/{(connection.schema or '').lstrip('/')}"
 
 
 def _field(run: Any, name: str) -> Any:

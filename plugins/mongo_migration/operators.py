@@ -33,7 +33,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from psycopg import Connection, OperationalError
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from include import config
@@ -225,7 +225,7 @@ class PreflightOperator(_SourceToTargetOperator):
 
     def execute(self, context: Any) -> dict:
         tables = self.tables()
-        found = preflight.Findings()
+        found, unreachable = preflight.Findings(), []
         with ExitStack() as stack:
             source = conn = None
             try:
@@ -235,24 +235,32 @@ class PreflightOperator(_SourceToTargetOperator):
                 found.problems += checked.problems
                 found.notes += checked.notes
             except (UnreachableError, ConnectionFailure) as error:
+                unreachable.append(f"MongoDB connection {self.mongo_conn_id!r}: {str(error).splitlines()[0]}")
+            except PyMongoError as error:  # a wrong password, a privilege missing
                 found.problems.append(
                     f"MongoDB connection {self.mongo_conn_id!r}: {str(error).splitlines()[0]}"
                 )
-                source = None
             try:
                 conn = stack.enter_context(self.target_connection())
-                checked = preflight.target_problems(conn, tables, target.owns_live_tables(conn, tables))
+                checked = preflight.target_problems(
+                    conn,
+                    tables,
+                    target.owns_live_tables(conn, tables),
+                    target.all_live_tables_exist(conn, tables),
+                )
                 found.problems += checked.problems
             except (UnreachableError, OperationalError) as error:
-                found.problems.append(
+                unreachable.append(
                     f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
                 )
-            if found.problems:
-                raise AirflowFailException(
-                    f"preflight of {self.source_name()} → {tables} found {len(found.problems)} "
-                    f"problem{'s' if len(found.problems) > 1 else ''}, nothing was written: "
-                    + "; ".join(found.problems)
+            problems = unreachable + found.problems
+            if problems:
+                message = (
+                    f"preflight of {self.source_name()} → {tables} found {len(problems)} "
+                    f"problem{'s' if len(problems) > 1 else ''}, nothing was written: " + "; ".join(problems)
                 )
+                # A server that did not answer may answer the task's retry; a wrong privilege will not.
+                raise UnreachableError(message) if unreachable else AirflowFailException(message)
             for note in found.notes:
                 self.log.warning("Preflight: %s", note)
             self.log.info("Preflight: %s and %s are ready", self.source_name(), tables)

@@ -64,8 +64,9 @@ def source_problems(source: Collection, name: str, must_exist: bool = True) -> F
     return found
 
 
-def target_problems(conn: Connection, tables: Tables, owned: bool) -> Findings:
-    """The target: its schema, and the privileges to make the staging tables and to publish."""
+def target_problems(conn: Connection, tables: Tables, owned: bool, all_exist: bool) -> Findings:
+    """The target: its schema, and the privileges to make the staging tables and to publish (``owned``:
+    the live tables that exist; ``all_exist``: none needs making, so no CREATE in their schema)."""
     found = Findings()
     row = conn.execute(
         "SELECT to_regnamespace(%(schema)s) IS NOT NULL, to_regnamespace(%(staging)s) IS NOT NULL, "
@@ -75,10 +76,13 @@ def target_problems(conn: Connection, tables: Tables, owned: bool) -> Findings:
     schema_exists, staging_exists, may_create_schema, user = row
     if not schema_exists:
         found.problems.append(f"target schema {tables.schema!r} does not exist in the target database")
-    elif not conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", [tables.schema]).fetchone()[0]:
+    elif (
+        not all_exist
+        and not conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", [tables.schema]).fetchone()[0]
+    ):
         found.problems.append(
             f"role {user} may not create tables in schema {tables.schema} (GRANT CREATE ON SCHEMA "
-            f"{tables.schema} TO {user}): a first publish moves the table in there"
+            f"{tables.schema} TO {user}): publish moves the tables it makes in there"
         )
     if staging_exists:
         if not conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", [STAGING_SCHEMA]).fetchone()[0]:

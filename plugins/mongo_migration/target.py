@@ -305,6 +305,14 @@ def _check_owner(conn: Connection, tables: Tables, owner: Owner) -> None:
         )
 
 
+def _state_tables_exist(conn: Connection) -> bool:
+    names = {
+        "published": f'{STAGING_SCHEMA}."{PUBLISHED_TABLE}"',
+        "positions": f'{STAGING_SCHEMA}."{POSITIONS_TABLE}"',
+    }
+    return conn.execute(_sql_text("state_tables_ready"), names).fetchone()[0]
+
+
 def ensure_state_tables(conn: Connection) -> None:
     """Make the state every target shares (``state_tables.sql``), only where it is missing or older.
 
@@ -312,11 +320,7 @@ def ensure_state_tables(conn: Connection) -> None:
     under a lock of its own, so that no run blocks another target's publish
     reading it.
     """
-    names = {
-        "published": f'{STAGING_SCHEMA}."{PUBLISHED_TABLE}"',
-        "positions": f'{STAGING_SCHEMA}."{POSITIONS_TABLE}"',
-    }
-    if conn.execute(_sql_text("state_tables_ready"), names).fetchone()[0]:
+    if _state_tables_exist(conn):
         return
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{STAGING_SCHEMA}.state"])
     conn.execute(
@@ -813,6 +817,8 @@ def published_state(
     """The point, fingerprint and versions the live table's last publish recorded, and why the stream
     could not resume from that point since (``forget_published_point``); None: never published."""
     with transaction(conn):
+        if not _state_tables_exist(conn):  # a target no run has reset yet
+            return None
         names = {"schema": tables.schema, "table": tables.table}
         return conn.execute(statement("published_state", tables), names).fetchone()
 
@@ -858,6 +864,12 @@ def owns_live_tables(conn: Connection, tables: Tables) -> bool:
         ).fetchone()[0]
 
 
+def all_live_tables_exist(conn: Connection, tables: Tables) -> bool:
+    """Whether the table, its rejects and its child tables all exist (a publish then makes none)."""
+    with transaction(conn):
+        return len(_existing(conn, tables)) == len(tables.relations)
+
+
 def live_tables_unchanged(conn: Connection, tables: Tables, fingerprint: str | None) -> bool:
     """Whether the live tables all exist and still have ``fingerprint`` (reads only)."""
     with transaction(conn):
@@ -884,6 +896,8 @@ def live_rows(conn: Connection, tables: Tables) -> int | None:
 def published_by(conn: Connection, tables: Tables) -> str | None:
     """The DAG that last published the target; None: none did."""
     with transaction(conn):
+        if not _state_tables_exist(conn):
+            return None
         names = {"schema": tables.schema, "table": tables.table}
         last = conn.execute(statement("published_by", tables), names).fetchone()
         return last and last[0]
