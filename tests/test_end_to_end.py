@@ -346,3 +346,18 @@ def test_a_table_published_before_the_mappings_is_copied_in_full_once_in_place_a
         [target_table],
     ).fetchone()
     assert versions == {"mapping": USERS.version, "conversion": CONVERSION_VERSION}
+
+
+def test_a_dry_run_skips_every_task_after_preflight_and_writes_nothing(
+    dag, mongo_collection, pg_conn, target_table
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+
+    dag_run = run(
+        dag, seed_users=0, mongo_collection=mongo_collection.name, target_table=target_table, dry_run=True
+    )
+
+    assert dag_run.state == "success"
+    assert set(task_states(dag_run).values()) == {"skipped"}  # preflight reported, then skipped itself
+    made = pg_conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE %s", [f"%{target_table}%"])
+    assert made.fetchone() == (0,)
