@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 
 import bson
 from bson.codec_options import CodecOptions
+from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 from psycopg import Connection
@@ -177,12 +178,13 @@ MAJORITY_TIME = "mongo_migration: the majority time"  # the comment of majority_
 def majority_time(collection: Collection) -> Timestamp:
     """The cluster time a majority read of the source sees now: where a stream read to its end reaches.
 
-    Its read (one ``_id``, no ``afterClusterTime``: it asks for the time, not for data) carries the
-    comment ``MAJORITY_TIME``.
+    Its read looks up an ``_id`` no document has (a new ObjectId): one probe of the ``_id`` index,
+    whatever the collection's size; no ``afterClusterTime``, since it asks for the time, not for
+    data; the comment ``MAJORITY_TIME``.
     """
     majority = collection.with_options(read_concern=ReadConcern("majority"))
     with collection.database.client.start_session(causal_consistency=False) as session:
-        majority.find_one({}, {"_id": 1}, session=session, comment=MAJORITY_TIME)
+        majority.find_one({"_id": ObjectId()}, {"_id": 1}, session=session, comment=MAJORITY_TIME)
         return session.operation_time
 
 

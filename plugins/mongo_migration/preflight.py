@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bson.objectid import ObjectId
 from psycopg import Connection
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure, PyMongoError
@@ -52,7 +53,7 @@ def source_problems(source: Collection, name: str, must_exist: bool = True) -> F
             found.problems.append(f"collection {name} does not exist in the source")
         return found
     for what, read in [
-        ("read it (find)", lambda: source.find_one({}, {"_id": 1})),
+        ("read it (find)", lambda: source.find_one({"_id": ObjectId()}, {"_id": 1})),  # an index probe
         ("read its change stream (changeStream)", lambda: source.watch().close() if streaming else None),
     ]:
         try:
