@@ -226,8 +226,9 @@ def test_a_run_not_published_by_its_deadline_alerts_through_the_runs_notifier(mo
     )
     assert deadline.callback.path == "mongo_migration.alerts.RunAlert"  # the failure alerts' notifier
     assert deadline.callback.kwargs["outcome"] == "missed its deadline"
-    failure_alerts = dag.default_args["on_failure_callback"]
+    failure_alerts = dag.on_failure_callback  # the DAG's: one alert per failed run
     assert [(type(alert).__name__, alert.outcome) for alert in failure_alerts] == [("RunAlert", "failed")]
+    assert "on_failure_callback" not in dag.default_args  # not one per failed task (90 pages: 90 alerts)
 
 
 def test_the_local_stack_has_no_deadline_which_airflow_dags_test_cannot_run(dag):
