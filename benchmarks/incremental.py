@@ -7,7 +7,7 @@ incremental run, an incremental run with nothing changed (what a run costs
 whatever it copies) and, for comparison, a full run publish the result. Each
 run's time, what it published and the WAL the target wrote during it
 (``pg_current_wal_lsn()`` before and after) go to
-``benchmarks/results/incremental.{md,json}``, with the size of the changed rows
+``benchmarks/results/incremental_<documents>.{md,json}``, with the size of the changed rows
 (``pg_column_size`` of the rows updated and inserted, after, and deleted,
 before). The local stack runs PostgreSQL with ``full_page_writes=off``: a server
 with it on adds an 8 kB image of each page at its first change after a checkpoint.
@@ -177,7 +177,7 @@ def main() -> None:
         "changed_bytes": changed_bytes,
         "runs": dict(zip(["first", "incremental", "unchanged", "full"], runs, strict=True)),
     }
-    save_results("incremental", figures, "\n".join(lines))
+    save_results(f"incremental_{documents}", figures, "\n".join(lines))
 
 
 if __name__ == "__main__":
