@@ -55,6 +55,14 @@ def wal_since(start: str) -> int:
         return conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [start]).fetchone()[0]
 
 
+def forget_table() -> None:
+    """Drop the table an earlier run of another size published, and its record: the first run makes it."""
+    with PostgresHook().get_conn() as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}, {TABLE}_rejects")
+        published = f'{STAGING_SCHEMA}."{PUBLISHED_TABLE}"'
+        conn.execute(f"DELETE FROM {published} WHERE target_schema = 'public' AND target_table = %s", [TABLE])
+
+
 def rows_size(ids: list) -> int:
     """The bytes of the live rows of ``ids``."""
     keys = [str(value) for value in ids]
@@ -130,6 +138,7 @@ def main() -> None:
         else:
             collection.drop()
             seed_users(collection, documents, 1234)
+            forget_table()
             first = run("full", items_per_page)
         changed, changed_size = change(collection, documents)
         incremental = run("incremental", items_per_page)
