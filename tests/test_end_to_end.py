@@ -192,10 +192,13 @@ def test_a_failed_run_leaves_the_published_table_whole_and_the_next_run_starts_c
     assert published.state == "success", task_states(published)
     before = pg_conn.execute(f"SELECT _id, document FROM {target_table} ORDER BY _id").fetchall()
 
-    failed = run(dag, seed_users=0, mongo_collection="no_such_collection", target_table=target_table)
+    small = mongo_collection.database[f"{mongo_collection.name}_small"]
+    small.insert_many([{"_id": n} for n in range(10)])  # a copy publish refuses: 97 % fewer rows
+    failed = run(dag, seed_users=0, mongo_collection=small.name, target_table=target_table)
+    small.drop()
 
     assert failed.state == "failed"
-    assert task_states(failed)[("publish", -1)] == "upstream_failed"
+    assert task_states(failed)[("publish", -1)] == "failed"
     assert pg_conn.execute(f"SELECT _id, document FROM {target_table} ORDER BY _id").fetchall() == before
     assert target.staging_owner(pg_conn, users(target_table)).run_id == failed.run_id  # left for the next run
     again = run(dag, seed_users=400, mongo_collection=mongo_collection.name, target_table=target_table)

@@ -34,6 +34,10 @@ class RunAlert(BaseNotifier):
         self.conn_id = conn_id
         self.deadline = deadline  # the deadline, for people: "4:00:00 after the run was queued"
 
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to render (no templated fields); Airflow's would ask the DAG of a DAG callback's
+        context for its template environment, which the DAG ``dag.test()`` passes has not."""
+
     def notify(self, context: Any) -> None:
         try:
             connection = BaseHook.get_connection(self.conn_id)
