@@ -332,7 +332,9 @@ def test_no_password_reaches_a_task_log_a_result_or_a_rendered_field(api):
     assert len(texts) > 20 and any("UnreachableError" in text or "OperationalError" in text for text in texts)
     assert not [text for text in texts if any(password in text for password in passwords)]
     for run in api.get("dags/mongo_to_postgres/dagRuns", limit=100)["dag_runs"]:
-        for ti in api.task_instances(run["dag_run_id"]):
+        task_instances = api.task_instances(run["dag_run_id"])
+        for ti in task_instances:
             assert not any(password in str(ti["rendered_fields"]) for password in passwords)
-        if run["state"] == "success":
+        verified = [ti for ti in task_instances if ti["task_id"] == "verify" and ti["state"] == "success"]
+        if verified:  # a run that skipped verify (a dry run) has no result
             assert not any(password in str(api.result(run["dag_run_id"], "verify")) for password in passwords)
