@@ -15,6 +15,7 @@ from psycopg import Connection
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure, PyMongoError
 
+from mongo_migration import target
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.target import Tables
 
@@ -69,29 +70,22 @@ def target_problems(conn: Connection, tables: Tables, owned: bool, all_exist: bo
     """The target: its schema, and the privileges to make the staging tables and to publish (``owned``:
     the live tables that exist; ``all_exist``: none needs making, so no CREATE in their schema)."""
     found = Findings()
-    row = conn.execute(
-        "SELECT to_regnamespace(%(schema)s) IS NOT NULL, to_regnamespace(%(staging)s) IS NOT NULL, "
-        "has_database_privilege(current_database(), 'CREATE'), current_user",
-        {"schema": tables.schema, "staging": STAGING_SCHEMA},
-    ).fetchone()
-    schema_exists, staging_exists, may_create_schema, user = row
+    names = {"schema": tables.schema, "staging": STAGING_SCHEMA}
+    row = conn.execute(target.statement("target_privileges", tables), names).fetchone()
+    schema_exists, staging_exists, may_create_schema, may_create_tables, may_create_staging, user = row
     if not schema_exists:
         found.problems.append(f"target schema {tables.schema!r} does not exist in the target database")
-    elif (
-        not all_exist
-        and not conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", [tables.schema]).fetchone()[0]
-    ):
+    elif not all_exist and not may_create_tables:
         found.problems.append(
             f"role {user} may not create tables in schema {tables.schema} (GRANT CREATE ON SCHEMA "
             f"{tables.schema} TO {user}): publish moves the tables it makes in there"
         )
-    if staging_exists:
-        if not conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", [STAGING_SCHEMA]).fetchone()[0]:
-            found.problems.append(
-                f"role {user} may not create tables in schema {STAGING_SCHEMA}, where the staging tables go "
-                f"(GRANT CREATE ON SCHEMA {STAGING_SCHEMA} TO {user})"
-            )
-    elif not may_create_schema:
+    if staging_exists and not may_create_staging:
+        found.problems.append(
+            f"role {user} may not create tables in schema {STAGING_SCHEMA}, where the staging tables go "
+            f"(GRANT CREATE ON SCHEMA {STAGING_SCHEMA} TO {user})"
+        )
+    elif not staging_exists and not may_create_schema:
         found.problems.append(
             f"role {user} may not create schema {STAGING_SCHEMA} for the staging tables (GRANT CREATE ON "
             f"DATABASE ... TO {user}, or create the schema for it)"
