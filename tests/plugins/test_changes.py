@@ -667,6 +667,7 @@ def test_verify_with_content_ends_while_a_document_changes_faster_than_it_reads_
         return real_recheck(comparison, keys)
 
     monkeypatch.setattr(verification, "_recheck", recheck)
+    mongo_collection.update_one({"_id": 7}, {"$inc": {"v": 1}})  # it differs from its first read on
     fields = {"page_results": [], "start": start, "content": True}
     with concurrent.futures.ThreadPoolExecutor(1) as writer:
         writing = writer.submit(write_about_100_times_a_second)
