@@ -261,17 +261,28 @@ class PreflightOperator(_SourceToTargetOperator):
                 )
                 # A server that did not answer may answer the task's retry; a wrong privilege will not.
                 raise UnreachableError(message) if unreachable else AirflowFailException(message)
+            history = preflight.oplog_window(source, self.published_point_time(conn, tables), time.time())
+            found.notes += history.notes
+            found.facts += history.facts
             for note in found.notes:
                 self.log.warning("Preflight: %s", note)
+            for fact in found.facts:
+                self.log.info("Preflight: %s", fact)
             self.log.info("Preflight: %s and %s are ready", self.source_name(), tables)
             if not _flag(self.dry_run):
                 return {"notes": found.notes}
             report = self.what_the_run_would_do(source, conn, tables, context["dag_run"].dag_id)
+            report += [f"- note: {note}" for note in found.notes + found.facts]
         self.log.info("Dry run: what this run would do, had it not been a dry run:\n%s", "\n".join(report))
         raise AirflowSkipException(
             "a dry run: nothing was written and the rest of the run is skipped; it would do:\n"
             + "\n".join(report)
         )
+
+    def published_point_time(self, conn: Connection, tables: Tables) -> int | None:
+        """When the point an incremental run would start from was, in seconds (None: no such point)."""
+        published = target.published_state(conn, tables) if str(self.mode) == "incremental" else None
+        return published[0]["cluster_time"]["t"] if published and published[0] else None
 
     def what_the_run_would_do(
         self, source: Collection, conn: Connection, tables: Tables, dag_id: str

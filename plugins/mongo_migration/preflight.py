@@ -9,6 +9,7 @@ no change stream, which the run copies in full, every night.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bson.objectid import ObjectId
 from psycopg import Connection
@@ -19,6 +20,7 @@ from mongo_migration import target
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.target import Tables
 
+UNAUTHORIZED = 13  # MongoDB's error code for a missing privilege
 OLDEST_MONGODB = (
     5,
     0,
@@ -28,7 +30,8 @@ OLDEST_MONGODB = (
 @dataclass
 class Findings:
     problems: list[str] = field(default_factory=list)  # each fails the run
-    notes: list[str] = field(default_factory=list)  # worth knowing, not wrong
+    notes: list[str] = field(default_factory=list)  # worth a warning, not wrong
+    facts: list[str] = field(default_factory=list)  # worth a line in the log
 
 
 def source_problems(source: Collection, name: str, must_exist: bool = True) -> Findings:
@@ -63,6 +66,42 @@ def source_problems(source: Collection, name: str, must_exist: bool = True) -> F
             found.problems.append(f"the source connection may not {what} on {name}: {error.details or error}")
         except PyMongoError as error:
             found.problems.append(f"reading {name} failed: {str(error).splitlines()[0][:300]}")
+    return found
+
+
+def oplog_window(source: Collection, point_time: int | None, now: float) -> Findings:
+    """How much history the source's oplog holds against the age of the published point (``point_time``,
+    seconds since the epoch; None: no point): a point that has left it, or will soon, means full copies.
+
+    It reads the oplog's oldest entry (``local.oplog.rs``), as ``rs.printReplicationInfo()`` does; a
+    connection that may not, or a mongos, which has no oplog of its own, gets a line saying so."""
+    found = Findings()
+    try:
+        oldest = source.database.client.local["oplog.rs"].find_one({}, {"ts": 1}, sort=[("$natural", 1)])
+    except OperationFailure as error:
+        grant = " (read on the local database lets preflight check it)" if error.code == UNAUTHORIZED else ""
+        found.facts.append(
+            f"the oplog window was not checked: {(error.details or {}).get('errmsg', error)}{grant}"
+        )
+        return found
+    if oldest is None:  # a standalone mongod: its note says it has no change stream
+        return found
+    window = timedelta(seconds=round(now - oldest["ts"].time))
+    age = None if point_time is None else timedelta(seconds=round(now - point_time))
+    if age is None:
+        found.facts.append(f"the source's oplog holds {window} of history")
+    elif point_time < oldest["ts"].time:
+        found.notes.append(
+            f"the published point ({age} old) has left the source's oplog, which holds {window}: this run "
+            "copies in full; size the oplog for twice the time between runs (docs/connecting.md)"
+        )
+    elif age > window / 2:
+        found.notes.append(
+            f"the published point is {age} old and the source's oplog holds {window}: a run that starts "
+            f"more than {window - age} later copies in full; size the oplog for twice the time between runs"
+        )
+    else:
+        found.facts.append(f"the source's oplog holds {window} of history; the published point is {age} old")
     return found
 
 

@@ -1,9 +1,12 @@
 """preflight: every problem at once before anything is written, and a dry run that writes nothing."""
 
+import re
+
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mongo_migration.operators import PreflightOperator
+from mongo_migration.preflight import oplog_window
 from tests.plugins.test_changes import next_run, operator, publish_run
 from tests.staging import USERS
 
@@ -59,3 +62,32 @@ def test_a_dry_run_reports_what_the_run_would_do_and_writes_nothing(
     assert "- copy: full: the Param mode asks for one" in reports[1]
     assert "- pages: 1 of up to 8000 documents, 101 in all" in reports[1]
     assert f"- publish: public.{target_table} holds 100 rows" in reports[1]
+    assert re.search(
+        r"- note: the source's oplog holds [0-9:]+ of history; the published point is ", reports[0]
+    )
+    assert re.search(r"- note: the source's oplog holds [0-9:]+ of history\n", reports[1] + "\n")  # no point
+
+
+def test_the_oplog_window_is_compared_with_the_age_of_the_published_point(mongo_collection):
+    oldest = mongo_collection.database.client.local["oplog.rs"].find_one(sort=[("$natural", 1)])["ts"].time
+    now = oldest + 1000  # an oplog of 1,000 s
+
+    def said(point_time):
+        found = oplog_window(mongo_collection, point_time, now)
+        return found.notes, found.facts
+
+    assert said(oldest + 900) == (
+        [],
+        ["the source's oplog holds 0:16:40 of history; the published point is 0:01:40 old"],
+    )
+    assert said(oldest + 100) == (
+        [
+            "the published point is 0:15:00 old and the source's oplog holds 0:16:40: a run that starts more "
+            "than 0:01:40 later copies in full; size the oplog for twice the time between runs"
+        ],
+        [],
+    )
+    assert said(oldest - 1)[0] == [
+        "the published point (0:16:41 old) has left the source's oplog, which holds 0:16:40: this run copies "
+        "in full; size the oplog for twice the time between runs (docs/connecting.md)"
+    ]
