@@ -17,11 +17,11 @@ then changes the live table in place. Readers never see a half-loaded table.
 4. **open_change_stream** chooses the copy: *incremental*, from the point the live table
    was published as of (the staging tables then hold only the documents that change), or
    *full*, saying why
-   (the first run, a changed mapping, ...); it records where the collection's change stream
-   starts, before anything of the run reads it.
+   (the first run, a changed mapping, ...), in its label in the run's task list; it records
+   where the collection's change stream starts, before anything of the run reads it.
 5. **plan_pages** cuts the collection into `_id` ranges of *items_per_page* documents, larger
-   where more pages than Airflow's `[core] max_map_length` would be needed (none in an
-   incremental run).
+   where more pages than Airflow's `[core] max_map_length` would be needed. An incremental
+   run has no pages: it and **migrate_page** show *skipped*.
 6. **migrate_page** (one per page) deletes its range in the staging tables and COPYs its
    documents' rows, child rows and rejects, in one transaction: a retried page is replaced,
    never duplicated.
@@ -298,6 +298,7 @@ def migration_dag(mapping: Mapping) -> DAG:
         open_change_stream = OpenChangeStreamOperator(
             task_id="open_change_stream",
             mode="{{ params.mode }}",
+            map_index_template="{{ copy_mode }}",  # full or incremental, and why, in the run's task list
             execution_timeout=timeout["open_change_stream"],
             **source,
             **target,
@@ -326,6 +327,9 @@ def migration_dag(mapping: Mapping) -> DAG:
             max_active_tis_per_dag=config.CLUSTER_SIZE,
             pool=mapping.pool,
             map_index_template="{{ page_label }}",
+            doc_md="One page of a full copy: its `_id` range, deleted and copied again in one transaction. "
+            "An incremental run has no pages: `plan_pages` and `migrate_page` show *skipped*, `catch_up` "
+            "applies the changes, and `open_change_stream`'s label in the run's task list says since when.",
             start=open_change_stream.output,
             **source,
             **target,

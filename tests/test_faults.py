@@ -97,6 +97,8 @@ def test_a_finished_run_shows_its_report_its_page_labels_and_its_asset_with_sour
     )
     assert [label.split(":")[0] for label in labels] == ["page 0", "page 1", "page 2"]
     assert all(": _id [" in label for label in labels)
+    [mode] = [ti for ti in api.task_instances(first_run) if ti["task_id"] == "open_change_stream"]
+    assert mode["rendered_map_index"].startswith("full: ")  # the copy's mode and why, in the run's list
     events = api.get("assets/events", source_dag_id="mongo_to_postgres", source_run_id=first_run)
     assert [event["uri"] for event in events["asset_events"]] == [asset]
     extra = events["asset_events"][0]["extra"]

@@ -367,6 +367,9 @@ class SeedUsersOperator(_SourceOperator):
         return inserted
 
 
+LABEL_LENGTH = 250  # Airflow keeps this much of a rendered map_index_template
+
+
 class OpenChangeStreamOperator(_SourceToTargetOperator):
     """Choose how this run copies the source, and record where its change stream starts.
 
@@ -419,6 +422,9 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
             self.log.info(
                 "The change stream of %s starts at %s", self.source_name(), Position.from_json(start)
             )
+        # The DAG's map_index_template shows it beside the task in the run's task list: no log to open.
+        mode = f"full: {reason}" if reason else f"incremental: the changes since {Position.from_json(start)}"
+        context["copy_mode"] = mode if len(mode) <= LABEL_LENGTH else mode[: LABEL_LENGTH - 1] + "…"
         return {"mode": "full" if reason else "incremental", "reason": reason, "position": start}
 
 
@@ -502,12 +508,11 @@ class PlanPagesOperator(_SourceOperator):
 
     def execute(self, context: Any) -> list[dict]:
         self.declare_source_inlet()
-        if self.start and self.start["mode"] == "incremental":
-            self.log.info(
-                "Incremental run: no pages to copy; the catch-up applies the changes of %s",
-                self.source_name(),
+        if self.start and self.start["mode"] == "incremental":  # plan_pages and migrate_page show skipped
+            raise AirflowSkipException(
+                f"an incremental run: no pages to copy; catch_up applies the changes of {self.source_name()} "
+                f"since {Position.from_json(self.start['position'])}"
             )
-            return []
         stream_start = self.start and self.start["position"]
         with mongo_hook(self.mongo_conn_id) as hook:
             source = self.source(hook)
