@@ -6,8 +6,9 @@ Copies a MongoDB collection into a PostgreSQL table shaped by its mapping
 mapped task per page of `_id` values, proves that nothing was lost, and only
 then changes the live table in place. Readers never see a half-loaded table.
 
-1. **preflight** checks the source (version, change stream, collection, privileges) and the
-   target (schemas, privileges) and fails listing every problem before anything is written;
+1. **preflight** checks the source (version, change stream, collection, privileges, the
+   oplog's window against the published point's age) and the target (schemas, privileges)
+   and fails listing every problem before anything is written;
    with the Param *dry_run* it reports what the run would do and skips the rest.
 2. **reset_table** recreates this run's staging tables (schema `mongo_migration_staging`,
    named `"<schema>.<table>"`); the live tables are not touched. A run of another DAG still

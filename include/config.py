@@ -12,9 +12,9 @@ SEED_USERS = (
     1_000_000  # the seed project's fake users: what to ask for in seed_users, where seeding is allowed
 )
 # Seeding writes fake users into the source, so a deployment allows it only by
-# setting this variable to "true" (the local stack and the tests do); elsewhere the
-# form's default is 0 and a run asking for users fails before writing anything.
-# Scheduled runs never seed.
+# setting this variable to "true" (the local stack and the tests do); elsewhere a run
+# asking for users fails before writing anything. The form's default is 0 everywhere,
+# and scheduled runs never seed.
 ALLOW_SEEDING_VARIABLE = "MONGO_MIGRATION_ALLOW_SEEDING"
 
 
