@@ -47,6 +47,9 @@ class RunAlert(BaseNotifier):
         extra = connection.extra_dejson
         if self.outcome == "published" and str(extra.get("on_success", "")).lower() not in ("true", "1"):
             return
+        if self.deadline and _field(context.get("dag_run"), "state") == "failed":
+            self.log.info("No deadline alert: the run failed before its deadline, and its failure was sent")
+            return
         alert = self.alert(context)
         url = extra.get("url") or _url(connection)
         request = urllib.request.Request(

@@ -30,7 +30,7 @@ from airflow.providers.postgres.assets.postgres import create_asset as postgres_
 from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from psycopg import Connection, OperationalError
+from psycopg import Connection, DatabaseError, OperationalError
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, PyMongoError
@@ -240,17 +240,19 @@ class PreflightOperator(_SourceToTargetOperator):
                 found.problems.append(
                     f"MongoDB connection {self.mongo_conn_id!r}: {str(error).splitlines()[0]}"
                 )
+            point_time = None
             try:
                 conn = stack.enter_context(self.target_connection())
-                checked = preflight.target_problems(
-                    conn,
-                    tables,
-                    target.owns_live_tables(conn, tables),
-                    target.all_live_tables_exist(conn, tables),
-                )
+                checked = preflight.target_problems(conn, tables)
                 found.problems += checked.problems
+                if not checked.problems:
+                    point_time = self.published_point_time(conn, tables)
             except (UnreachableError, OperationalError) as error:
                 unreachable.append(
+                    f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
+                )
+            except DatabaseError as error:  # a privilege missing on a table the run reads
+                found.problems.append(
                     f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
                 )
             problems = unreachable + found.problems
@@ -261,7 +263,7 @@ class PreflightOperator(_SourceToTargetOperator):
                 )
                 # A server that did not answer may answer the task's retry; a wrong privilege will not.
                 raise UnreachableError(message) if unreachable else AirflowFailException(message)
-            history = preflight.oplog_window(source, self.published_point_time(conn, tables), time.time())
+            history = preflight.oplog_window(source, point_time, time.time())
             found.notes += history.notes
             found.facts += history.facts
             for note in found.notes:
@@ -424,7 +426,8 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
             )
         # The DAG's map_index_template shows it beside the task in the run's task list: no log to open.
         mode = f"full: {reason}" if reason else f"incremental: the changes since {Position.from_json(start)}"
-        context["copy_mode"] = mode if len(mode) <= LABEL_LENGTH else mode[: LABEL_LENGTH - 1] + "…"
+        cut = " … (its log has the rest)"
+        context["copy_mode"] = mode if len(mode) <= LABEL_LENGTH else mode[: LABEL_LENGTH - len(cut)] + cut
         return {"mode": "full" if reason else "incremental", "reason": reason, "position": start}
 
 

@@ -20,7 +20,7 @@ from mongo_migration import target
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.target import Tables
 
-UNAUTHORIZED = 13  # MongoDB's error code for a missing privilege
+UNAUTHORIZED = (13, 8000)  # a missing privilege: MongoDB's Unauthorized, Atlas's AtlasError
 OLDEST_MONGODB = (
     5,
     0,
@@ -73,65 +73,80 @@ def oplog_window(source: Collection, point_time: int | None, now: float) -> Find
     """How much history the source's oplog holds against the age of the published point (``point_time``,
     seconds since the epoch; None: no point): a point that has left it, or will soon, means full copies.
 
-    It reads the oplog's oldest entry (``local.oplog.rs``), as ``rs.printReplicationInfo()`` does; a
-    connection that may not, or a mongos, which has no oplog of its own, gets a line saying so."""
+    It reads the oplog's oldest entry (``local.oplog.rs``), as ``rs.printReplicationInfo()`` does. A
+    standalone mongod has none (its own note says so); a mongos, or a connection that may not read it,
+    gets a warning that the window was not checked."""
     found = Findings()
+    hello = source.database.client.admin.command("hello")
+    if hello.get("msg") == "isdbgrid":
+        found.notes.append(
+            "the oplog window was not checked: a sharded cluster's shards each have their own "
+            "(rs.printReplicationInfo() on each shard's primary shows it)"
+        )
+        return found
+    if not hello.get("setName"):
+        return found
     try:
         oldest = source.database.client.local["oplog.rs"].find_one({}, {"ts": 1}, sort=[("$natural", 1)])
     except OperationFailure as error:
-        grant = " (read on the local database lets preflight check it)" if error.code == UNAUTHORIZED else ""
-        found.facts.append(
+        grant = " (read on the local database lets preflight check it)" if error.code in UNAUTHORIZED else ""
+        found.notes.append(
             f"the oplog window was not checked: {(error.details or {}).get('errmsg', error)}{grant}"
         )
         return found
-    if oldest is None:  # a standalone mongod: its note says it has no change stream
-        return found
-    window = timedelta(seconds=round(now - oldest["ts"].time))
+    window = timedelta(seconds=round(now - oldest["ts"].time)) if oldest else timedelta(0)
     age = None if point_time is None else timedelta(seconds=round(now - point_time))
     if age is None:
         found.facts.append(f"the source's oplog holds {window} of history")
-    elif point_time < oldest["ts"].time:
+    elif oldest is None or point_time < oldest["ts"].time:
         found.notes.append(
             f"the published point ({age} old) has left the source's oplog, which holds {window}: this run "
             "copies in full; size the oplog for twice the time between runs (docs/connecting.md)"
         )
     elif age > window / 2:
         found.notes.append(
-            f"the published point is {age} old and the source's oplog holds {window}: a run that starts "
-            f"more than {window - age} later copies in full; size the oplog for twice the time between runs"
+            f"the published point is {age} old and the source's oplog holds {window}: should this run not "
+            f"publish, a run that starts more than {window - age} from now copies in full; size the oplog "
+            "for twice the time between runs"
         )
     else:
         found.facts.append(f"the source's oplog holds {window} of history; the published point is {age} old")
     return found
 
 
-def target_problems(conn: Connection, tables: Tables, owned: bool, all_exist: bool) -> Findings:
-    """The target: its schema, and the privileges to make the staging tables and to publish (``owned``:
-    the live tables that exist; ``all_exist``: none needs making, so no CREATE in their schema)."""
+def target_problems(conn: Connection, tables: Tables) -> Findings:
+    """The target: its schemas, and the privileges to use them, make the staging tables and publish."""
     found = Findings()
     names = {"schema": tables.schema, "staging": STAGING_SCHEMA}
     row = conn.execute(target.statement("target_privileges", tables), names).fetchone()
-    schema_exists, staging_exists, may_create_schema, may_create_tables, may_create_staging, user = row
+    schema_exists, staging_exists, may_create_schema, *privileges, user = row
+    may_use, may_create_tables, may_use_staging, may_create_staging = privileges
     if not schema_exists:
         found.problems.append(f"target schema {tables.schema!r} does not exist in the target database")
-    elif not all_exist and not may_create_tables:
+    elif not may_use:
         found.problems.append(
-            f"role {user} may not create tables in schema {tables.schema} (GRANT CREATE ON SCHEMA "
-            f"{tables.schema} TO {user}): publish moves the tables it makes in there"
+            f"role {user} may not use schema {tables.schema} "
+            f"(GRANT USAGE ON SCHEMA {tables.schema} TO {user})"
         )
-    if staging_exists and not may_create_staging:
+    else:
+        if not target.all_live_tables_exist(conn, tables) and not may_create_tables:
+            found.problems.append(
+                f"role {user} may not create tables in schema {tables.schema} (GRANT CREATE ON SCHEMA "
+                f"{tables.schema} TO {user}): publish moves the tables it makes in there"
+            )
+        if not target.owns_live_tables(conn, tables):
+            found.problems.append(
+                f"role {user} does not own {tables} (or its rejects or child tables): publish changes their "
+                "rows and columns and runs ANALYZE, which need the owner's privileges"
+            )
+    if staging_exists and not (may_use_staging and may_create_staging):
         found.problems.append(
-            f"role {user} may not create tables in schema {STAGING_SCHEMA}, where the staging tables go "
-            f"(GRANT CREATE ON SCHEMA {STAGING_SCHEMA} TO {user})"
+            f"role {user} may not use and create tables in schema {STAGING_SCHEMA}, where the staging "
+            f"tables go (GRANT USAGE, CREATE ON SCHEMA {STAGING_SCHEMA} TO {user})"
         )
     elif not staging_exists and not may_create_schema:
         found.problems.append(
             f"role {user} may not create schema {STAGING_SCHEMA} for the staging tables (GRANT CREATE ON "
             f"DATABASE ... TO {user}, or create the schema for it)"
-        )
-    if not owned:
-        found.problems.append(
-            f"role {user} does not own {tables} (or its rejects or child tables): publish changes their "
-            "rows and columns and runs ANALYZE, which need the owner's privileges"
         )
     return found

@@ -1,8 +1,11 @@
 """preflight: every problem at once before anything is written, and a dry run that writes nothing."""
 
+import json
 import re
+import uuid
 
 import pytest
+from airflow.models.connection import Connection
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mongo_migration.operators import PreflightOperator
@@ -82,8 +85,9 @@ def test_the_oplog_window_is_compared_with_the_age_of_the_published_point(mongo_
     )
     assert said(oldest + 100) == (
         [
-            "the published point is 0:15:00 old and the source's oplog holds 0:16:40: a run that starts more "
-            "than 0:01:40 later copies in full; size the oplog for twice the time between runs"
+            "the published point is 0:15:00 old and the source's oplog holds 0:16:40: should this run "
+            "not publish, a run that starts more than 0:01:40 from now copies in full; size the oplog for "
+            "twice the time between runs"
         ],
         [],
     )
@@ -91,3 +95,35 @@ def test_the_oplog_window_is_compared_with_the_age_of_the_published_point(mongo_
         "the published point (0:16:41 old) has left the source's oplog, which holds 0:16:40: this run copies "
         "in full; size the oplog for twice the time between runs (docs/connecting.md)"
     ]
+
+
+def test_a_role_that_may_not_use_the_schemas_is_a_problem_named_with_its_grant_not_a_crash(
+    mongo_collection, pg_conn, target_table, context, monkeypatch
+):
+    mongo_collection.insert_one({"_id": 1})
+    publish_run(mongo_collection, target_table, context)  # the staging schema and its state tables exist
+    role = f"probe_{uuid.uuid4().hex[:8]}"
+    pg_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'probe'; CREATE SCHEMA {role}")  # none of it granted
+    ours = Connection.get_connection_from_secrets("postgres_default")
+    theirs = {"conn_type": "postgres", "host": ours.host, "port": ours.port, "schema": ours.schema}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PREFLIGHT_PROBE", json.dumps({**theirs, "login": role, "password": "probe"})
+    )
+    check = operator(
+        PreflightOperator,
+        mongo_collection,
+        target_table,
+        postgres_conn_id="preflight_probe",
+        target_schema=role,
+    )
+    try:
+        with pytest.raises(AirflowFailException) as failure:
+            check.execute(next_run(context))
+    finally:
+        pg_conn.execute(f"DROP SCHEMA {role}; DROP OWNED BY {role}; DROP ROLE {role}")
+
+    message = str(failure.value)
+    assert "found 2 problems, nothing was written" in message
+    assert f"role {role} may not use schema {role} (GRANT USAGE ON SCHEMA {role} TO {role})" in message
+    staging = "mongo_migration_staging"
+    assert f"may not use and create tables in schema {staging}, where the staging tables go" in message
