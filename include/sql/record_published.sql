@@ -1,8 +1,11 @@
 -- Which run published the live table, what it published, the point of the
 -- source's change stream the table is consistent with (null: none is known)
--- and the fingerprint of its rows.
+-- and the fingerprint of its rows. An incremental run keeps the last full copy's time.
 INSERT INTO {published} (target_schema, target_table, dag_id, run_id, published_at, result, position, fingerprint)
 VALUES (%(schema)s, %(table)s, %(dag_id)s, %(run_id)s, now(), %(result)s, %(position)s, %(fingerprint)s)
 ON CONFLICT (target_schema, target_table) DO UPDATE
 SET dag_id = excluded.dag_id, run_id = excluded.run_id, published_at = excluded.published_at,
-    result = excluded.result, position = excluded.position, fingerprint = excluded.fingerprint;
+    result = excluded.result || CASE WHEN excluded.result->'full_copy_seconds' = 'null'
+                                     THEN jsonb_build_object('full_copy_seconds', {published}.result->'full_copy_seconds')
+                                     ELSE '{{}}' END,
+    position = excluded.position, fingerprint = excluded.fingerprint;

@@ -240,13 +240,13 @@ class PreflightOperator(_SourceToTargetOperator):
                 found.problems.append(
                     f"MongoDB connection {self.mongo_conn_id!r}: {str(error).splitlines()[0]}"
                 )
-            point_time = None
+            point_time = full_copy_seconds = None
             try:
                 conn = stack.enter_context(self.target_connection())
                 checked = preflight.target_problems(conn, tables)
                 found.problems += checked.problems
                 if not checked.problems:
-                    point_time = self.published_point_time(conn, tables)
+                    point_time, full_copy_seconds = self.published_history(conn, tables)
             except (UnreachableError, OperationalError) as error:
                 unreachable.append(
                     f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
@@ -263,7 +263,7 @@ class PreflightOperator(_SourceToTargetOperator):
                 )
                 # A server that did not answer may answer the task's retry; a wrong privilege will not.
                 raise UnreachableError(message) if unreachable else AirflowFailException(message)
-            history = preflight.oplog_window(source, point_time, time.time())
+            history = preflight.oplog_window(source, point_time, time.time(), full_copy_seconds)
             found.notes += history.notes
             found.facts += history.facts
             for note in found.notes:
@@ -281,10 +281,15 @@ class PreflightOperator(_SourceToTargetOperator):
             + "\n".join(report)
         )
 
-    def published_point_time(self, conn: Connection, tables: Tables) -> int | None:
-        """When the point an incremental run would start from was, in seconds (None: no such point)."""
-        published = target.published_state(conn, tables) if str(self.mode) == "incremental" else None
-        return published[0]["cluster_time"]["t"] if published and published[0] else None
+    def published_history(self, conn: Connection, tables: Tables) -> tuple[int | None, float | None]:
+        """When the point an incremental run would start from was, in seconds since the epoch (None: no
+        such point), and how long the last full copy took (None: unknown)."""
+        published = target.published_state(conn, tables)
+        if not published:
+            return None, None
+        point, *_, full_copy_seconds = published
+        incremental = str(self.mode) == "incremental" and point
+        return (point["cluster_time"]["t"] if incremental else None), full_copy_seconds
 
     def what_the_run_would_do(
         self, source: Collection, conn: Connection, tables: Tables, dag_id: str
@@ -450,7 +455,7 @@ def why_full(
             nothing,
             f"{tables} has no published point to start from (no publish of this DAG with a change stream)",
         )
-    position, fingerprint, published_versions, _ = published
+    position, fingerprint, published_versions, *_ = published
     if why := _versions_differ(published_versions or {}, versions):
         return nothing, why
     if not (fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
@@ -889,8 +894,10 @@ class PublishOperator(_SourceToTargetOperator):
             max_reject_percent=float(self.max_reject_percent),
         )
         with self.target_connection() as conn:
+            verified = self.verified or {}
+            full_copy = verified.get("wall_seconds") if verified.get("mode") == "full" else None
             result = target.publish(
-                conn, self.tables(), owner, guards, float(self.wait_seconds), self.versions()
+                conn, self.tables(), owner, guards, float(self.wait_seconds), self.versions(), full_copy
             )
         if result.get("already_published"):
             self.log.warning("%s was already published by %s (this is a retry)", table.name, owner)

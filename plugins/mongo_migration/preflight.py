@@ -69,9 +69,12 @@ def source_problems(source: Collection, name: str, must_exist: bool = True) -> F
     return found
 
 
-def oplog_window(source: Collection, point_time: int | None, now: float) -> Findings:
+def oplog_window(
+    source: Collection, point_time: int | None, now: float, full_copy_seconds: float | None = None
+) -> Findings:
     """How much history the source's oplog holds against the age of the published point (``point_time``,
-    seconds since the epoch; None: no point): a point that has left it, or will soon, means full copies.
+    seconds since the epoch; None: no point): a point that has left it, or will soon, means full copies;
+    and against the last full copy's time: a full copy that outlasts it cannot catch up.
 
     It reads the oplog's oldest entry (``local.oplog.rs``), as ``rs.printReplicationInfo()`` does. A
     standalone mongod has none (its own note says so); a mongos, or a connection that may not read it,
@@ -111,6 +114,12 @@ def oplog_window(source: Collection, point_time: int | None, now: float) -> Find
         )
     else:
         found.facts.append(f"the source's oplog holds {window} of history; the published point is {age} old")
+    if full_copy_seconds and window < timedelta(seconds=2 * full_copy_seconds):
+        found.notes.append(
+            f"the last full copy took {timedelta(seconds=round(full_copy_seconds))} and the source's oplog "
+            f"holds {window}: a full copy (a first run, a changed mapping, a lost point) that outlasts the "
+            "oplog fails in catch_up; size the oplog for twice the longest run"
+        )
     return found
 
 

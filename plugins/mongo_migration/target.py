@@ -390,6 +390,7 @@ def publish(
     guards: Guards,
     wait_seconds: float,
     versions: dict | None = None,
+    full_copy_seconds: float | None = None,
 ) -> dict:
     """Make the live tables equal to the owner's verified staging tables, in one transaction.
 
@@ -399,12 +400,13 @@ def publish(
     moves its staging table in. Readers see the old rows until the commit. Lock
     waits are short attempts, repeated for ``wait_seconds``; a retry after a
     publish that committed returns what that publish did. ``versions`` (of the
-    mapping and the conversion) are recorded with the point.
+    mapping and the conversion) are recorded with the point, and so is how long
+    a full copy took (``full_copy_seconds``; an incremental run keeps the last).
     """
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return _publish_once(conn, tables, owner, guards, versions or {})
+            return _publish_once(conn, tables, owner, guards, versions or {}, full_copy_seconds)
         except LoadLockBusy as busy:
             if time.monotonic() >= deadline:
                 raise LoadLockBusy(f"{busy}; publish tried for {wait_seconds:.0f} s") from None
@@ -439,7 +441,14 @@ PUBLISH_LOCK_TIMEOUT = "5s"  # a longer wait would stall every reader queued beh
 PUBLISH_RETRY_PAUSE_SECONDS = 2
 
 
-def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards, versions: dict) -> dict:
+def _publish_once(
+    conn: Connection,
+    tables: Tables,
+    owner: Owner,
+    guards: Guards,
+    versions: dict,
+    full_copy_seconds: float | None,
+) -> dict:
     with transaction(conn):
         conn.execute(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT}'")
         _lock(conn, tables, shared=False)
@@ -530,6 +539,7 @@ def _publish_once(conn: Connection, tables: Tables, owner: Owner, guards: Guards
         result |= {
             "position": position,
             "versions": versions,
+            "full_copy_seconds": full_copy_seconds,
             "columns": {relation: list(tables.columns(relation)) for relation in tables.relations},
             "children": tables.children,
             "dropped": gone_children,
@@ -813,9 +823,10 @@ def _truncate_staging(conn: Connection, tables: Tables) -> None:
 
 def published_state(
     conn: Connection, tables: Tables
-) -> tuple[dict | None, str | None, dict | None, str | None] | None:
-    """The point, fingerprint and versions the live table's last publish recorded, and why the stream
-    could not resume from that point since (``forget_published_point``); None: never published."""
+) -> tuple[dict | None, str | None, dict | None, str | None, float | None] | None:
+    """The point, fingerprint and versions the live table's last publish recorded, why the stream
+    could not resume from that point since (``forget_published_point``), and how long the last full
+    copy took; None: never published."""
     with transaction(conn):
         if not _state_tables_exist(conn):  # a target no run has reset yet
             return None

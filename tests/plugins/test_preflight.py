@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mongo_migration.operators import PreflightOperator
 from mongo_migration.preflight import oplog_window
 from tests.plugins.test_changes import next_run, operator, publish_run
-from tests.staging import USERS
+from tests.staging import USERS, users
 
 
 def test_preflight_fails_naming_every_problem_at_once_before_anything_is_written(
@@ -75,8 +75,8 @@ def test_the_oplog_window_is_compared_with_the_age_of_the_published_point(mongo_
     oldest = mongo_collection.database.client.local["oplog.rs"].find_one(sort=[("$natural", 1)])["ts"].time
     now = oldest + 1000  # an oplog of 1,000 s
 
-    def said(point_time):
-        found = oplog_window(mongo_collection, point_time, now)
+    def said(point_time, full_copy_seconds=None):
+        found = oplog_window(mongo_collection, point_time, now, full_copy_seconds)
         return found.notes, found.facts
 
     assert said(oldest + 900) == (
@@ -95,6 +95,25 @@ def test_the_oplog_window_is_compared_with_the_age_of_the_published_point(mongo_
         "the published point (0:16:41 old) has left the source's oplog, which holds 0:16:40: this run copies "
         "in full; size the oplog for twice the time between runs (docs/connecting.md)"
     ]
+    assert said(oldest + 900, full_copy_seconds=499)[0] == []
+    assert said(oldest + 900, full_copy_seconds=501)[0] == [
+        "the last full copy took 0:08:21 and the source's oplog holds 0:16:40: a full copy (a first run, a "
+        "changed mapping, a lost point) that outlasts the oplog fails in catch_up; size the oplog for twice "
+        "the longest run"
+    ]
+
+
+def test_publish_records_how_long_the_full_copy_took_and_an_incremental_publish_keeps_it(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    full = publish_run(mongo_collection, target_table, context)
+    mongo_collection.insert_one({"_id": 10})
+    incremental = publish_run(mongo_collection, target_table, next_run(context))
+
+    assert (full["mode"], incremental["mode"]) == ("full", "incremental")
+    check = operator(PreflightOperator, mongo_collection, target_table)
+    assert check.published_history(pg_conn, users(target_table))[1] == full["wall_seconds"]
 
 
 def test_a_role_that_may_not_use_the_schemas_is_a_problem_named_with_its_grant_not_a_crash(
