@@ -283,7 +283,7 @@ class PreflightOperator(_SourceToTargetOperator):
 
     def published_history(self, conn: Connection, tables: Tables) -> tuple[int | None, float | None]:
         """When the point an incremental run would start from was, in seconds since the epoch (None: no
-        such point), and how long the last full copy took (None: unknown)."""
+        such point), and the seconds of change stream the last full copy read (None: unknown)."""
         published = target.published_state(conn, tables)
         if not published:
             return None, None
@@ -820,6 +820,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             "rejected": rejected,  # publish checks these two: an incremental run's pages set none aside
             "rejects_by_column": by_column,
             "position": position,
+            "stream_seconds": _stream_seconds((self.start or {}).get("position"), position),
             "mode": mode,
             "reason": reason,
             "catch_up_rounds": check.rounds,
@@ -827,6 +828,12 @@ class VerifyMigrationOperator(CatchUpOperator):
             "summary": line,
             "report": report,
         }
+
+
+def _stream_seconds(start: dict | None, point: dict | None) -> int | None:
+    """The seconds of the source's change stream a run read, from its start to its point: what the oplog
+    had to hold for it (None: no change stream)."""
+    return point["cluster_time"]["t"] - start["cluster_time"]["t"] if start and point else None
 
 
 def _differences(differences: dict[str, str]) -> str:
@@ -895,7 +902,7 @@ class PublishOperator(_SourceToTargetOperator):
         )
         with self.target_connection() as conn:
             verified = self.verified or {}
-            full_copy = verified.get("wall_seconds") if verified.get("mode") == "full" else None
+            full_copy = verified.get("stream_seconds") if verified.get("mode") == "full" else None
             result = target.publish(
                 conn, self.tables(), owner, guards, float(self.wait_seconds), self.versions(), full_copy
             )

@@ -73,12 +73,11 @@ def oplog_window(
     source: Collection, point_time: int | None, now: float, full_copy_seconds: float | None = None
 ) -> Findings:
     """How much history the source's oplog holds against the age of the published point (``point_time``,
-    seconds since the epoch; None: no point): a point that has left it, or will soon, means full copies;
-    and against the last full copy's time: a full copy that outlasts it cannot catch up.
+    seconds since the epoch; None: no point) and the stream the last full copy read (``full_copy_seconds``).
 
-    It reads the oplog's oldest entry (``local.oplog.rs``), as ``rs.printReplicationInfo()`` does. A
-    standalone mongod has none (its own note says so); a mongos, or a connection that may not read it,
-    gets a warning that the window was not checked."""
+    It reads the oplog's oldest entry (``local.oplog.rs``), as ``rs.printReplicationInfo()`` does, and
+    whether the oplog has reached its size. A standalone mongod has none (its own note says so); a
+    mongos, or a connection that may not read it, gets a warning that the window was not checked."""
     found = Findings()
     hello = source.database.client.admin.command("hello")
     if hello.get("msg") == "isdbgrid":
@@ -89,36 +88,61 @@ def oplog_window(
         return found
     if not hello.get("setName"):
         return found
+    oplog = source.database.client.local["oplog.rs"]
     try:
-        oldest = source.database.client.local["oplog.rs"].find_one({}, {"ts": 1}, sort=[("$natural", 1)])
+        oldest = oplog.find_one({}, {"ts": 1}, sort=[("$natural", 1)])
     except OperationFailure as error:
         grant = " (read on the local database lets preflight check it)" if error.code in UNAUTHORIZED else ""
         found.notes.append(
             f"the oplog window was not checked: {(error.details or {}).get('errmsg', error)}{grant}"
         )
         return found
-    window = timedelta(seconds=round(now - oldest["ts"].time)) if oldest else timedelta(0)
+    return history_findings(oldest and oldest["ts"].time, _filled(oplog), point_time, now, full_copy_seconds)
+
+
+def _filled(oplog: Collection) -> bool:
+    """Whether the oplog has reached its size, so that its oldest entry bounds the history it keeps (one
+    still filling, on a young replica set, will keep more); True when its statistics cannot be read."""
+    try:
+        [stats] = oplog.aggregate([{"$collStats": {"storageStats": {}}}])
+    except (OperationFailure, ValueError):
+        return True
+    storage = stats["storageStats"]
+    if storage.get("max"):  # capped by entries, as the local stand-in is
+        return storage.get("count", 0) >= storage["max"]
+    return not storage.get("maxSize") or storage.get("size", 0) >= 0.9 * storage["maxSize"]
+
+
+def history_findings(
+    oldest: int | None, filled: bool, point_time: int | None, now: float, full_copy_seconds: float | None
+) -> Findings:
+    """What the oplog's oldest entry (``oldest``, seconds since the epoch) says of the published point and
+    of a full copy: a point that has left it, or will soon, means full copies; a full copy that outlasts
+    it cannot catch up. An oplog not ``filled`` yet warns of nothing but a point it lost."""
+    found = Findings()
+    window = timedelta(seconds=round(now - oldest)) if oldest else timedelta(0)
+    holds = f"holds {window} of history" + ("" if filled else " so far (it is still filling)")
     age = None if point_time is None else timedelta(seconds=round(now - point_time))
-    if age is None:
-        found.facts.append(f"the source's oplog holds {window} of history")
-    elif oldest is None or point_time < oldest["ts"].time:
+    if age is not None and (oldest is None or point_time < oldest):
         found.notes.append(
-            f"the published point ({age} old) has left the source's oplog, which holds {window}: this run "
+            f"the published point ({age} old) has left the source's oplog, which {holds}: this run "
             "copies in full; size the oplog for twice the time between runs (docs/connecting.md)"
         )
-    elif age > window / 2:
+    elif age is not None and filled and age > window / 2:
         found.notes.append(
-            f"the published point is {age} old and the source's oplog holds {window}: should this run not "
+            f"the published point is {age} old and the source's oplog {holds}: should this run not "
             f"publish, a run that starts more than {window - age} from now copies in full; size the oplog "
             "for twice the time between runs"
         )
     else:
-        found.facts.append(f"the source's oplog holds {window} of history; the published point is {age} old")
-    if full_copy_seconds and window < timedelta(seconds=2 * full_copy_seconds):
+        point = "" if age is None else f"; the published point is {age} old"
+        found.facts.append(f"the source's oplog {holds}{point}")
+    if full_copy_seconds and filled and window < timedelta(seconds=2 * full_copy_seconds):
         found.notes.append(
-            f"the last full copy took {timedelta(seconds=round(full_copy_seconds))} and the source's oplog "
-            f"holds {window}: a full copy (a first run, a changed mapping, a lost point) that outlasts the "
-            "oplog fails in catch_up; size the oplog for twice the longest run"
+            f"the last full copy read {timedelta(seconds=round(full_copy_seconds))} of the source's change "
+            f"stream (from its start to its point) and the oplog {holds}: a full copy (a first run, a "
+            "changed mapping, a lost point) that outlasts the oplog fails in catch_up; size the oplog for "
+            "twice the longest run"
         )
     return found
 

@@ -9,7 +9,7 @@ from airflow.models.connection import Connection
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mongo_migration.operators import PreflightOperator
-from mongo_migration.preflight import oplog_window
+from mongo_migration.preflight import history_findings, oplog_window
 from tests.plugins.test_changes import next_run, operator, publish_run
 from tests.staging import USERS, users
 
@@ -71,12 +71,11 @@ def test_a_dry_run_reports_what_the_run_would_do_and_writes_nothing(
     assert re.search(r"- note: the source's oplog holds [0-9:]+ of history\n", reports[1] + "\n")  # no point
 
 
-def test_the_oplog_window_is_compared_with_the_age_of_the_published_point(mongo_collection):
-    oldest = mongo_collection.database.client.local["oplog.rs"].find_one(sort=[("$natural", 1)])["ts"].time
-    now = oldest + 1000  # an oplog of 1,000 s
+def test_the_oplog_window_is_compared_with_the_age_of_the_published_point_and_the_last_full_copy():
+    oldest, now = 1_000_000, 1_001_000  # an oplog of 1,000 s
 
-    def said(point_time, full_copy_seconds=None):
-        found = oplog_window(mongo_collection, point_time, now, full_copy_seconds)
+    def said(point_time, full_copy_seconds=None, filled=True):
+        found = history_findings(oldest, filled, point_time, now, full_copy_seconds)
         return found.notes, found.facts
 
     assert said(oldest + 900) == (
@@ -85,25 +84,46 @@ def test_the_oplog_window_is_compared_with_the_age_of_the_published_point(mongo_
     )
     assert said(oldest + 100) == (
         [
-            "the published point is 0:15:00 old and the source's oplog holds 0:16:40: should this run "
-            "not publish, a run that starts more than 0:01:40 from now copies in full; size the oplog for "
-            "twice the time between runs"
+            "the published point is 0:15:00 old and the source's oplog holds 0:16:40 of history: should "
+            "this run not publish, a run that starts more than 0:01:40 from now copies in full; size the "
+            "oplog for twice the time between runs"
         ],
         [],
     )
     assert said(oldest - 1)[0] == [
-        "the published point (0:16:41 old) has left the source's oplog, which holds 0:16:40: this run copies "
-        "in full; size the oplog for twice the time between runs (docs/connecting.md)"
+        "the published point (0:16:41 old) has left the source's oplog, which holds 0:16:40 of history: "
+        "this run copies in full; size the oplog for twice the time between runs (docs/connecting.md)"
     ]
     assert said(oldest + 900, full_copy_seconds=499)[0] == []
     assert said(oldest + 900, full_copy_seconds=501)[0] == [
-        "the last full copy took 0:08:21 and the source's oplog holds 0:16:40: a full copy (a first run, a "
-        "changed mapping, a lost point) that outlasts the oplog fails in catch_up; size the oplog for twice "
-        "the longest run"
+        "the last full copy read 0:08:21 of the source's change stream (from its start to its point) and "
+        "the oplog holds 0:16:40 of history: a full copy (a first run, a changed mapping, a lost point) "
+        "that outlasts the oplog fails in catch_up; size the oplog for twice the longest run"
     ]
+    # An oplog still filling (a young replica set) keeps more than its oldest entry's age.
+    assert said(oldest + 100, full_copy_seconds=501, filled=False) == (
+        [],
+        [
+            "the source's oplog holds 0:16:40 of history so far (it is still filling); the published point "
+            "is 0:15:00 old"
+        ],
+    )
 
 
-def test_publish_records_how_long_the_full_copy_took_and_an_incremental_publish_keeps_it(
+def test_preflight_reads_the_oplogs_oldest_entry_and_whether_it_is_full(mongo_collection):
+    oplog = mongo_collection.database.client.local["oplog.rs"]
+    [stats] = oplog.aggregate([{"$collStats": {"storageStats": {}}}])
+    room = stats["storageStats"]["max"] - stats["storageStats"]["count"]  # the stand-in caps it by entries
+    if room > 0:
+        mongo_collection.insert_many([{"_id": n} for n in range(room)])  # fill it
+    oldest = oplog.find_one(sort=[("$natural", 1)])["ts"].time
+
+    found = oplog_window(mongo_collection, None, oldest + 3600)
+
+    assert found.facts == ["the source's oplog holds 1:00:00 of history"]
+
+
+def test_publish_records_the_stream_its_full_copy_read_and_an_incremental_publish_keeps_it(
     mongo_collection, pg_conn, target_table, context
 ):
     mongo_collection.insert_many([{"_id": n} for n in range(10)])
@@ -112,8 +132,9 @@ def test_publish_records_how_long_the_full_copy_took_and_an_incremental_publish_
     incremental = publish_run(mongo_collection, target_table, next_run(context))
 
     assert (full["mode"], incremental["mode"]) == ("full", "incremental")
+    assert full["stream_seconds"] is not None
     check = operator(PreflightOperator, mongo_collection, target_table)
-    assert check.published_history(pg_conn, users(target_table))[1] == full["wall_seconds"]
+    assert check.published_history(pg_conn, users(target_table))[1] == full["stream_seconds"]
 
 
 def test_a_role_that_may_not_use_the_schemas_is_a_problem_named_with_its_grant_not_a_crash(
