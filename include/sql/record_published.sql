@@ -1,7 +1,7 @@
 -- Which run published the live table, what it published, the point of the
 -- source's change stream the table is consistent with (null: none is known)
--- and the fingerprint of its rows. An incremental run keeps the last full copy's
--- seconds of change stream.
+-- and the fingerprint of its rows. An incremental run keeps how long the last full
+-- copy needed the oplog to keep its start.
 INSERT INTO {published} (target_schema, target_table, dag_id, run_id, published_at, result, position, fingerprint)
 VALUES (%(schema)s, %(table)s, %(dag_id)s, %(run_id)s, now(), %(result)s, %(position)s, %(fingerprint)s)
 ON CONFLICT (target_schema, target_table) DO UPDATE

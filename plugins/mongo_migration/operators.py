@@ -283,7 +283,7 @@ class PreflightOperator(_SourceToTargetOperator):
 
     def published_history(self, conn: Connection, tables: Tables) -> tuple[int | None, float | None]:
         """When the point an incremental run would start from was, in seconds since the epoch (None: no
-        such point), and the seconds of change stream the last full copy read (None: unknown)."""
+        such point), and how long the last full copy needed the oplog to keep its start (None: unknown)."""
         published = target.published_state(conn, tables)
         if not published:
             return None, None
@@ -820,7 +820,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             "rejected": rejected,  # publish checks these two: an incremental run's pages set none aside
             "rejects_by_column": by_column,
             "position": position,
-            "stream_seconds": _stream_seconds((self.start or {}).get("position"), position),
+            "stream_seconds": _stream_seconds((self.start or {}).get("position")),
             "mode": mode,
             "reason": reason,
             "catch_up_rounds": check.rounds,
@@ -830,10 +830,11 @@ class VerifyMigrationOperator(CatchUpOperator):
         }
 
 
-def _stream_seconds(start: dict | None, point: dict | None) -> int | None:
-    """The seconds of the source's change stream a run read, from its start to its point: what the oplog
-    had to hold for it (None: no change stream)."""
-    return point["cluster_time"]["t"] - start["cluster_time"]["t"] if start and point else None
+def _stream_seconds(start: dict | None) -> float | None:
+    """How long the source's oplog has had to keep this run's ``start`` so far: until verify's last
+    catch-up read the stream on from it, whatever the collection's own changes (the oplog is every
+    collection's); None: no change stream."""
+    return round(time.time() - start["cluster_time"]["t"], 1) if start else None
 
 
 def _differences(differences: dict[str, str]) -> str:

@@ -73,7 +73,8 @@ def oplog_window(
     source: Collection, point_time: int | None, now: float, full_copy_seconds: float | None = None
 ) -> Findings:
     """How much history the source's oplog holds against the age of the published point (``point_time``,
-    seconds since the epoch; None: no point) and the stream the last full copy read (``full_copy_seconds``).
+    seconds since the epoch; None: no point) and how long the last full copy needed it to keep its start
+    (``full_copy_seconds``).
 
     It reads the oplog's oldest entry (``local.oplog.rs``), as ``rs.printReplicationInfo()`` does, and
     whether the oplog has reached its size. A standalone mongod has none (its own note says so); a
@@ -139,9 +140,9 @@ def history_findings(
         found.facts.append(f"the source's oplog {holds}{point}")
     if full_copy_seconds and filled and window < timedelta(seconds=2 * full_copy_seconds):
         found.notes.append(
-            f"the last full copy read {timedelta(seconds=round(full_copy_seconds))} of the source's change "
-            f"stream (from its start to its point) and the oplog {holds}: a full copy (a first run, a "
-            "changed mapping, a lost point) that outlasts the oplog fails in catch_up; size the oplog for "
+            f"the last full copy needed the source's oplog to keep its start for "
+            f"{timedelta(seconds=round(full_copy_seconds))} and the oplog {holds}: a full copy (a first run, "
+            "a changed mapping, a lost point) that outlasts the oplog fails in catch_up; size the oplog for "
             "twice the longest run"
         )
     return found

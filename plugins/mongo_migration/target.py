@@ -400,10 +400,9 @@ def publish(
     moves its staging table in. Readers see the old rows until the commit. Lock
     waits are short attempts, repeated for ``wait_seconds``; a retry after a
     publish that committed returns what that publish did. ``versions`` (of the
-    mapping and the conversion) are recorded with the point, and so are the
-    seconds of change stream a full copy read from its start to its point
-    (``full_copy_seconds``: what the oplog had to hold; an incremental run keeps
-    the last).
+    mapping and the conversion) are recorded with the point, and so is how long
+    a full copy needed the source's oplog to keep its start
+    (``full_copy_seconds``; an incremental run keeps the last).
     """
     deadline = time.monotonic() + wait_seconds
     while True:
