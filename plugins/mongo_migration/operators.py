@@ -227,11 +227,12 @@ class PreflightOperator(_SourceToTargetOperator):
         tables = self.tables()
         found, unreachable = preflight.Findings(), []
         with ExitStack() as stack:
-            source = conn = None
+            source = conn = hello = None
             try:
                 source = self.source(stack.enter_context(mongo_hook(self.mongo_conn_id)))
+                hello = source.database.client.admin.command("hello")  # a replica set, a mongos, or neither
                 seeding = int(self.seed_users) > 0
-                checked = preflight.source_problems(source, self.source_name(), must_exist=not seeding)
+                checked = preflight.source_problems(source, self.source_name(), hello, must_exist=not seeding)
                 found.problems += checked.problems
                 found.notes += checked.notes
             except (UnreachableError, ConnectionFailure) as error:
@@ -263,7 +264,7 @@ class PreflightOperator(_SourceToTargetOperator):
                 )
                 # A server that did not answer may answer the task's retry; a wrong privilege will not.
                 raise UnreachableError(message) if unreachable else AirflowFailException(message)
-            history = preflight.oplog_window(source, point_time, time.time(), full_copy_seconds)
+            history = preflight.oplog_window(source, hello, point_time, time.time(), full_copy_seconds)
             found.notes += history.notes
             found.facts += history.facts
             for note in found.notes:

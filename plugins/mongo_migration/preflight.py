@@ -34,9 +34,9 @@ class Findings:
     facts: list[str] = field(default_factory=list)  # worth a line in the log
 
 
-def source_problems(source: Collection, name: str, must_exist: bool = True) -> Findings:
-    """The source: its version, whether it has a change stream, the collection (``must_exist``: a run
-    that seeds it may find none yet) and the privileges to read it and its stream."""
+def source_problems(source: Collection, name: str, hello: dict, must_exist: bool = True) -> Findings:
+    """The source: its version, whether it has a change stream (its ``hello`` answer says), the collection
+    (``must_exist``: a run that seeds it may find none yet) and the privileges to read it and its stream."""
     found = Findings()
     admin = source.database.client.admin
     version = tuple(admin.command("buildInfo").get("versionArray", [0, 0])[:2])
@@ -45,7 +45,6 @@ def source_problems(source: Collection, name: str, must_exist: bool = True) -> F
             f"the source is MongoDB {'.'.join(map(str, version))}; this project needs "
             f"{'.'.join(map(str, OLDEST_MONGODB))} or later"
         )
-    hello = admin.command("hello")
     streaming = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
     if not streaming:
         found.notes.append(
@@ -70,7 +69,11 @@ def source_problems(source: Collection, name: str, must_exist: bool = True) -> F
 
 
 def oplog_window(
-    source: Collection, point_time: int | None, now: float, full_copy_seconds: float | None = None
+    source: Collection,
+    hello: dict,
+    point_time: int | None,
+    now: float,
+    full_copy_seconds: float | None = None,
 ) -> Findings:
     """How much history the source's oplog holds against the age of the published point (``point_time``,
     seconds since the epoch; None: no point) and how long the last full copy needed it to keep its start
@@ -80,7 +83,6 @@ def oplog_window(
     whether the oplog has reached its size. A standalone mongod has none (its own note says so); a
     mongos, or a connection that may not read it, gets a warning that the window was not checked."""
     found = Findings()
-    hello = source.database.client.admin.command("hello")
     if hello.get("msg") == "isdbgrid":
         found.notes.append(
             "the oplog window was not checked: a sharded cluster's shards each have their own "

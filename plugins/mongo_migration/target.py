@@ -827,7 +827,7 @@ def published_state(
 ) -> tuple[dict | None, str | None, dict | None, str | None, float | None] | None:
     """The point, fingerprint and versions the live table's last publish recorded, why the stream
     could not resume from that point since (``forget_published_point``), and how long the last full
-    copy took; None: never published."""
+    copy needed the source's oplog to keep its start; None: never published."""
     with transaction(conn):
         if not _state_tables_exist(conn):  # a target no run has reset yet
             return None

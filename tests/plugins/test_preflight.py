@@ -118,7 +118,8 @@ def test_preflight_reads_the_oplogs_oldest_entry_and_whether_it_is_full(mongo_co
         mongo_collection.insert_many([{"_id": n} for n in range(room)])  # fill it
     oldest = oplog.find_one(sort=[("$natural", 1)])["ts"].time
 
-    found = oplog_window(mongo_collection, None, oldest + 3600)
+    hello = mongo_collection.database.client.admin.command("hello")
+    found = oplog_window(mongo_collection, hello, None, oldest + 3600)
 
     assert found.facts == ["the source's oplog holds 1:00:00 of history"]
 
