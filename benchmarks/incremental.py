@@ -39,9 +39,12 @@ DATABASE, COLLECTION, TABLE = "benchmark", "incremental_users", "benchmark_incre
 # SecantusDB answers one command at a time: while it numbers a million _id values for the plan,
 # the driver's heartbeat waits behind it, and after connectTimeoutMS (10 s) the driver takes the
 # server for gone and cancels the plan's command. A real MongoDB answers heartbeats meanwhile.
+SOURCE = json.loads(os.environ["AIRFLOW_CONN_MONGO_DEFAULT"])
 STAND_IN_ENV = {
     **os.environ,
-    "AIRFLOW_CONN_MONGO_DEFAULT": os.environ["AIRFLOW_CONN_MONGO_DEFAULT"] + "&connectTimeoutMS=600000",
+    "AIRFLOW_CONN_MONGO_DEFAULT": json.dumps(
+        {**SOURCE, "extra": {**SOURCE["extra"], "connectTimeoutMS": 600000}}
+    ),
 }
 
 

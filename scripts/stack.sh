@@ -205,7 +205,8 @@ start_all() {
 print_env() {
   cat <<EOF
 # The local stack (scripts/stack.sh): Airflow's home and metadata database, the target
-# PostgreSQL (directly and through PgBouncer) and the source MongoDB as Airflow connections,
+# PostgreSQL (directly and through PgBouncer) and the source MongoDB as Airflow connections
+# (the source as a replica set, named secantus, in the JSON form a production replica set needs),
 # and MONGO_MIGRATION_ALLOW_SEEDING=true, which lets a manually triggered run that asks for it
 # (seed_users > 0) write fake users into the source: point these connections at your own
 # databases and leave that variable out.
@@ -216,7 +217,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='postgresql+psycopg://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/airflow'
 export AIRFLOW_CONN_POSTGRES_DEFAULT='postgresql://postgres:$PG_PASSWORD@127.0.0.1:$TARGET_PG_PORT/target'
 export AIRFLOW_CONN_POSTGRES_PGBOUNCER='postgresql://postgres:$PG_PASSWORD@127.0.0.1:$BOUNCER_PORT/target'
-export AIRFLOW_CONN_MONGO_DEFAULT='mongo://127.0.0.1:$MONGO_PORT/?directConnection=true'
+export AIRFLOW_CONN_MONGO_DEFAULT='{"conn_type": "mongo", "host": "127.0.0.1:$MONGO_PORT", "extra": {"replicaSet": "secantus"}}'
 export PYTHONPATH='$ROOT:$ROOT/plugins'
 export MONGO_MIGRATION_ALLOW_SEEDING=true
 EOF

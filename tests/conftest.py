@@ -8,6 +8,7 @@ points Airflow at them is set before Airflow is imported.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import uuid
@@ -56,6 +57,12 @@ def stack(command: str) -> str:
 for line in stack("env").splitlines():
     name, _, value = line.removeprefix("export ").partition("=")
     os.environ[name] = value.strip("'")
+
+
+def mongo_connection(**extra) -> str:
+    """The test source's connection (the JSON form, as a replica set) with ``extra`` options added."""
+    connection = json.loads(os.environ["AIRFLOW_CONN_MONGO_DEFAULT"])
+    return json.dumps({**connection, "extra": {**connection["extra"], **extra}})
 
 
 @pytest.fixture(scope="session")

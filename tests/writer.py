@@ -105,7 +105,7 @@ def write(uri: str, database: str, collection_name: str, log_path: str, seed: in
 @contextmanager
 def writing(collection, log: Path):
     """The writer process, working on ``collection`` until the block ends."""
-    uri = os.environ["AIRFLOW_CONN_MONGO_DEFAULT"].replace("mongo://", "mongodb://", 1)
+    uri = "mongodb://{}:{}/?directConnection=true".format(*collection.database.client.address)
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.writer", uri, collection.database.name, collection.name, str(log)],
         cwd=ROOT,

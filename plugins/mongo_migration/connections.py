@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import psycopg
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from pymongo.errors import ConnectionFailure
 
 # Defaults a connection's own extras override.
@@ -32,19 +32,43 @@ class UnreachableError(AirflowException):
     """A server could not be reached or stopped answering; a retry may succeed."""
 
 
+class CertificateFileError(AirflowFailException):
+    """A connection names a certificate file the task cannot read; a retry will not find it either."""
+
+
 @contextmanager
 def mongo_hook(conn_id: str) -> Iterator[MongoHook]:
     """The source's hook, its client bounded by ``MONGO_TIMEOUTS_MS``; closed on exit."""
     hook = MongoHook(mongo_conn_id=conn_id)
     hook.extras = {**MONGO_TIMEOUTS_MS, **hook.extras}
     try:
+        hook.get_conn()  # the client checks its options here, before any network call
+    except OSError as error:  # pymongo's "The tlscafile file is not readable" names no file
+        files = [f"{name} {path}" for name, path in hook.extras.items() if name.lower().endswith("file")]
+        raise CertificateFileError(
+            f"MongoDB connection {conn_id!r} names a file this task cannot read ({', '.join(files)}): "
+            f"{error.strerror}"
+        ) from None
+    try:
         with hook:
             yield hook
     except ConnectionFailure as error:
-        where = f"{hook.connection.host}:{hook.connection.port or 27017}"
+        where = ",".join(f"{host}:{port}" for host, port in mongo_hosts(hook.connection))
         raise UnreachableError(
             f"MongoDB connection {conn_id!r} ({where}) failed: {str(error).splitlines()[0][:300]}"
         ) from None
+
+
+def mongo_hosts(connection) -> list[tuple[str, int]]:
+    """The source's hosts and ports as the connection names them: a replica set's list (the JSON form's
+    ``host``), an SRV name (its port stands for 27017), or one host."""
+    hosts = []
+    for address in (connection.host or "localhost").split(","):
+        host, colon, port = address.strip().rpartition(":")
+        if not colon or "]" in port:  # no port, or an IPv6 address in brackets without one
+            host, port = address.strip(), ""
+        hosts.append((host, int(port or connection.port or 27017)))
+    return hosts
 
 
 @contextmanager

@@ -51,7 +51,14 @@ from mongo_migration.changes import (
     session_as_of,
     why_not_from,
 )
-from mongo_migration.connections import UnreachableError, mongo_hook, postgres_connection, transaction
+from mongo_migration.connections import (
+    CertificateFileError,
+    UnreachableError,
+    mongo_hook,
+    mongo_hosts,
+    postgres_connection,
+    transaction,
+)
 from mongo_migration.documents import CODEC_OPTIONS, CONVERSION_VERSION, Conversion, ViolationFailsRun
 from mongo_migration.mapping import Mapping
 from mongo_migration.page_copy import copy_page, read_page
@@ -104,10 +111,11 @@ class _SourceOperator(BaseOperator):
 
     def declare_source_inlet(self) -> Asset:
         """The source collection as this task's inlet, in the Mongo provider's asset form."""
-        connection = BaseHook.get_connection(self.mongo_conn_id)
+        # A replica set's first listed member names it, as OpenLineage names a MongoDB by one address.
+        [(host, port), *_] = mongo_hosts(BaseHook.get_connection(self.mongo_conn_id))
         asset = mongo_asset(
-            host=connection.host or "localhost",
-            port=connection.port or 27017,
+            host=host,
+            port=port,
             database=self.mongo_database,
             collection=self.mongo_collection,
         )
@@ -237,7 +245,7 @@ class PreflightOperator(_SourceToTargetOperator):
                 found.notes += checked.notes
             except (UnreachableError, ConnectionFailure) as error:
                 unreachable.append(f"MongoDB connection {self.mongo_conn_id!r}: {str(error).splitlines()[0]}")
-            except PyMongoError as error:  # a wrong password, a privilege missing
+            except (PyMongoError, CertificateFileError) as error:  # a wrong password, a privilege missing
                 found.problems.append(
                     f"MongoDB connection {self.mongo_conn_id!r}: {str(error).splitlines()[0]}"
                 )

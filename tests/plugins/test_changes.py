@@ -3,7 +3,6 @@
 import collections
 import concurrent.futures
 import datetime as dt
-import os
 import socket
 import subprocess
 import threading
@@ -34,7 +33,7 @@ from mongo_migration.operators import (
     VerifyMigrationOperator,
 )
 from mongo_migration.pages import plan_pages
-from tests.conftest import ROOT, STACK_ENV
+from tests.conftest import ROOT, STACK_ENV, mongo_connection
 from tests.staging import ORDERS, USERS, staged, users
 
 STANDALONE_PORT = 57019
@@ -366,8 +365,7 @@ class FindCommands(monitoring.CommandListener):
 def test_pages_and_verify_read_majority_as_of_the_runs_point_so_a_secondary_would_wait_for_it(
     mongo_collection, target_table, context, monkeypatch
 ):
-    uri = os.environ["AIRFLOW_CONN_MONGO_DEFAULT"]
-    monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", f"{uri}&readPreference=secondaryPreferred")
+    monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", mongo_connection(readPreference="secondaryPreferred"))
     finds = FindCommands(mongo_collection.name)
     monitoring.register(finds)  # for the clients made from now on
     mongo_collection.insert_many([{"_id": n} for n in range(100)])

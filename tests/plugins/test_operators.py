@@ -1,7 +1,6 @@
 """The operators on the real PostgreSQL and MongoDB wire-protocol server."""
 
 import datetime as dt
-import os
 
 import pytest
 from airflow.sdk import Asset
@@ -221,8 +220,8 @@ def test_planning_declares_the_source_collection_as_its_inlet_in_the_mongo_provi
 
     operator.execute({})
 
-    port = os.environ["AIRFLOW_CONN_MONGO_DEFAULT"].split(":")[2].split("/")[0]
-    assert operator.inlets == [Asset(f"mongodb://127.0.0.1:{port}/tests/{mongo_collection.name}")]
+    host, port = mongo_collection.database.client.address
+    assert operator.inlets == [Asset(f"mongodb://{host}:{port}/tests/{mongo_collection.name}")]
 
 
 def planner(collection, start=None):
