@@ -49,7 +49,7 @@ import datetime as dt
 from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, Param, SyncCallback, dag
 
 from include import config
-from mongo_migration.alerts import RunAlert
+from mongo_migration.alerts import HEARTBEAT_CONN_ID, RunAlert
 from mongo_migration.mapping import COLLECTION_NAME, DATABASE_NAME, STAGING_SCHEMA, Mapping, load_mappings
 from mongo_migration.operators import (
     CatchUpOperator,
@@ -363,7 +363,8 @@ def migration_dag(mapping: Mapping) -> DAG:
             wait_seconds="{{ params.publish_wait_seconds }}",
             asset_alias=asset_alias(mapping.dag_id),
             execution_timeout=timeout["publish"],
-            on_success_callback=[RunAlert("published")],  # sent where the alerts connection asks for it
+            # sent where the alerts connection asks for it, and to the heartbeat's dead man's switch
+            on_success_callback=[RunAlert("published"), RunAlert("published", conn_id=HEARTBEAT_CONN_ID)],
             **source,
             **target,
         )

@@ -10,7 +10,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.models.connection import Connection
 
-from mongo_migration.alerts import ALERTS_CONN_ID, RunAlert, _url
+from mongo_migration.alerts import ALERTS_CONN_ID, HEARTBEAT_CONN_ID, RunAlert, _url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def webhook(monkeypatch):
     server = http.server.HTTPServer(("127.0.0.1", 0), Webhook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/hooks/T0/night"
-    Webhook.received = []
+    Webhook.received, Webhook.url = [], url
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{ALERTS_CONN_ID.upper()}", json.dumps({"conn_type": "http", "extra": {"url": url}})
     )
@@ -95,3 +95,19 @@ def test_alerts_are_off_without_the_connection_and_a_publish_is_sent_only_when_a
 def test_a_connection_written_as_a_url_is_posted_to_as_that_url():
     url = "https://hooks.example.com:8443/services/T0/B0/XYZ"
     assert _url(Connection(conn_id="alerts", uri=url)) == url  # not percent-encoded, no extras
+
+
+def test_every_publish_pings_the_heartbeat_so_a_night_without_one_is_noticed(
+    dag, webhook, mongo_collection, target_table, monkeypatch
+):
+    heartbeat = Webhook.url.replace("/hooks/T0/night", "/ping/users-nightly")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{HEARTBEAT_CONN_ID.upper()}", heartbeat)  # a URL, as people write it
+    mongo_collection.insert_many([{"username": f"u{n}"} for n in range(30)])
+    dag_run = dag.test(
+        run_conf={"mongo_database": "tests", "mongo_collection": mongo_collection.name, "target_table": target_table}
+    )
+
+    assert dag_run.state == "success"
+    [ping] = webhook  # the alerts connection does not ask for publishes
+    assert (ping["path"], ping["outcome"]) == ("/ping/users-nightly", "published")
+    assert ping["run_id"] == dag_run.run_id

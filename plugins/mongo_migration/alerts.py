@@ -10,6 +10,11 @@ Airflow's (``BaseNotifier``): the DAG's failure callback (once per failed run,
 naming the task that failed last), the publish task's success callback, and
 the DAG's ``DeadlineAlert`` callback. An alert carries no error text, which may
 hold data or other sessions' SQL: its ``log_url`` leads to the task's log.
+
+A second connection, ``HEARTBEAT_CONN_ID``, gets every publish: the URL of an
+external dead man's switch (healthchecks.io, Cronitor, Dead Man's Snitch), which
+pages someone when a night passes without one, as when the scheduler is down and
+no run, and so no failure alert, happens at all.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from airflow.sdk import BaseHook, BaseNotifier
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 ALERTS_CONN_ID = "mongo_migration_alerts"
+HEARTBEAT_CONN_ID = "mongo_migration_heartbeat"
 TIMEOUT_SECONDS = 10
 
 
@@ -33,6 +39,8 @@ class RunAlert(BaseNotifier):
         self.outcome = outcome
         self.conn_id = conn_id
         self.deadline = deadline  # the deadline, for people: "4:00:00 after the run was queued"
+        # The heartbeat's connection exists for publishes; the alerts' sends them when it asks for them.
+        self.every_publish = conn_id == HEARTBEAT_CONN_ID
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Nothing to render (no templated fields); Airflow's would ask the DAG of a DAG callback's
@@ -45,7 +53,8 @@ class RunAlert(BaseNotifier):
             self.log.info("Alerts are off: no connection %r", self.conn_id)
             return
         extra = connection.extra_dejson
-        if self.outcome == "published" and str(extra.get("on_success", "")).lower() not in ("true", "1"):
+        asked = self.every_publish or str(extra.get("on_success", "")).lower() in ("true", "1")
+        if self.outcome == "published" and not asked:
             return
         if self.deadline and _field(context.get("dag_run"), "state") == "failed":
             self.log.info("No deadline alert: the run failed before its deadline, and its failure was sent")
