@@ -104,7 +104,11 @@ def test_every_publish_pings_the_heartbeat_so_a_night_without_one_is_noticed(
     monkeypatch.setenv(f"AIRFLOW_CONN_{HEARTBEAT_CONN_ID.upper()}", heartbeat)  # a URL, as people write it
     mongo_collection.insert_many([{"username": f"u{n}"} for n in range(30)])
     dag_run = dag.test(
-        run_conf={"mongo_database": "tests", "mongo_collection": mongo_collection.name, "target_table": target_table}
+        run_conf={
+            "mongo_database": "tests",
+            "mongo_collection": mongo_collection.name,
+            "target_table": target_table,
+        }
     )
 
     assert dag_run.state == "success"
