@@ -26,7 +26,10 @@ def seeding_allowed() -> bool:
 # as of, falling back to a full copy (saying why) when that cannot be done; "full".
 COPY_MODE = "incremental"
 ITEMS_PER_PAGE = 8000  # documents per migrate_page task
-CLUSTER_SIZE = 90  # page tasks allowed to run at once
+# Page tasks allowed to run at once: the DAG's max_active_tasks and the pool's slots. A deployment sets
+# it in one variable, which docker-compose.yaml also turns into the parallelism and the workers' slots.
+CLUSTER_SIZE_VARIABLE = "MONGO_MIGRATION_CLUSTER_SIZE"
+CLUSTER_SIZE = int(os.environ.get(CLUSTER_SIZE_VARIABLE) or 90)
 PAGE_POOL = "migration_pages"  # the page tasks' pool, of CLUSTER_SIZE slots (see docker-compose.yaml)
 
 MONGO_CONN_ID = "mongo_default"

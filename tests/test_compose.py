@@ -1,4 +1,4 @@
-"""docker-compose.yaml, read and checked as a file: no Docker engine runs here, users run it."""
+"""docker-compose.yaml, read and checked as a file (tests/test_compose_processes.py runs it)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,32 @@ import pytest
 import yaml
 
 from include import config
+from tests.compose import interpolate, load, read_env_file
 
 ROOT = Path(__file__).resolve().parents[1]
-ONE_SHOT = {"airflow-init", "demo-seed"}  # run to completion; every other service keeps running
+ONE_SHOT = {
+    "airflow-init",
+    "demo-seed",
+    "airflow-cli",
+}  # run to completion; every other service keeps running
 DEMO = {"mongo", "target-postgres", "demo-seed"}  # behind the profile "demo"
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|_KEY|_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|BROKER_URL")
+AIRFLOW = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-init",
+    "airflow-maintenance",
+    "airflow-cli",
+    "flower",
+    "demo-seed",
+}
+SECRET_NAME = re.compile(
+    r"PASSWORD|SECRET|FERNET|_KEY|_CONN_|SQL_ALCHEMY_CONN|RESULT_BACKEND|BROKER_URL|BASIC_AUTH"
+)
 VARIABLE = re.compile(r"\$\{(\w+)")
+EXAMPLE = read_env_file(ROOT / ".env.example")
 
 
 @pytest.fixture(scope="module")
@@ -28,94 +48,121 @@ def services(compose) -> dict:
     return compose["services"]
 
 
-def test_it_has_the_official_celery_layout_with_the_source_and_the_target(compose, services):
+@pytest.fixture(scope="module")
+def shipped() -> dict:
+    """The file as compose reads it with .env.example, its secrets given values."""
+    return load({**EXAMPLE, **{key: f"test-{key.lower()}" for key, value in EXAMPLE.items() if not value}})
+
+
+def test_it_has_the_official_celery_layout_with_maintenance_metrics_and_the_demo(compose, services):
     assert "x-airflow-common" in compose
-    assert set(services) == {
-        "postgres",
-        "redis",
-        "mongo",
-        "target-postgres",
-        "airflow-apiserver",
-        "airflow-scheduler",
-        "airflow-dag-processor",
-        "airflow-triggerer",
-        "airflow-worker",
-        "airflow-init",
-        "flower",
-        "demo-seed",
-    }
+    assert set(services) == AIRFLOW | {"postgres", "redis", "mongo", "target-postgres", "statsd-exporter"}
     assert services["flower"]["profiles"] == ["flower"]
+    assert services["statsd-exporter"]["profiles"] == ["metrics"]
+    assert services["airflow-cli"]["profiles"] == ["cli"]
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            assert source.startswith("./") or source in compose["volumes"], (name, volume)
+            assert (ROOT / source).exists() if source.startswith("./") else source in compose["volumes"]
 
 
-def test_every_long_running_service_has_a_healthcheck(services):
+def test_every_long_running_service_has_a_healthcheck_and_rotated_logs(services):
     missing = [
         name for name, service in services.items() if name not in ONE_SHOT and "healthcheck" not in service
     ]
     assert missing == []
+    for name, service in services.items():
+        assert service["logging"]["options"]["max-size"], name
 
 
-def test_every_image_is_pinned_to_a_version(services):
+def test_every_image_is_pinned_and_the_projects_is_the_release_named_by_version(services):
     dockerfile = (ROOT / "Dockerfile").read_text()
     airflow_pin = re.search(r"^apache-airflow==(\S+)", (ROOT / "requirements.txt").read_text(), re.M)[1]
     assert f"FROM apache/airflow:{airflow_pin}\n" in dockerfile
+    release = f"mongo-to-postgres-airflow:{(ROOT / 'VERSION').read_text().strip()}"
+    assert EXAMPLE["MONGO_MIGRATION_IMAGE"] == release
     for name, service in services.items():
-        tag = service["image"].partition(":")[2]
-        assert tag and tag != "latest" and re.match(r"\d", tag), (name, service["image"])
+        image = interpolate(service["image"], {})
+        if name in AIRFLOW:
+            assert image == release, name
+        else:
+            tag = image.partition(":")[2]
+            assert re.match(r"v?\d+\.\d+\.\d+", tag), (name, image)  # a patch release, never "latest"
+    assert re.search(r"pinned on \d{4}-\d\d-\d\d", (ROOT / "docker-compose.yaml").read_text())
+
+
+def test_the_image_carries_the_code_and_only_development_mounts_it(services):
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for folder in ("dags", "plugins", "include"):
+        assert f"COPY --chown=airflow:0 {folder}/ /opt/airflow/{folder}/" in dockerfile
+        for name in AIRFLOW:
+            mounts = [volume.split(":")[0] for volume in services[name].get("volumes", [])]
+            assert f"./{folder}" not in mounts, name
+    assert "include/mappings/orders.yaml" in (ROOT / ".dockerignore").read_text().split()  # the example
+    development = yaml.safe_load((ROOT / "docker-compose.dev.yaml").read_text())["services"]
+    assert set(development) == AIRFLOW
+    assert "./dags:/opt/airflow/dags" in development["airflow-worker"]["volumes"]
 
 
 def test_no_secret_is_written_inline_and_env_example_lists_every_one(services):
     required = set()
     for name, service in services.items():
         for key, value in service.get("environment", {}).items():
-            if SECRET_NAME.search(key) and not key.endswith("_FILE"):  # a path to a secret is no secret
+            if SECRET_NAME.search(key):
                 assert "${" in str(value), (name, key)
                 required |= set(VARIABLE.findall(str(value)))
-    example = (ROOT / ".env.example").read_text()
-    listed = set(re.findall(r"^(\w+)=", example, re.M))
-    assert required <= listed, required - listed
+    assert required <= set(EXAMPLE), required - set(EXAMPLE)
     assert ".env" in (ROOT / ".gitignore").read_text().split()
 
 
-def test_the_slots_add_up_to_the_cluster_size(services):
+def test_one_variable_sizes_the_parallelism_the_workers_slots_the_pool_and_the_dag(shipped):
+    services = shipped["services"]
+    cluster_size, workers = int(EXAMPLE["MONGO_MIGRATION_CLUSTER_SIZE"]), int(EXAMPLE["AIRFLOW_WORKERS"])
+    assert cluster_size == config.CLUSTER_SIZE == 90  # the DAG's, where the variable is unset
     worker = services["airflow-worker"]
     environment = worker["environment"]
-    concurrency = int(environment["AIRFLOW__CELERY__WORKER_CONCURRENCY"])
-    assert concurrency * worker["deploy"]["replicas"] == config.CLUSTER_SIZE == 90
-    assert int(environment["AIRFLOW__CORE__PARALLELISM"]) >= config.CLUSTER_SIZE
-    init = "\n".join(services["airflow-init"]["command"])
-    assert f"pools set {config.PAGE_POOL} {config.CLUSTER_SIZE} " in init
+    assert int(environment[config.CLUSTER_SIZE_VARIABLE]) == int(environment["AIRFLOW__CORE__PARALLELISM"])
+    assert int(worker["deploy"]["replicas"]) == workers
+    concurrency = re.search(r'--concurrency "\$\(\( (.+) \)\)"', worker["command"][-1])[1]
+    slots = eval(re.sub(r"[A-Z_]+", lambda name: environment[name[0]], concurrency))  # bash's arithmetic
+    assert slots * workers == cluster_size
+    init = services["airflow-init"]["command"][-1]
+    assert f'pools set {config.PAGE_POOL} "${{{config.CLUSTER_SIZE_VARIABLE}}}"' in init
+    sizing = " ".join((ROOT / "docs" / "sizing.md").read_text().split())
     target = services["target-postgres"]["command"]
-    max_connections = int(target[target.index("-c") + 1].split("=")[1])
-    # docs/sizing.md: "max_connections of at least the slots plus N" (verify, publish, readers).
-    readme = " ".join((ROOT / "docs" / "sizing.md").read_text().split())
-    headroom = int(re.search(r"`max_connections` of at least the slots plus (\d+)", readme)[1])
-    assert max_connections >= config.CLUSTER_SIZE + headroom
+    headroom = int(re.search(r"`max_connections` of at least the slots plus (\d+)", sizing)[1])
+    assert int(target[target.index("-c") + 1].split("=")[1]) >= cluster_size + headroom
     metadata = services["postgres"]["command"]
-    metadata_connections = int(metadata[metadata.index("-c") + 1].split("=")[1])
-    # "Airflow's metadata PostgreSQL ... max_connections of at least the slots plus N" (result backend)
     headroom = int(
-        re.search(r"metadata PostgreSQL.*?`max_connections` of at least the slots plus (\d+)", readme)[1]
+        re.search(r"metadata PostgreSQL.*?`max_connections` of at least the slots plus (\d+)", sizing)[1]
     )
-    assert metadata_connections >= config.CLUSTER_SIZE + headroom
+    assert int(metadata[metadata.index("-c") + 1].split("=")[1]) >= cluster_size + headroom
 
 
-def test_the_project_is_mounted_and_workers_reach_the_api_with_the_shared_secret(services):
-    for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-apiserver"):
-        service = services[name]
-        mounts = {volume.split(":")[1] for volume in service["volumes"]}
-        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= mounts, name
-        environment = service["environment"]
-        assert (
-            environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
-            == "http://airflow-apiserver:8080/execution/"
-        )
-        assert environment["AIRFLOW__API_AUTH__JWT_SECRET"] == "${AIRFLOW_JWT_SECRET:?set it in .env}"
-        assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-        assert environment["PYTHONPATH"] == "/opt/airflow"  # so `from include import config` works
+def test_every_component_shares_the_secrets_that_sign_tokens_and_log_requests(compose):
+    environment = compose["x-airflow-common"]["environment"]
+    assert environment["AIRFLOW__API_AUTH__JWT_SECRET"] == "${AIRFLOW_JWT_SECRET:?set it in .env}"
+    assert environment["AIRFLOW__API__SECRET_KEY"] == "${AIRFLOW_API_SECRET_KEY:?set it in .env}"
+    assert (
+        environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    )
+    assert environment["PYTHONPATH"] == "/opt/airflow:/opt/airflow/plugins"  # include/ and python -m
+
+
+def test_a_stopped_worker_finishes_its_pages_before_docker_kills_it(services):
+    worker = services["airflow-worker"]
+    minutes = int(re.fullmatch(r"(\d+)m", worker["stop_grace_period"])[1])
+    assert minutes * 60 >= 300  # a page of 8000 takes seconds on MongoDB; its task's timeout is 30 minutes
+    assert worker["environment"]["DUMB_INIT_SETSID"] == "0"  # SIGTERM to Celery alone: a warm shutdown
+
+
+def test_every_published_port_listens_on_localhost_and_flower_asks_for_a_password(shipped):
+    for name, service in shipped["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+    assert shipped["services"]["flower"]["environment"]["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"].startswith(
+        "admin:test-"
+    )
 
 
 def test_production_uses_the_fab_auth_manager_and_no_task_holds_an_admin_password(compose, services):
@@ -128,7 +175,7 @@ def test_production_uses_the_fab_auth_manager_and_no_task_holds_an_admin_passwor
     assert not [
         key for key in environment if "SIMPLE_AUTH_MANAGER" in key or key.startswith("AIRFLOW_CONN_AIRFLOW")
     ]
-    assert "airflow users create --role Admin" in "\n".join(services["airflow-init"]["command"])
+    assert "airflow users create --role Admin" in services["airflow-init"]["command"][-1]
 
 
 def test_a_deployment_does_not_allow_seeding_the_source(compose):
@@ -142,21 +189,26 @@ def test_the_demo_databases_and_seed_sit_behind_a_profile_and_no_airflow_service
             assert not set(service.get("depends_on", {})) & DEMO, name
 
 
-def test_the_connections_come_from_env_with_the_demo_databases_as_defaults(compose):
+def test_the_dags_reach_the_demo_databases_as_the_least_privileged_roles_of_deploy_roles(compose, services):
     environment = compose["x-airflow-common"]["environment"]
     mongo, postgres = environment["AIRFLOW_CONN_MONGO_DEFAULT"], environment["AIRFLOW_CONN_POSTGRES_DEFAULT"]
-    assert mongo.startswith("${AIRFLOW_CONN_MONGO_DEFAULT:-mongo://") and "@mongo:27017/" in mongo
-    assert (
-        postgres.startswith("${AIRFLOW_CONN_POSTGRES_DEFAULT:-postgresql://")
-        and "@target-postgres:" in postgres
-    )
+    assert mongo.startswith("${AIRFLOW_CONN_MONGO_DEFAULT:-mongo://migrator:") and "@mongo:27017/" in mongo
+    assert postgres.startswith("${AIRFLOW_CONN_POSTGRES_DEFAULT:-postgresql://mongo_migration:")
     assert "replicaSet=rs0" in mongo  # the demo source's replica set
-    listed = set(re.findall(r"^(\w+)=", (ROOT / ".env.example").read_text(), re.M))
-    assert {
-        "AIRFLOW_CONN_MONGO_DEFAULT",
-        "AIRFLOW_CONN_POSTGRES_DEFAULT",
-        "AIRFLOW_CONN_MONGO_MIGRATION_ALERTS",
-    } <= listed
+    assert "./deploy/roles/mongo.js:/docker-entrypoint-initdb.d/mongo.js:ro" in services["mongo"]["volumes"]
+    assert 'user: "migrator"' in (ROOT / "deploy" / "roles" / "mongo.js").read_text()
+    target = services["target-postgres"]
+    assert target["environment"]["POSTGRES_USER"] == "postgres"  # the admin, which only the init script uses
+    assert "-v role=mongo_migration" in (ROOT / "deploy" / "roles" / "postgres-initdb.sh").read_text()
+
+
+def test_the_demo_seed_writes_only_into_the_demo_source_whatever_env_says(services):
+    seed = services["demo-seed"]
+    assert seed["command"] == ["python", "-m", "mongo_migration.demo", "users", "100000"]
+    assert seed["environment"]["MONGO_MIGRATION_ALLOW_SEEDING"] == "true"  # for itself alone
+    connection = seed["environment"]["AIRFLOW_CONN_MONGO_DEFAULT"]
+    assert "${AIRFLOW_CONN_MONGO_DEFAULT" not in connection and "@mongo:27017/" in connection
+    assert seed["depends_on"]["mongo"] == {"condition": "service_healthy"}
 
 
 def test_the_demo_source_is_a_one_node_replica_set_with_a_keyfile_that_initiates_itself(services):
@@ -166,8 +218,18 @@ def test_the_demo_source_is_a_one_node_replica_set_with_a_keyfile_that_initiates
     assert "--oplogSizeMB" in start
     check = " ".join(mongo["healthcheck"]["test"])
     assert "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'mongo:27017'}]})" in check
-    seed = services["demo-seed"]
-    assert seed["command"] == ["python", "-m", "mongo_migration.demo", "users", "100000"]
-    assert seed["environment"]["MONGO_MIGRATION_ALLOW_SEEDING"] == "true"  # for itself alone
-    assert seed["depends_on"]["mongo"] == {"condition": "service_healthy"}
     assert "isWritablePrimary" in check  # healthy once it is the primary, not as soon as the set exists
+
+
+def test_logs_and_metadata_are_cleaned_daily_and_metrics_and_the_heartbeat_can_be_turned_on(
+    compose, services
+):
+    maintenance = services["airflow-maintenance"]
+    assert maintenance["command"] == ["bash", "/opt/airflow/scripts/maintenance.sh"]
+    assert (
+        "COPY --chown=airflow:0 scripts/maintenance.sh /opt/airflow/scripts/maintenance.sh"
+        in (ROOT / "Dockerfile").read_text()
+    )
+    environment = compose["x-airflow-common"]["environment"]
+    assert environment["AIRFLOW__METRICS__STATSD_HOST"] == "statsd-exporter"
+    assert "AIRFLOW_CONN_MONGO_MIGRATION_HEARTBEAT" in environment

@@ -1,7 +1,8 @@
 -- The state the runs of every target share, made once: by a run that finds it
 -- missing or older (target.ensure_state_tables), never altered on every run,
--- since altering a table waits for, and blocks, everyone reading it.
-CREATE SCHEMA IF NOT EXISTS {staging_schema};
+-- since altering a table waits for, and blocks, everyone reading it. The schema is made
+-- before, where it is missing: IF NOT EXISTS still needs CREATE on the database, which a
+-- role given the schema (deploy/roles/postgres.sql) does not have.
 
 -- Which run published each live table, and what: publish writes it in the
 -- transaction that publishes, so a retry of a publish that committed knows.

@@ -323,9 +323,10 @@ def ensure_state_tables(conn: Connection) -> None:
     if _state_tables_exist(conn):
         return
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{STAGING_SCHEMA}.state"])
+    if not conn.execute(_sql_text("schema_exists"), {"schema": STAGING_SCHEMA}).fetchone()[0]:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STAGING_SCHEMA)))
     conn.execute(
         sql.SQL(_sql_text("state_tables")).format(
-            staging_schema=sql.Identifier(STAGING_SCHEMA),
             published=sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
             positions=sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
         )
