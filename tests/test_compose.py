@@ -13,11 +13,7 @@ from include import config
 from tests.compose import interpolate, load, read_env_file
 
 ROOT = Path(__file__).resolve().parents[1]
-ONE_SHOT = {
-    "airflow-init",
-    "demo-seed",
-    "airflow-cli",
-}  # run to completion; every other service keeps running
+ONE_SHOT = {"airflow-init", "demo-seed", "airflow-cli"}  # they run to completion; the others keep running
 DEMO = {"mongo", "target-postgres", "demo-seed"}  # behind the profile "demo"
 AIRFLOW = {
     "airflow-apiserver",
@@ -60,7 +56,7 @@ def test_it_has_the_official_celery_layout_with_maintenance_metrics_and_the_demo
     assert services["flower"]["profiles"] == ["flower"]
     assert services["statsd-exporter"]["profiles"] == ["metrics"]
     assert services["airflow-cli"]["profiles"] == ["cli"]
-    for name, service in services.items():
+    for service in services.values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             assert (ROOT / source).exists() if source.startswith("./") else source in compose["volumes"]
@@ -87,7 +83,7 @@ def test_every_image_is_pinned_and_the_projects_is_the_release_named_by_version(
             assert image == release, name
         else:
             tag = image.partition(":")[2]
-            assert re.match(r"v?\d+\.\d+\.\d+", tag), (name, image)  # a patch release, never "latest"
+            assert re.match(r"v?\d+\.\d+", tag), (name, image)  # a minor or patch release, never "latest"
     assert re.search(r"pinned on \d{4}-\d\d-\d\d", (ROOT / "docker-compose.yaml").read_text())
 
 
@@ -124,7 +120,8 @@ def test_one_variable_sizes_the_parallelism_the_workers_slots_the_pool_and_the_d
     assert int(environment[config.CLUSTER_SIZE_VARIABLE]) == int(environment["AIRFLOW__CORE__PARALLELISM"])
     assert int(worker["deploy"]["replicas"]) == workers
     concurrency = re.search(r'--concurrency "\$\(\( (.+) \)\)"', worker["command"][-1])[1]
-    slots = eval(re.sub(r"[A-Z_]+", lambda name: environment[name[0]], concurrency))  # bash's arithmetic
+    # bash's arithmetic: integers, division rounding down
+    slots = eval(re.sub(r"[A-Z_]+", lambda name: environment[name[0]], concurrency).replace("/", "//"))
     assert slots * workers == cluster_size
     init = services["airflow-init"]["command"][-1]
     assert f'pools set {config.PAGE_POOL} "${{{config.CLUSTER_SIZE_VARIABLE}}}"' in init
