@@ -35,7 +35,7 @@ from mongo_migration.page_copy import READ_BATCH_SIZE, copy_page, read_page
 from mongo_migration.pages import plan_pages
 from mongo_migration.target import Tables
 from mongo_migration.users import seed_users
-from tests.airflow_api import AirflowApi
+from tests.airflow_api import AirflowApi, admin_password
 from tests.staging import OUTSIDE_A_RUN, USERS, reset_staging, users
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,7 +208,7 @@ def local_executor(documents: int, items_per_page: int) -> Result:
     script = str(ROOT / "scripts" / "airflow-local.sh")
     subprocess.run(["bash", script, "start"], check=True, capture_output=True)
     try:
-        api = AirflowApi(AIRFLOW_URL, Path(os.environ["AIRFLOW_HOME"]))
+        api = AirflowApi(AIRFLOW_URL, admin_password(Path(os.environ["AIRFLOW_HOME"])))
         api.wait_for_dag()
         run = api.wait(api.trigger(dag_conf(table, items_per_page)), timeout=24 * 3600)
         if run["state"] != "success":

@@ -11,7 +11,7 @@
 #   scripts/stack.sh env              print the environment that points Airflow at them
 #
 # STACK_DIR, PG_PORT, TARGET_PG_PORT, BOUNCER_PORT and MONGO_PORT choose another instance (the tests use one);
-# MONGO_OPLOG_ENTRIES how much change history the MongoDB server keeps.
+# MONGO_OPLOG_ENTRIES how much change history the MongoDB server keeps; SECANTUS_VENV where it is installed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +32,7 @@ MONGO_OPLOG_ENTRIES=${MONGO_OPLOG_ENTRIES:-100000}
 PG_PASSWORD=${PG_PASSWORD:-migrator-local}
 PG_BIN=/usr/lib/postgresql/15/bin
 SECANTUS_VERSION=0.7.0b3
-SECANTUS_VENV=$STACK_DIR/secantus-venv
+SECANTUS_VENV=${SECANTUS_VENV:-$STACK_DIR/secantus-venv}
 
 log() { echo "stack: $*" >&2; }
 

@@ -15,12 +15,16 @@ DAG_ID = "mongo_to_postgres"
 AIRFLOW_LOCAL = Path(__file__).resolve().parents[1] / "scripts" / "airflow-local.sh"
 
 
-class AirflowApi:
-    """A logged-in session with the API server at ``url`` whose home folder is ``home``."""
+def admin_password(home: Path) -> str:
+    """The admin's password that the simple auth manager of the API server whose home is ``home`` keeps."""
+    return json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
 
-    def __init__(self, url: str, home: Path):
+
+class AirflowApi:
+    """A session with the API server at ``url``, logged in as admin with ``password``."""
+
+    def __init__(self, url: str, password: str):
         self.url = url
-        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
         token = requests.post(
             f"{url}/auth/token", json={"username": "admin", "password": password}, timeout=30
         )
@@ -90,7 +94,7 @@ def running_airflow(env: dict[str, str]) -> Iterator[AirflowApi]:
     """``scripts/airflow-local.sh`` started with ``env`` (stack, port, settings); stopped after."""
     subprocess.run(["bash", str(AIRFLOW_LOCAL), "start"], env=env, check=True, capture_output=True)
     try:
-        api = AirflowApi(f"http://127.0.0.1:{env['AIRFLOW_PORT']}", Path(env["AIRFLOW_HOME"]))
+        api = AirflowApi(f"http://127.0.0.1:{env['AIRFLOW_PORT']}", admin_password(Path(env["AIRFLOW_HOME"])))
         api.wait_for_dag()
         yield api
     finally:
