@@ -9,6 +9,8 @@ COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 COPY --chown=airflow:0 scripts/maintenance.sh /opt/airflow/scripts/maintenance.sh
+# Compiled once here: a container running as another AIRFLOW_UID could not write the caches.
+RUN python -m compileall -q /opt/airflow/dags /opt/airflow/plugins /opt/airflow/include
 ARG VERSION=unknown
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="mongo-to-postgres-airflow" \

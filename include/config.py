@@ -30,6 +30,8 @@ ITEMS_PER_PAGE = 8000  # documents per migrate_page task
 # it in one variable, which docker-compose.yaml also turns into the parallelism and the workers' slots.
 CLUSTER_SIZE_VARIABLE = "MONGO_MIGRATION_CLUSTER_SIZE"
 CLUSTER_SIZE = int(os.environ.get(CLUSTER_SIZE_VARIABLE) or 90)
+if CLUSTER_SIZE < 1:
+    raise ValueError(f"{CLUSTER_SIZE_VARIABLE} is {CLUSTER_SIZE}: it must be 1 or more page tasks")
 PAGE_POOL = "migration_pages"  # the page tasks' pool, of CLUSTER_SIZE slots (see docker-compose.yaml)
 
 MONGO_CONN_ID = "mongo_default"

@@ -100,8 +100,11 @@ def test_a_connection_written_as_a_url_is_posted_to_as_that_url():
 def test_every_publish_pings_the_heartbeat_so_a_night_without_one_is_noticed(
     dag, webhook, mongo_collection, target_table, monkeypatch
 ):
-    heartbeat = Webhook.url.replace("/hooks/T0/night", "/ping/users-nightly")
-    monkeypatch.setenv(f"AIRFLOW_CONN_{HEARTBEAT_CONN_ID.upper()}", heartbeat)  # a URL, as people write it
+    heartbeat = Webhook.url.replace("/hooks/T0/night", "/ping/{dag_id}")  # a check for each DAG
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{HEARTBEAT_CONN_ID.upper()}",
+        json.dumps({"conn_type": "http", "extra": {"url": heartbeat}}),
+    )
     mongo_collection.insert_many([{"username": f"u{n}"} for n in range(30)])
     dag_run = dag.test(
         run_conf={
@@ -113,5 +116,5 @@ def test_every_publish_pings_the_heartbeat_so_a_night_without_one_is_noticed(
 
     assert dag_run.state == "success"
     [ping] = webhook  # the alerts connection does not ask for publishes
-    assert (ping["path"], ping["outcome"]) == ("/ping/users-nightly", "published")
+    assert (ping["path"], ping["outcome"]) == ("/ping/mongo_to_postgres", "published")
     assert ping["run_id"] == dag_run.run_id

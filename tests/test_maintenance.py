@@ -5,6 +5,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86_400
 
@@ -18,6 +20,12 @@ def test_one_pass_deletes_logs_past_their_retention_cleans_the_metadata_and_says
         log.write_text("a task's log\n")
     os.utime(old, (time.time() - 16 * DAY,) * 2)
     done = tmp_path / "done"
+    metadata = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg", "")
+    with psycopg.connect(metadata) as conn:  # an audit log line of 40 days ago, and one of now
+        conn.execute(
+            "INSERT INTO log (dttm, event) VALUES (now() - interval '40 days', 'maintenance-old'), "
+            "(now(), 'maintenance-new')"
+        )
 
     subprocess.run(
         ["bash", str(ROOT / "scripts" / "maintenance.sh"), "--once"],
@@ -35,3 +43,6 @@ def test_one_pass_deletes_logs_past_their_retention_cleans_the_metadata_and_says
     assert not old.parent.parent.exists()  # the log and its folders
     assert recent.exists()
     assert done.exists()  # the healthcheck's proof of a pass
+    with psycopg.connect(metadata) as conn:  # airflow db clean, past AIRFLOW_METADATA_RETENTION_DAYS (30)
+        events = conn.execute("SELECT event FROM log WHERE event LIKE 'maintenance-%'").fetchall()
+    assert events == [("maintenance-new",)]

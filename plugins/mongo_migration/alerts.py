@@ -14,7 +14,10 @@ hold data or other sessions' SQL: its ``log_url`` leads to the task's log.
 A second connection, ``HEARTBEAT_CONN_ID``, gets every publish: the URL of an
 external dead man's switch (healthchecks.io, Cronitor, Dead Man's Snitch), which
 pages someone when a night passes without one, as when the scheduler is down and
-no run, and so no failure alert, happens at all.
+no run, and so no failure alert, happens at all. ``{dag_id}`` in a URL becomes
+the DAG's id, so that each DAG pings a check of its own (healthchecks.io's
+``https://hc-ping.com/<ping key>/{dag_id}``): one DAG's publish then never hides
+another that stopped.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class RunAlert(BaseNotifier):
             self.log.info("No deadline alert: the run failed before its deadline, and its failure was sent")
             return
         alert = self.alert(context)
-        url = extra.get("url") or _url(connection)
+        url = (extra.get("url") or _url(connection)).replace("{dag_id}", alert["dag_id"] or "")
         request = urllib.request.Request(
             url, json.dumps(alert).encode(), {"Content-Type": "application/json"}, method="POST"
         )

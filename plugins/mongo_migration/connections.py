@@ -15,7 +15,7 @@ import psycopg
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConfigurationError, ConnectionFailure
 
 # Defaults a connection's own extras override.
 MONGO_TIMEOUTS_MS = {
@@ -42,7 +42,11 @@ def mongo_hook(conn_id: str) -> Iterator[MongoHook]:
     hook = MongoHook(mongo_conn_id=conn_id)
     hook.extras = {**MONGO_TIMEOUTS_MS, **hook.extras}
     try:
-        hook.get_conn()  # the client checks its options here, before any network call
+        hook.get_conn()  # the client checks its options here, and looks up an SRV name
+    except ConfigurationError as error:
+        if not hook.connection.extra_dejson.get("srv"):
+            raise
+        raise _unreachable("MongoDB", conn_id, hook.connection.host, error) from None  # a DNS answer missing
     except OSError as error:  # pymongo's "The tlscafile file is not readable" names no file
         files = [f"{name} {path}" for name, path in hook.extras.items() if name.lower().endswith("file")]
         raise CertificateFileError(
@@ -54,9 +58,14 @@ def mongo_hook(conn_id: str) -> Iterator[MongoHook]:
             yield hook
     except ConnectionFailure as error:
         where = ",".join(f"{host}:{port}" for host, port in mongo_hosts(hook.connection))
-        raise UnreachableError(
-            f"MongoDB connection {conn_id!r} ({where}) failed: {str(error).splitlines()[0][:300]}"
-        ) from None
+        raise _unreachable("MongoDB", conn_id, where, error) from None
+
+
+def _unreachable(server: str, conn_id: str, where: str, error: Exception) -> UnreachableError:
+    """An error naming the connection and where it points (never its password), and the driver's reason."""
+    return UnreachableError(
+        f"{server} connection {conn_id!r} ({where}) failed: {str(error).splitlines()[0][:300]}"
+    )
 
 
 def mongo_hosts(connection) -> list[tuple[str, int]]:
@@ -95,9 +104,7 @@ def postgres_connection(conn_id: str, application_name: str) -> Iterator[psycopg
         if not _lost_connection(error):
             raise  # a lock or statement timeout, a deadlock, a full disk: its own message is the truth
         where = f"{hook.connection.host}:{hook.connection.port or 5432}"
-        raise UnreachableError(
-            f"PostgreSQL connection {conn_id!r} ({where}) failed: {str(error).splitlines()[0][:300]}"
-        ) from None
+        raise _unreachable("PostgreSQL", conn_id, where, error) from None
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 import certifi
 import psycopg
 import pytest
+from airflow.models.connection import Connection
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -18,6 +19,7 @@ from mongo_migration.connections import (
     CertificateFileError,
     UnreachableError,
     mongo_hook,
+    mongo_hosts,
     postgres_connection,
     transaction,
 )
@@ -199,3 +201,21 @@ def test_a_certificate_file_the_task_cannot_read_is_named_and_not_retried(monkey
         mongo_hook("mongo_ca"),
     ):
         pass
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "hosts"),
+    [
+        (
+            "db1.example.com:27017,db2.example.com:27018",
+            None,
+            [("db1.example.com", 27017), ("db2.example.com", 27018)],
+        ),
+        ("cluster0.abcde.mongodb.net", None, [("cluster0.abcde.mongodb.net", 27017)]),  # SRV: no port
+        ("mongo.example.com", 27020, [("mongo.example.com", 27020)]),  # the URI form's port
+        ("[::1]:27019", None, [("[::1]", 27019)]),
+        ("[::1]", None, [("[::1]", 27017)]),
+    ],
+)
+def test_the_sources_hosts_are_read_from_a_list_an_srv_name_or_one_host(host, port, hosts):
+    assert mongo_hosts(Connection(conn_id="source", conn_type="mongo", host=host, port=port)) == hosts
