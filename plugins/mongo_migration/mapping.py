@@ -68,6 +68,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
 
 
+def _path_of_one_field(path: object) -> object:
+    """A path written as one string: a field name (``path: status``) is that one field; one with a dot is
+    refused by name rather than guessed at, since a field name may hold a dot."""
+    if not isinstance(path, str):
+        return path
+    if "." in path:
+        fields = ", ".join(path.split("."))
+        raise ValueError(
+            f"{path!r} is one string: write the field names as a list, [{fields}] (or [{path!r}] for one "
+            "field whose name holds a dot)"
+        )
+    return (path,)
+
+
 class Column(_Strict):
     """A typed column: the value at ``path`` in the document (or in an array's element)."""
 
@@ -82,6 +96,8 @@ class Column(_Strict):
     @classmethod
     def _known_type(cls, declared: str) -> str:
         return contract.column_type(declared)
+
+    _one_field = field_validator("path", mode="before")(_path_of_one_field)
 
     @field_validator("path")
     @classmethod
@@ -110,6 +126,8 @@ class Child(_Strict):
     nullable: bool = True  # a missing or null array has no rows; else the document is a violation
     on_violation: Literal["reject", "fail"] = "reject"
     columns: tuple[Column, ...]
+
+    _one_field = field_validator("path", mode="before")(_path_of_one_field)
 
     @field_validator("path")
     @classmethod
@@ -193,11 +211,23 @@ class Mapping(_Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, schedule: str | None) -> str | None:
-        """A cron expression or preset, checked as Airflow's timetables check it (with croniter), so that
-        a typo is this file's error, not one of the DAG file that would take every DAG down."""
-        if schedule is None or schedule in ("@once", "@continuous") or croniter.is_valid(schedule):
+        """A cron expression of 5 fields or a preset, checked as Airflow's timetables check it (with
+        croniter), so that a typo is this file's error, not one of the DAG file that would take every DAG
+        down. croniter also takes a 6th field, of seconds, so "0 0 2 * * *" would run every second of
+        midnight on the 2nd: refused here by its count of fields."""
+        if schedule is None or schedule in ("@once", "@continuous"):
             return schedule
-        raise ValueError(f"{schedule!r} is not a cron expression (5 fields) or a preset such as @daily")
+        fields = schedule.split()
+        if not schedule.startswith("@") and len(fields) != 5:
+            raise ValueError(
+                f"{schedule!r} has {len(fields)} fields; a schedule has 5 (minute hour day month weekday), "
+                "e.g. '0 2 * * *' for 02:00 UTC every day, or is a preset such as @daily"
+            )
+        try:
+            croniter(schedule)
+        except (ValueError, KeyError) as error:  # croniter's errors are ValueErrors
+            raise ValueError(f"{schedule!r} is not a schedule Airflow can run: {error}") from None
+        return schedule
 
     @field_validator("timeout_minutes")
     @classmethod

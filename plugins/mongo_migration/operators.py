@@ -279,7 +279,7 @@ class PreflightOperator(_SourceToTargetOperator):
                 self.log.warning("Preflight: %s", note)
             for fact in found.facts:
                 self.log.info("Preflight: %s", fact)
-            self.log.info("Preflight: %s and %s are ready", self.source_name(), tables)
+            self.log.info("Preflight: source %s and target %s are ready", self.source_name(), tables)
             if not _flag(self.dry_run):
                 return {"notes": found.notes}
             report = self.what_the_run_would_do(source, conn, tables, context["dag_run"].dag_id)

@@ -90,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     except PyMongoError as error:
         print(f"propose: {_reading_failed(arguments, error)}", file=sys.stderr)
         return 1
+    counts = [(len(proposal.columns()), "column"), (len(proposal.children()), "child table")]
+    counts += [(proposal.flag_count(), "FLAGGED line")]
+    columns, children, flags = (f"{count:,} {noun}{'' if count == 1 else 's'}" for count, noun in counts)
     print(
-        f"Wrote {arguments.out}: {len(proposal.columns())} columns, {len(proposal.children())} child tables "
-        f"and {proposal.flag_count()} FLAGGED lines from {proposal.documents:,} documents; review it, "
-        "commit it."
+        f"Wrote {arguments.out}: {columns}, {children} and {flags} from {proposal.documents:,} documents; "
+        "review it, commit it."
     )
     return 0
 

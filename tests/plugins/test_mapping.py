@@ -202,5 +202,32 @@ def test_a_schedule_is_a_cron_expression_or_a_preset(schedule):
     assert Mapping.model_validate({**VALID, "schedule": schedule}).schedule == schedule
 
 
-def test_a_schedule_with_a_typo_is_this_files_error_not_the_dag_files(tmp_path):
-    assert "schedule: '30 2 * *' is not a cron expression" in problems(tmp_path, schedule="30 2 * *")
+@pytest.mark.parametrize(
+    ("schedule", "error"),
+    [
+        ("30 2 * *", "'30 2 * *' has 4 fields; a schedule has 5 (minute hour day month weekday)"),
+        ("0 0 2 * * *", "'0 0 2 * * *' has 6 fields; a schedule has 5"),  # croniter's 6th field: seconds
+        (
+            "30 25 * * *",
+            "'30 25 * * *' is not a schedule Airflow can run: [30 25 * * *] is not acceptable, out of range",
+        ),
+        ("@nightly", "'@nightly' is not a schedule Airflow can run"),
+    ],
+)
+def test_a_schedule_with_a_typo_is_this_files_error_naming_what_is_wrong(tmp_path, schedule, error):
+    assert f"schedule: {error}" in problems(tmp_path, schedule=schedule)
+
+
+def test_a_path_of_one_field_may_be_written_as_a_string_and_a_dotted_one_is_named(tmp_path):
+    one_field = {
+        **VALID,
+        "columns": [{"name": "total", "path": "total", "type": "numeric", "accepts": ["decimal"]}],
+    }
+    assert Mapping.model_validate(one_field) == Mapping.model_validate(
+        VALID
+    )  # the same mapping, the same version
+    dotted = [{"name": "email", "path": "customer.email", "type": "text"}]
+    assert (
+        "columns[0] (email).path: 'customer.email' is one string: write the field names as a list, "
+        "[customer, email] (or ['customer.email'] for one field whose name holds a dot)"
+    ) in problems(tmp_path, columns=dotted)

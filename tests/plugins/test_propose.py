@@ -262,6 +262,7 @@ def test_the_command_writes_the_file_and_replaces_one_only_when_forced(mongo_col
 
     written = run()
     assert written.returncode == 0, written.stderr
+    assert f"Wrote {out}: 1 column, 0 child tables and 0 FLAGGED lines from 100 documents" in written.stdout
     mapping = load_mapping(out)
     assert shape(column(mapping.columns, "status")) == (("status",), "text", ("string",), False)
     assert mapping.dag_id == f"mongo_{mongo_collection.name}_to_postgres"
