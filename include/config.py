@@ -29,9 +29,12 @@ ITEMS_PER_PAGE = 8000  # documents per migrate_page task
 # Page tasks allowed to run at once: the DAG's max_active_tasks and the pool's slots. A deployment sets
 # it in one variable, which docker-compose.yaml also turns into the parallelism and the workers' slots.
 CLUSTER_SIZE_VARIABLE = "MONGO_MIGRATION_CLUSTER_SIZE"
-CLUSTER_SIZE = int(os.environ.get(CLUSTER_SIZE_VARIABLE) or 90)
-if CLUSTER_SIZE < 1:
-    raise ValueError(f"{CLUSTER_SIZE_VARIABLE} is {CLUSTER_SIZE}: it must be 1 or more page tasks")
+_CLUSTER_SIZE = os.environ.get(CLUSTER_SIZE_VARIABLE, "").strip() or "90"
+if not _CLUSTER_SIZE.isdigit() or int(_CLUSTER_SIZE) < 1:
+    raise ValueError(
+        f"{CLUSTER_SIZE_VARIABLE} is {_CLUSTER_SIZE!r}: it must be a whole number of page tasks, 1 or more"
+    )
+CLUSTER_SIZE = int(_CLUSTER_SIZE)
 PAGE_POOL = "migration_pages"  # the page tasks' pool, of CLUSTER_SIZE slots (see docker-compose.yaml)
 
 MONGO_CONN_ID = "mongo_default"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -233,3 +236,18 @@ def test_logs_and_metadata_are_cleaned_daily_and_metrics_and_the_heartbeat_can_b
     environment = compose["x-airflow-common"]["environment"]
     assert environment["AIRFLOW__METRICS__STATSD_HOST"] == "statsd-exporter"
     assert "AIRFLOW_CONN_MONGO_MIGRATION_HEARTBEAT" in environment
+
+
+@pytest.mark.parametrize("size", ["ninety", "0"])
+def test_a_cluster_size_that_is_no_number_of_tasks_is_refused_naming_the_variable(size):
+    imported = subprocess.run(
+        [sys.executable, "-c", "import include.config"],
+        cwd=ROOT,
+        env={**os.environ, config.CLUSTER_SIZE_VARIABLE: size},
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        f"MONGO_MIGRATION_CLUSTER_SIZE is '{size}': it must be a whole number of page tasks"
+        in imported.stderr
+    )
