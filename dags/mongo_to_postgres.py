@@ -179,6 +179,17 @@ def params(mapping: Mapping) -> dict[str, Param]:
             "(in <table>_rejects, each with its column and reason; 100: any).",
             section="Publish",
         ),
+        "max_null_rise_percent": Param(
+            defaults.max_null_rise_percent,
+            type="integer",
+            minimum=0,
+            maximum=100,
+            title="Largest rise of a column's NULLs allowed (points)",
+            description="publish refuses a column whose share of NULL rows rose by more than this many "
+            "percentage points against the live table, or that is NULL in every row of a column the live "
+            "table does not have yet: what a path typed wrong in the mapping does (100: any).",
+            section="Publish",
+        ),
         "verify_content": Param(
             defaults.verify_content,
             type="boolean",
@@ -360,6 +371,7 @@ def migration_dag(mapping: Mapping) -> DAG:
             publish_empty="{{ params.publish_empty }}",
             max_shrink_percent="{{ params.max_shrink_percent }}",
             max_reject_percent="{{ params.max_reject_percent }}",
+            max_null_rise_percent="{{ params.max_null_rise_percent }}",
             wait_seconds="{{ params.publish_wait_seconds }}",
             asset_alias=asset_alias(mapping.dag_id),
             execution_timeout=timeout["publish"],

@@ -43,6 +43,9 @@ TARGET_SCHEMA = "public"  # of a mapping that names none
 MAX_SHRINK_PERCENT = 10  # publish refuses a copy this much smaller than the live table
 # publish refuses a copy whose rejects are more than this percent of the documents
 MAX_REJECT_PERCENT = 1.0
+# publish refuses a column whose share of NULL rows rose by more than this many percentage points
+# against the live table (a path typed wrong empties a column), or that is NULL in every row of a new one
+MAX_NULL_RISE_PERCENT = 10
 PUBLISH_WAIT_SECONDS = 300  # how long publish keeps trying while other sessions lock the live table
 
 # The mappings, one DAG each (the users DAG's schedule, nightly at 02:00 UTC, is in users.yaml);

@@ -130,3 +130,71 @@ def test_a_changed_mapping_copies_in_full_once_and_publishes_its_new_shape_in_pl
 
     assert again.state == "success"
     assert migrate_pages(again) == 0  # incremental: the mapping is the one its table was published with
+
+
+def test_a_path_typed_wrong_is_named_as_the_mapping_change_and_publish_refuses_the_emptied_column(
+    mongo_collection, pg_conn, table, mappings_folder
+):
+    # The typo: [customer, emial] for [customer, email], which no document has.
+    mongo_collection.insert_many(
+        [
+            {"_id": n, "sku": f"s{n}", "customer": {"email": f"c{n}@example.com"} if n % 10 else None}
+            for n in range(50)
+        ]
+    )
+
+    def mapping(email_path: list[str]):
+        columns = [
+            {"name": "sku", "path": ["sku"], "type": "text"},
+            {"name": "customer_email", "path": email_path, "type": "text"},
+        ]
+        lines = [{"name": "qty", "path": ["qty"], "type": "integer"}]
+        return write_mapping(mappings_folder, mongo_collection.name, table, columns, lines)
+
+    assert mapping(["customer", "email"]).test().state == "success"
+    published = pg_conn.execute(f"SELECT _id, customer_email FROM {table}").fetchall()
+    typo = mapping(["customer", "emial"])
+
+    refused = typo.test()
+
+    assert refused.state == "failed"
+    assert task_state(refused, "verify") == "success"
+    assert task_state(refused, "publish") == "failed"
+    assert pg_conn.execute(f"SELECT _id, customer_email FROM {table}").fetchall() == published
+    assert rendered_label(refused, "open_change_stream") == (
+        "full: the mapping changed since the last publish (column customer_email: path [customer, email] → "
+        "[customer, emial]): every row is written again in its new shape"
+    )
+    [email] = [
+        found for found in task_result(refused, "verify")["columns"] if found["column"] == "customer_email"
+    ]
+    assert email == {
+        "table": table,
+        "column": "customer_email",
+        "path": ["customer", "emial"],
+        "rows": 50,
+        "nulls": 50,
+        "live_rows": 50,
+        "live_nulls": 5,  # the customers that are null
+        "absent": 50,
+    }
+
+    allowed = typo.test(run_conf={"max_null_rise_percent": 100})  # a person who checked, for one run
+
+    assert allowed.state == "success"
+    assert pg_conn.execute(f"SELECT count(*) FROM {table} WHERE customer_email IS NULL").fetchone() == (50,)
+
+
+def task_state(dag_run, task_id: str) -> str:
+    [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
+    return instance.state
+
+
+def task_result(dag_run, task_id: str):
+    [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
+    return instance.xcom_pull(task_ids=task_id)
+
+
+def rendered_label(dag_run, task_id: str) -> str:
+    [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
+    return instance.rendered_map_index

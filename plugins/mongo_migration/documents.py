@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,8 +114,11 @@ class Conversion:
     def __init__(self, mapping: Mapping):
         self.mapping = mapping
         self.columns = table_columns(mapping)
-        self._cells = [_cell(column, column.name) for column in mapping.columns]
-        self._children = [(child, _child_rows(child)) for child in mapping.children]
+        # How often each nullable column's path was absent (or under a null) in the documents converted:
+        # a column absent everywhere is a path typed wrong, far more often than a field nobody has.
+        self.absent: Counter[str] = Counter()
+        self._cells = [_cell(column, column.name, self.absent) for column in mapping.columns]
+        self._children = [(child, _child_rows(child, self.absent)) for child in mapping.children]
         self._keep_document = mapping.keep_document
 
     def rows(self, raw_batch: bytes, page: int) -> Batch:
@@ -264,11 +268,19 @@ def _null(value: Any) -> str:
     return NULL
 
 
-def _cell(column: Column, name: str, prefix: tuple = ()) -> Callable[[Any], str]:
-    """A column's COPY text from a document (or an array element), or a ``_ColumnViolation``."""
+def _cell(column: Column, name: str, absent: Counter, prefix: tuple = ()) -> Callable[[Any], str]:
+    """A column's COPY text from a document (or an array element), or a ``_ColumnViolation``; a missing
+    value of a nullable column is counted in ``absent``."""
     get = _getter(column.path)
     by_type = _writers_by_python_type(column)
     path = prefix + column.path
+    if _Missing in by_type:
+
+        def missing(value: _Missing) -> str:
+            absent[name] += 1
+            return NULL
+
+        by_type[_Missing] = missing
 
     def cell(document: Any) -> str:
         value = get(document)
@@ -297,14 +309,14 @@ def _type_problem(column: Column, value: Any) -> str:
     return f"has the BSON type {contract.bson_type(value)}; the column accepts {', '.join(column.accepts)}"
 
 
-def _child_rows(child: Child) -> Callable[[dict, str], list[str]]:
+def _child_rows(child: Child, absent: Counter) -> Callable[[dict, str], list[str]]:
     """A child table's rows of a document (without their page): one per element of its array."""
     get = _getter(child.path)
     array_column = Column(
         name=child.name, path=child.path, type="jsonb", accepts=("array",), on_violation=child.on_violation
     )
     cells = [
-        (column, _cell(column, f"{child.name}.{column.name}", (*child.path, "[]")))
+        (column, _cell(column, f"{child.name}.{column.name}", absent, (*child.path, "[]")))
         for column in child.columns
     ]
 

@@ -179,6 +179,7 @@ class Params(_Strict):
     items_per_page: int = Field(default=config.ITEMS_PER_PAGE, ge=1, le=100_000)
     max_shrink_percent: int = Field(default=config.MAX_SHRINK_PERCENT, ge=0, le=100)
     max_reject_percent: float = Field(default=config.MAX_REJECT_PERCENT, ge=0, le=100)
+    max_null_rise_percent: int = Field(default=config.MAX_NULL_RISE_PERCENT, ge=0, le=100)
     verify_content: bool = False
     publish_wait_seconds: int = Field(default=config.PUBLISH_WAIT_SECONDS, ge=0, le=1800)
 
@@ -253,11 +254,55 @@ class Mapping(_Strict):
         """The tables a target table ``table`` comes with: itself, its rejects table and its children."""
         return [table, table + REJECTS_SUFFIX, *(f"{table}_{child.name}" for child in self.children)]
 
+    def shape(self) -> dict:
+        """What decides the rows, as publish records it (``shape_changes`` compares two)."""
+        return self.model_dump(mode="json", include={"keep_document", "columns", "children"})
+
     @property
     def version(self) -> str:
         """A hash of what decides the rows: a different one means the next run copies in full."""
-        shape = self.model_dump(mode="json", include={"keep_document", "columns", "children"})
-        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.shape(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shape_changes(published: dict, now: dict) -> list[str]:
+    """What changed from one mapping's ``shape`` to another's, column by column, as people read it:
+    ``column customer_email: path [customer, email] → [customer, emial]``."""
+    changes = []
+    if published.get("keep_document") != now.get("keep_document"):
+        changes.append(f"keep_document: {published.get('keep_document')} → {now.get('keep_document')}")
+    changes += _named_changes("column", published.get("columns", []), now.get("columns", []))
+    changes += _named_changes("child table", published.get("children", []), now.get("children", []))
+    before = {child["name"]: child for child in published.get("children", [])}
+    for child in now.get("children", []):
+        if child["name"] in before:
+            old = before[child["name"]]["columns"]
+            changes += _named_changes(f"column {child['name']}.", old, child["columns"], separator="")
+    return changes
+
+
+def _named_changes(kind: str, before: list[dict], after: list[dict], separator: str = " ") -> list[str]:
+    """Columns (or child tables) removed, added, and changed field by field, by name."""
+    old = {item["name"]: item for item in before}
+    new = {item["name"]: item for item in after}
+    changes = [f"{kind}{separator}{name} removed" for name in old if name not in new]
+    for name, item in new.items():
+        if name not in old:
+            what = f"{item['type']} at " if "type" in item else "the array at "
+            changes.append(f"{kind}{separator}{name} added ({what}{_shown_path(item['path'])})")
+            continue
+        for key, value in item.items():
+            if key not in ("name", "columns") and old[name].get(key) != value:
+                was, now = old[name].get(key), value
+                if key == "path":
+                    was, now = _shown_path(was or []), _shown_path(now)
+                elif isinstance(value, list):
+                    was, now = ", ".join(was or []) or "none", ", ".join(now) or "none"
+                changes.append(f"{kind}{separator}{name}: {key} {was} → {now}")
+    return changes
+
+
+def _shown_path(path: list[str]) -> str:
+    return f"[{', '.join(path)}]"
 
 
 def check_relation_names(schema: str, table: str, mapping: Mapping) -> None:

@@ -60,7 +60,7 @@ from mongo_migration.connections import (
     transaction,
 )
 from mongo_migration.documents import CODEC_OPTIONS, CONVERSION_VERSION, Conversion, ViolationFailsRun
-from mongo_migration.mapping import Mapping
+from mongo_migration.mapping import Mapping, shape_changes
 from mongo_migration.page_copy import copy_page, read_page
 from mongo_migration.pages import Page, fewer_pages, plan_pages, planned_range_filter
 from mongo_migration.report import markdown_report, summarize, summary_line
@@ -154,7 +154,11 @@ class _TargetOperator(BaseOperator):
 
     def versions(self) -> dict:
         """What decides the rows' form: a publish records it, and a difference means a full copy."""
-        return {"mapping": self.mapping.version, "conversion": CONVERSION_VERSION}
+        return {
+            "mapping": self.mapping.version,
+            "conversion": CONVERSION_VERSION,
+            "shape": self.mapping.shape(),
+        }
 
     def target_asset(self) -> Asset:
         """The live table, in the Postgres provider's asset form."""
@@ -255,7 +259,8 @@ class PreflightOperator(_SourceToTargetOperator):
                 checked = preflight.target_problems(conn, tables)
                 found.problems += checked.problems
                 if not checked.problems:
-                    point_time, full_copy_seconds = self.published_history(conn, tables)
+                    point_time, full_copy_seconds, changed = self.published_history(conn, tables)
+                    found.notes += [changed] if changed else []
             except (UnreachableError, OperationalError) as error:
                 unreachable.append(
                     f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
@@ -290,15 +295,19 @@ class PreflightOperator(_SourceToTargetOperator):
             + "\n".join(report)
         )
 
-    def published_history(self, conn: Connection, tables: Tables) -> tuple[int | None, float | None]:
+    def published_history(
+        self, conn: Connection, tables: Tables
+    ) -> tuple[int | None, float | None, str | None]:
         """When the point an incremental run would start from was, in seconds since the epoch (None: no
-        such point), and how long the last full copy needed the oplog to keep its start (None: unknown)."""
+        such point), how long the last full copy needed the oplog to keep its start (None: unknown), and
+        what changed in the mapping or the conversion since the last publish (None: nothing)."""
         published = target.published_state(conn, tables)
         if not published:
-            return None, None
-        point, *_, full_copy_seconds = published
+            return None, None, None
+        point, _, versions, _, full_copy_seconds = published
         incremental = str(self.mode) == "incremental" and point
-        return (point["cluster_time"]["t"] if incremental else None), full_copy_seconds
+        changed = _versions_differ(versions, self.versions()) if versions else None
+        return (point["cluster_time"]["t"] if incremental else None), full_copy_seconds, changed
 
     def what_the_run_would_do(
         self, source: Collection, conn: Connection, tables: Tables, dag_id: str
@@ -478,10 +487,13 @@ def why_full(
 def _versions_differ(published: dict, now: dict) -> str | None:
     """Why rows published with ``published`` versions cannot be brought up to date by changes alone."""
     if published.get("mapping") != now["mapping"]:
+        changes = shape_changes(published["shape"], now["shape"]) if "shape" in published else []
+        what = "; ".join(changes) or (
+            f"version {published.get('mapping') or 'none recorded'}, now {now['mapping']}"
+        )
         return (
-            f"the mapping changed since the last publish (version "
-            f"{published.get('mapping') or 'none recorded'}, now {now['mapping']}): every row is written "
-            "again in its new shape"
+            f"the mapping changed since the last publish ({what}): every row is written again in its new "
+            "shape"
         )
     if published.get("conversion") != now["conversion"]:
         return (
@@ -769,11 +781,16 @@ class VerifyMigrationOperator(CatchUpOperator):
                 check = compare(comparison)
                 catching_up = catch_up_again if streaming else None
                 check = settle(check, comparison, catching_up)
+            run_started = context["dag_run"].start_date
+            summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
             with transaction(conn):
                 rows, rejected = target.count_rows(conn, tables)
                 reasons = target.reject_reasons(conn, tables) if rejected else []
                 by_column = target.rejects_by_column(conn, tables) if rejected else {}
                 position = target.staging_position(conn, tables)
+                # what the pages saw absent: a full copy's every document; an incremental run has no pages
+                absent = summary["absent"] if self.start["mode"] == "full" else None
+                columns = target.column_nulls(conn, tables, absent)
         self.log.info(
             "Source %s: %s _id values read again; target %s: %s rows and %s rejects; %s catch-up rounds",
             self.source_name(),
@@ -808,8 +825,6 @@ class VerifyMigrationOperator(CatchUpOperator):
             rejected,
             point,
         )
-        run_started = context["dag_run"].start_date
-        summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
         line = summary_line(summary)
         mode, reason = self.start["mode"], self.start["reason"]
         copy = (f"{mode}: {reason}" if reason else mode) + (
@@ -819,7 +834,9 @@ class VerifyMigrationOperator(CatchUpOperator):
             copy += (
                 f", but {len(check.changing)} documents changing in every round, as the stream showed them"
             )
-        report = markdown_report(summary, self.source_name(), str(tables), rows, copy, point, by_column)
+        report = markdown_report(
+            summary, self.source_name(), str(tables), rows, copy, point, by_column, columns
+        )
         self.log.info("Run summary: %s", line)
         self.log.info("Run report:\n%s", report)
         return {
@@ -828,6 +845,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             "target": rows,
             "rejected": rejected,  # publish checks these two: an incremental run's pages set none aside
             "rejects_by_column": by_column,
+            "columns": columns,  # publish refuses a column emptied against the live table
             "position": position,
             "stream_seconds": _stream_seconds((self.start or {}).get("position")),
             "mode": mode,
@@ -873,6 +891,7 @@ class PublishOperator(_SourceToTargetOperator):
         "publish_empty",
         "max_shrink_percent",
         "max_reject_percent",
+        "max_null_rise_percent",
         "wait_seconds",
         *_TARGET_FIELDS,
         *_SOURCE_FIELDS,
@@ -886,6 +905,7 @@ class PublishOperator(_SourceToTargetOperator):
         publish_empty: bool | str = False,
         max_shrink_percent: int | str = 10,
         max_reject_percent: float | str = 1.0,
+        max_null_rise_percent: int | str = 10,
         wait_seconds: int | str = 300,
         asset_alias: str,
         **kwargs,
@@ -896,6 +916,7 @@ class PublishOperator(_SourceToTargetOperator):
         self.publish_empty = publish_empty
         self.max_shrink_percent = max_shrink_percent
         self.max_reject_percent = max_reject_percent
+        self.max_null_rise_percent = max_null_rise_percent
         self.wait_seconds = wait_seconds
         self.asset_alias = asset_alias
 
@@ -909,6 +930,8 @@ class PublishOperator(_SourceToTargetOperator):
             publish_empty=_flag(self.publish_empty),
             max_shrink_percent=int(self.max_shrink_percent),
             max_reject_percent=float(self.max_reject_percent),
+            max_null_rise_percent=int(self.max_null_rise_percent),
+            columns=self.verified.get("columns") if self.verified else None,
         )
         with self.target_connection() as conn:
             verified = self.verified or {}

@@ -47,6 +47,7 @@ class PageStats:
     read_seconds: float = 0.0  # waiting for the source's batches
     convert_seconds: float = 0.0  # BSON to COPY text
     copy_seconds: float = 0.0  # the delete, handing rows to COPY and waiting for PostgreSQL to finish
+    absent: dict[str, int] = field(default_factory=dict)  # documents without each nullable column's path
 
     def as_dict(self) -> dict:
         return {
@@ -121,6 +122,7 @@ def copy_page(
             target.copy_children(conn, tables, {name: b"".join(rows) for name, rows in held.children.items()})
             target.copy_rejects(conn, tables, held.rejects, page.number)
             stats.copy_seconds += lap()
+    stats.absent = dict(conversion.absent)
     return stats
 
 

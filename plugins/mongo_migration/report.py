@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 STAGES = ("read_seconds", "convert_seconds", "copy_seconds")
 SLOWEST_PAGES = 3
 
@@ -10,6 +12,9 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
     """Sum the pages' own metrics; ``wall_seconds`` is the run's time so far."""
     documents = sum(result["documents"] for result in page_results)
     slowest = sorted(page_results, key=lambda result: result["seconds"], reverse=True)[:SLOWEST_PAGES]
+    absent = Counter()
+    for result in page_results:
+        absent.update(result.get("absent", {}))
     return {
         "documents": documents,
         "rejected": sum(result["rejected"] for result in page_results),
@@ -19,6 +24,7 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
         "slowest_pages": [{"page": result["page"], "seconds": result["seconds"]} for result in slowest],
         **{stage: round(sum(result[stage] for result in page_results), 1) for stage in STAGES},
         "peak_memory_mb": max((result["peak_memory_mb"] for result in page_results), default=None),
+        "absent": dict(absent),  # documents (or elements) without each nullable column's path
     }
 
 
@@ -44,9 +50,10 @@ def markdown_report(
     copy: str,
     point: str,
     rejects_by_column: dict[str, int],
+    columns: list[dict] = (),
 ) -> str:
     """A short report for people: the counts, the point of the source copied, the rejects by column, the
-    speed, the slowest pages."""
+    speed, the slowest pages; and each column's NULLs against the live table's (``target.column_nulls``)."""
     slowest = ", ".join(f"page {page['page']} ({page['seconds']} s)" for page in summary["slowest_pages"])
     by_column = ", ".join(f"{column}: {count:,}" for column, count in rejects_by_column.items())
     rows = [
@@ -64,4 +71,24 @@ def markdown_report(
         ("Slowest pages", slowest or "none"),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
-    return f"### Migration report\n\n| | |\n| --- | --- |\n{table}\n"
+    report = f"### Migration report\n\n| | |\n| --- | --- |\n{table}\n"
+    if columns:
+        report += (
+            "\n#### Columns\n\n| column | path | NULL in the copy | NULL in the live table | path absent |\n"
+            "| --- | --- | --- | --- | --- |\n"
+        )
+        report += "".join(_column_line(found) for found in columns)
+    return report
+
+
+def _column_line(found: dict) -> str:
+    """A column's NULLs in the copy and the live table, and where its path was absent, as a table row."""
+    copy = _share(found["nulls"], found["rows"])
+    live = "no such column" if found["live_rows"] is None else _share(found["live_nulls"], found["live_rows"])
+    absent = "not read (no pages)" if found["absent"] is None else f"{found['absent']:,}"
+    path = ".".join(found["path"])
+    return f"| {found['table']}.{found['column']} | `{path}` | {copy} | {live} | {absent} |\n"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part:,} of {whole:,}" + (f" ({100 * part / whole:.1f}%)" if whole else "")

@@ -382,6 +382,8 @@ class Guards:
     publish_empty: bool = False
     max_shrink_percent: int = 10
     max_reject_percent: float = 1.0
+    max_null_rise_percent: int = 10
+    columns: list[dict] | None = None  # verify's column_nulls; None: it returned nothing
 
 
 def publish(
@@ -501,12 +503,13 @@ def _publish_once(
         _refuse_dependants(conn, tables, changes, gone_children)
         rows, rejects = count_rows(conn, tables)
         live_rows = _count_live(conn, tables) if tables.table in existing else None
-        _check_guards(guards, rows, rejects, live_rows, str(tables))
+        added = _added_rejects(conn, tables) if tables.rejects in existing else rejects
+        _check_guards(guards, rows, rejects, added, live_rows, str(tables))
         if tables.incremental:  # the live tables' as the run found them, with the changes
             fingerprint = _fingerprint_after_changes(conn, tables, last[3])
         else:  # the staging tables', which the live tables take
             fingerprint = _fingerprint(conn, tables)
-        result = {"rows": rows, "rejects": rejects, "live_rows_before": live_rows}
+        result = {"rows": rows, "rejects": rejects, "added_rejects": added, "live_rows_before": live_rows}
         if tables.incremental:
             result |= {"method": "changes applied in place", "deleted": 0, "updated": 0, "inserted": 0}
         elif tables.table in existing:
@@ -728,9 +731,11 @@ def _set_comment(conn: Connection, tables: Tables, owner: Owner, position: dict 
     conn.execute(statement("set_table_comment", tables, comment=sql.Literal("\n".join([*kept, line]))))
 
 
-def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None, live: str) -> None:
-    """Refuse to publish an unproven, empty, shrunken or largely rejected copy, naming the Param that
-    allows it."""
+def _check_guards(
+    guards: Guards, rows: int, rejects: int, added: int, live_rows: int | None, live: str
+) -> None:
+    """Refuse to publish an unproven, empty, shrunken or emptied copy, or one that sets aside many more
+    documents than the published table (``added``), naming the Param that allows it."""
     if guards.verified != (rows, rejects) and not guards.publish_unverified:
         proved = (
             "returned no result (was it marked successful by hand?)"
@@ -749,13 +754,24 @@ def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None
             f"the copy is empty while {live} holds {live_rows} rows: nothing was published. "
             f"Set the Param publish_empty in a new run to empty the table."
         )
-    if rejects and rejects * 100 > guards.max_reject_percent * (rows + rejects):
+    if added and added * 100 > guards.max_reject_percent * (rows + rejects):
+        share = 100 * added / (rows + rejects)
         raise AirflowFailException(
-            f"the copy set aside {rejects} of its {rows + rejects} documents "
-            f"({100 * rejects / (rows + rejects):.2f}%) in {live}_rejects, more than the Param "
-            f"max_reject_percent ({guards.max_reject_percent:g}) allows: nothing was published. See why in "
-            f"verify's log and the staging rejects table; raise max_reject_percent in a new run to publish "
-            "it."
+            f"the copy set aside {added} of its {rows + rejects} documents ({share:.2f}%)"
+            f" that the published table had not set aside ({rejects} in all in {live}_rejects), more than "
+            f"the Param max_reject_percent ({guards.max_reject_percent:g}) allows: nothing was published. "
+            "See why in verify's log and the staging rejects table. To accept this level for every run, "
+            "set max_reject_percent in the mapping's params; for one run, raise it in a new run's form."
+        )
+    emptied = emptied_columns(guards.columns or [], guards.max_null_rise_percent)
+    if emptied:
+        raise AirflowFailException(
+            f"publish refuses to empty {'columns' if len(emptied) > 1 else 'a column'} of {live}: "
+            + "; ".join(emptied)
+            + ". Nothing was published. A path typed wrong in the mapping does this (verify's report lists "
+            "every column's NULLs): mend the mapping. If the data itself changed, raise the Param "
+            f"max_null_rise_percent (now {guards.max_null_rise_percent}; 100: any) in a new run to publish "
+            "it, or in the mapping's params for every run."
         )
     smallest = live_rows * (100 - guards.max_shrink_percent) / 100 if live_rows else 0
     if rows < smallest:
@@ -764,6 +780,42 @@ def _check_guards(guards: Guards, rows: int, rejects: int, live_rows: int | None
             f"{live_rows} of {live}, more than the Param max_shrink_percent ({guards.max_shrink_percent}) "
             f"allows: nothing was published. Raise max_shrink_percent in a new run to publish it."
         )
+
+
+def emptied_columns(columns: list[dict], max_rise: int) -> list[str]:
+    """The columns (of ``column_nulls``) whose share of NULL rows rose by more than ``max_rise``
+    percentage points against the live table, or, with no live column to compare, that are NULL in
+    every row of the copy (unless ``max_rise`` is 100): each as a sentence with its numbers."""
+    emptied = []
+    for found in columns:
+        rows, nulls, live_rows, live_nulls = (
+            found[key] for key in ("rows", "nulls", "live_rows", "live_nulls")
+        )
+        if not rows:
+            continue
+        share = 100 * nulls / rows
+        path = f"[{', '.join(found['path'])}]"
+        said = f"{found['table']}.{found['column']} (path {path}) is NULL in {nulls:,} of the copy's "
+        said += f"{rows:,} rows"
+        if live_rows:
+            live_share = 100 * live_nulls / live_rows
+            if share - live_share <= max_rise:
+                continue
+            said += f" ({share:.1f}%), against {live_nulls:,} of {live_rows:,} ({live_share:.1f}%) in the "
+            said += "live table"
+        elif nulls < rows or max_rise >= 100:
+            continue
+        else:
+            said += " (all of them), a column the live table does not have yet"
+        if found.get("absent"):
+            said += f"; its path was absent in {found['absent']:,} of the documents or elements read"
+        emptied.append(said)
+    return emptied
+
+
+def _added_rejects(conn: Connection, tables: Tables) -> int:
+    """The copy's rejects that the live rejects table does not hold: new, or newly broken."""
+    return conn.execute(statement("new_rejects", tables, tables.rejects)).fetchone()[0]
 
 
 def _count_live(conn: Connection, tables: Tables) -> int:
@@ -801,6 +853,53 @@ def rejects_by_column(conn: Connection, tables: Tables) -> dict[str, int]:
     """How many documents each column set aside ("(document)": the document as a whole)."""
     rows = conn.execute(statement("rejects_by_column", loaded(conn, tables))).fetchall()
     return {column or "(document)": count for column, count in rows}
+
+
+def column_nulls(conn: Connection, tables: Tables, absent: dict[str, int] | None = None) -> list[dict]:
+    """For each typed column of the copy's table and child tables: its rows, how many hold NULL, and the
+    same of the live table where it has that column (None: it does not), with how often its path was
+    absent in the documents this run's pages read (``absent``, by column or ``child.column``; None: no
+    pages ran). A path typed wrong shows as a column NULL far more often than in the published table."""
+    tables = loaded(conn, tables)
+    found = []
+    for relation in [tables.table, *tables.children]:
+        if relation == tables.table:
+            columns, prefix = tables.mapping.columns, ""
+        else:
+            child = tables.mapping.children[tables.children.index(relation)]
+            columns, prefix = child.columns, f"{child.name}."
+        if not columns:
+            continue
+        copy_counts = _count_nulls(conn, tables, relation, _copy_of(tables, relation), columns)
+        live = tables.live(relation)
+        live_names = set()
+        if _exists(conn, tables, relation):
+            live_names = {name for name, *_ in _columns_of(conn, live)}
+        compared = [column for column in columns if column.name in live_names]
+        live_counts = _count_nulls(conn, tables, relation, live, compared) if compared else {}
+        for column in columns:
+            found.append(
+                {
+                    "table": relation,
+                    "column": column.name,
+                    "path": list(column.path),
+                    "rows": copy_counts["*"],
+                    "nulls": copy_counts[column.name],
+                    "live_rows": live_counts.get("*") if column.name in live_counts else None,
+                    "live_nulls": live_counts.get(column.name),
+                    "absent": None if absent is None else absent.get(prefix + column.name, 0),
+                }
+            )
+    return found
+
+
+def _count_nulls(
+    conn: Connection, tables: Tables, relation: str, rows: sql.Composable, columns: Iterable
+) -> dict[str, int]:
+    names = [column.name for column in columns]
+    nulls = sql.SQL("").join(sql.SQL(", count(*) - count({})").format(sql.Identifier(name)) for name in names)
+    counts = conn.execute(statement("count_nulls", tables, relation, rows=rows, nulls=nulls)).fetchone()
+    return dict(zip(["*", *names], counts, strict=True))
 
 
 def record_start(conn: Connection, tables: Tables, owner: Owner, position: dict | None) -> None:

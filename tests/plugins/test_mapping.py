@@ -8,7 +8,7 @@ import yaml
 
 from include import config
 from mongo_migration import contract
-from mongo_migration.mapping import Mapping, MappingError, load_mapping, load_mappings
+from mongo_migration.mapping import Mapping, MappingError, load_mapping, load_mappings, shape_changes
 
 VALID = {
     "dag_id": "mongo_orders_to_postgres",
@@ -153,6 +153,53 @@ def test_the_version_changes_with_what_shapes_rows_and_only_with_that(tmp_path):
     without_document = Mapping.model_validate({**VALID, "keep_document": False})
     assert base.version == same_shape.version == explicit_defaults.version
     assert len({base.version, retyped.version, without_document.version}) == 3
+
+
+def test_a_changed_mapping_is_described_column_by_column_in_the_words_of_the_file():
+    before = Mapping.model_validate(
+        {
+            **VALID,
+            "columns": [
+                {"name": "total", "path": ["total"], "type": "numeric", "accepts": ["decimal"]},
+                {"name": "email", "path": ["customer", "email"], "type": "text"},
+                {"name": "note", "path": ["note"], "type": "text"},
+            ],
+        }
+    )
+    after = Mapping.model_validate(
+        {
+            **VALID,
+            "keep_document": False,
+            "columns": [
+                {"name": "total", "path": ["total"], "type": "numeric(12,2)", "accepts": ["decimal", "int"]},
+                {"name": "email", "path": ["customer", "emial"], "type": "text", "nullable": False},
+                {"name": "placed_at", "path": ["placed_at"], "type": "timestamptz"},
+            ],
+            "children": [
+                {
+                    "name": "items",
+                    "path": ["lines"],
+                    "columns": [{"name": "qty", "path": ["qty"], "type": "int"}],
+                },
+                {"name": "tags", "path": ["tags"], "columns": [{"name": "tag", "path": [], "type": "text"}]},
+            ],
+        }
+    )
+
+    assert shape_changes(before.shape(), after.shape()) == [
+        "keep_document: True → False",
+        "column note removed",
+        "column total: type numeric → numeric(12,2)",
+        "column total: accepts decimal → decimal, int",
+        "column email: path [customer, email] → [customer, emial]",
+        "column email: nullable True → False",
+        "column placed_at added (timestamptz at [placed_at])",
+        "child table items: path [items] → [lines]",
+        "child table tags added (the array at [tags])",
+        "column items.sku removed",
+        "column items.qty added (integer at [qty])",
+    ]
+    assert shape_changes(before.shape(), before.shape()) == []
 
 
 def test_one_bad_file_leaves_the_others_loaded_and_files_that_share_a_dag_id_or_a_table_are_all_refused(

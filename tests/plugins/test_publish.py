@@ -215,6 +215,40 @@ def test_publish_refuses_a_copy_that_shrank_more_than_allowed_naming_the_param(p
     assert usernames(pg_conn, live) == {id_key(2): "bob"}
 
 
+def test_a_column_much_more_often_null_than_in_the_live_table_or_null_in_every_row_is_named():
+    def column(nulls, live_nulls=None, rows=200, live_rows=200, absent=None, name="email"):
+        live = {"live_rows": live_rows, "live_nulls": live_nulls} if live_nulls is not None else {}
+        return {
+            "table": "orders",
+            "column": name,
+            "path": ["customer", name],
+            "rows": rows,
+            "nulls": nulls,
+            "live_rows": None,
+            "live_nulls": None,
+            "absent": absent,
+            **live,
+        }
+
+    assert target.emptied_columns([column(200, 0, absent=200)], 10) == [
+        "orders.email (path [customer, email]) is NULL in 200 of the copy's 200 rows (100.0%), against 0 of "
+        "200 (0.0%) in the live table; its path was absent in 200 of the documents or elements read"
+    ]
+    assert target.emptied_columns([column(40, 20)], 10) == []  # 20% against 10%: 10 points
+    assert target.emptied_columns([column(41, 20)], 10) == [  # 20.5% against 10%: 10.5 points
+        "orders.email (path [customer, email]) is NULL in 41 of the copy's 200 rows (20.5%), against 20 of "
+        "200 (10.0%) in the live table"
+    ]
+    assert target.emptied_columns([column(200, 200)], 0) == []  # as empty as it was
+    assert target.emptied_columns([column(200)], 10) == [  # a column the live table does not have
+        "orders.email (path [customer, email]) is NULL in 200 of the copy's 200 rows (all of them), a column "
+        "the live table does not have yet"
+    ]
+    assert target.emptied_columns([column(199)], 10) == []
+    assert target.emptied_columns([column(200), column(200, 0)], 100) == []  # any, for one run
+    assert target.emptied_columns([column(0, rows=0)], 0) == []  # no rows: nothing to judge
+
+
 def test_readers_see_the_old_rows_until_publish_commits_and_the_new_ones_after(pg_conn, live, monkeypatch):
     armed = Path(f"/tmp/failpoint-{uuid.uuid4().hex}")
     armed.write_text("publish_before_commit 0 0")
@@ -512,12 +546,41 @@ def test_publish_refuses_a_copy_with_more_rejects_than_allowed_naming_both_numbe
     with pytest.raises(AirflowFailException) as refused:
         publish(pg_conn, target_table, FIRST, max_reject_percent=0.4)
 
-    assert str(refused.value).startswith(
-        f"the copy set aside 1 of its 200 documents (0.50%) in public.{target_table}_rejects, more than the "
-        "Param max_reject_percent (0.4) allows: nothing was published."
+    assert str(refused.value) == (
+        "the copy set aside 1 of its 200 documents (0.50%) that the published table had not set aside (1 in "
+        f"all in public.{target_table}_rejects), more than the Param max_reject_percent (0.4) allows: "
+        "nothing was published. See why in verify's log and the staging rejects table. To accept this level "
+        "for every run, set max_reject_percent in the mapping's params; for one run, raise it in a new run's "
+        "form."
     )
     assert pg_conn.execute("SELECT to_regclass(%s)", [target_table]).fetchone() == (None,)
     assert publish(pg_conn, target_table, FIRST)["rejects"] == 1  # 0.5 % is within the default 1 %
+
+
+def test_the_reject_guard_judges_the_rejects_a_run_adds_so_that_stable_rejects_do_not_fail_every_night(
+    pg_conn, target_table
+):
+    broken = [bson.encode({"_id": n, "username": "a\x00b"}) for n in (200, 201, 202)]
+    runs = iter([FIRST, SECOND, Owner(FIRST.dag_id, "third")])
+
+    def load_with(broken_documents: list[bytes]):
+        owner = next(runs)
+        target.reset_table(pg_conn, users(target_table), owner, lambda other: False)
+        named = documents({n: f"user {n}" for n in range(197)}) + b"".join(broken_documents)
+        copy_page([named], pg_conn, users(target_table), ROWS, owner, PAGE)
+        return owner
+
+    publish(pg_conn, target_table, load_with(broken[:2]), max_reject_percent=100)  # 2 of 199: accepted once
+
+    same = publish(pg_conn, target_table, load_with(broken[:2]), max_reject_percent=0.4)  # the same 2 again
+
+    assert (same["rejects"], same["added_rejects"]) == (2, 0)
+    with pytest.raises(AirflowFailException) as refused:
+        publish(pg_conn, target_table, load_with(broken), max_reject_percent=0.4)  # and a third, new one
+    assert str(refused.value).startswith(
+        "the copy set aside 1 of its 200 documents (0.50%) that the published table had not set aside (3 in "
+        f"all in public.{target_table}_rejects)"
+    )
 
 
 def test_publish_leaves_alone_a_table_that_no_publish_made_or_that_another_dag_published(
