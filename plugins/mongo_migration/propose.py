@@ -24,6 +24,7 @@ import shlex
 import sys
 import tempfile
 import textwrap
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,10 +34,10 @@ from typing import Any
 import yaml
 from bson.datetime_ms import DatetimeMS
 from pydantic import ValidationError
-from pymongo.errors import PyMongoError
+from pymongo.errors import ExecutionTimeout, PyMongoError
 
 from include import config
-from mongo_migration import contract
+from mongo_migration import contract, type_survey
 from mongo_migration.connections import UnreachableError, mongo_hook
 from mongo_migration.mapping import (
     MAX_NAME_BYTES,
@@ -51,6 +52,7 @@ from mongo_migration.mapping import (
 from mongo_migration.type_survey import (
     ARRAY_ELEMENTS,
     ELEMENT,
+    IDS_PER_AGGREGATION,
     MAX_DEPTH,
     OBJECT_TO_ARRAY_REFUSED,
     SAMPLE_SIZE,
@@ -107,14 +109,60 @@ def _read_and_propose(arguments: argparse.Namespace) -> Proposal:
         raise ProposeError(f"{out} exists: pass --force to replace it")
     if found := clashes(out, arguments.dag_id, arguments.schema, arguments.table):
         raise ProposeError("; ".join(found))
+    progress = _Progress(f"{database}.{collection}")
     with mongo_hook(arguments.conn_id) as hook:
         source = hook.get_collection(collection, database)
-        sampled = sample(source, arguments.sample)
-        observed = observe(source, sampled)
+        try:
+            sampled = sample(source, arguments.sample)
+            progress.start(sampled)
+            observed = observe(source, sampled, progress)
+        except ExecutionTimeout:
+            smaller = max(arguments.sample // 4, 100)
+            raise ProposeError(
+                f"the server spent more than {type_survey.READ_TIME_LIMIT_MS / 1000:g} s (maxTimeMS) on one "
+                f"read of {database}.{collection} ({progress.said()}): the server is slow or busy for a "
+                f"sample of {arguments.sample:,}. Lower --sample (e.g. --sample {smaller}), "
+                "or propose against a less busy member of the replica set."
+            ) from None
     if not observed.documents:
         raise ProposeError(f"{database}.{collection} has no documents to propose a mapping from")
     dag_id, schema, table = arguments.dag_id, arguments.schema, arguments.table
     return propose(observed, sampled, database, collection, dag_id, schema, table)
+
+
+class _Progress:
+    """Tells on stderr how far the reading is, after each batch: documents read, time, an estimate."""
+
+    def __init__(self, source: str):
+        self.source, self.started, self.read, self.total = source, time.monotonic(), 0, 0
+
+    def start(self, sampled: Sample) -> None:
+        self.total = len(sampled.ids)
+        batches = -(-self.total // IDS_PER_AGGREGATION)
+        print(
+            f"propose: reading {sampled.described()} of {self.source}, in {batches:,} "
+            f"batch{'es' if batches != 1 else ''} (chosen in {self._elapsed()})",
+            file=sys.stderr,
+        )
+        self.started = time.monotonic()
+
+    def __call__(self, read: int) -> None:
+        self.read = read
+        seconds = time.monotonic() - self.started
+        left = seconds / read * (self.total - read)
+        estimate = f"; about {_duration(left)} left" if read < self.total else ""
+        print(f"propose: {self.said()}{estimate}", file=sys.stderr, flush=True)
+
+    def said(self) -> str:
+        return f"{self.read:,} of {self.total:,} documents read in {self._elapsed()}"
+
+    def _elapsed(self) -> str:
+        return _duration(time.monotonic() - self.started)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
 def _reading_failed(arguments: argparse.Namespace, error: PyMongoError) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -32,9 +32,14 @@ from pymongo.collection import Collection
 
 from mongo_migration.documents import id_key
 
-SAMPLE_SIZE = 10_000  # documents read when the collection holds more
+# Documents read when the collection holds more: on a real MongoDB 10,000 take seconds; the local
+# SecantusDB needs about a minute per 1,000 (docs/mappings.md), so the default finishes in minutes there.
+SAMPLE_SIZE = 3_000
 SLICES = 10  # runs of consecutive _ids, evenly spaced, that take half the sample; $sample takes the rest
-IDS_PER_AGGREGATION = 5_000  # sampled _ids one aggregation matches ($in)
+IDS_PER_AGGREGATION = 500  # sampled _ids one aggregation matches ($in): progress is told after each
+# The server's time for one read (maxTimeMS): a slower one fails, saying to lower --sample, rather than
+# waiting for the connection's socket timeout, which reads like a network fault.
+READ_TIME_LIMIT_MS = 120_000
 MAX_DEPTH = 8  # path segments followed below the document (an array's element is one)
 ARRAY_ELEMENTS = 100  # of each array, the first ones are read
 SMALL_BINARY_BYTES = 64  # binaries up to this size come to Python for their subtype (UUIDs, hashes)
@@ -53,17 +58,18 @@ _UUID_SUBTYPE = 4  # a binary of this subtype is the contract's "uuid", any othe
 
 @dataclass(frozen=True)
 class Sample:
-    """The documents a proposal reads: the sampled ``_id``s, or None for the whole collection."""
+    """The documents a proposal reads, by ``_id``: a sample, or the whole collection (``whole``)."""
 
     estimated: int  # documents in the collection, as the server estimates them
-    ids: list | None
+    ids: list
     slice_size: int = 0
     random_size: int = 0
     taken_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    whole: bool = False
 
     def described(self) -> str:
-        if self.ids is None:
-            return f"the whole collection (about {self.estimated:,} documents)"
+        if self.whole:
+            return f"the whole collection ({len(self.ids):,} documents)"
         return (
             f"{len(self.ids):,} distinct documents of about {self.estimated:,}: {SLICES} slices of "
             f"{self.slice_size:,} consecutive _ids evenly spaced along the _id order (the first and the last "
@@ -80,7 +86,8 @@ def sample(collection: Collection, size: int) -> Sample:
     """
     estimated = collection.estimated_document_count()
     if estimated <= size:
-        return Sample(estimated, None)
+        everything = collection.find({}, {"_id": 1}, sort=[("_id", 1)], max_time_ms=READ_TIME_LIMIT_MS)
+        return Sample(estimated, [document["_id"] for document in everything], whole=True)
     slice_size = size // (2 * SLICES)
     random_size = size - SLICES * slice_size
     ids: dict[str, Any] = {}  # by id_key: a document taken twice is read once
@@ -106,30 +113,31 @@ def _slices(collection: Collection, estimated: int, slice_size: int) -> Iterator
             skip=round(step * (estimated - slice_size) / (SLICES - 1)),
             limit=slice_size,
             hint=[("_id", 1)],
+            max_time_ms=READ_TIME_LIMIT_MS,
         )
 
 
 def _at_random(collection: Collection, size: int) -> Iterator[dict]:
-    yield from collection.aggregate([{"$sample": {"size": size}}, {"$project": {"_id": 1}}])
+    pipeline = [{"$sample": {"size": size}}, {"$project": {"_id": 1}}]
+    yield from collection.aggregate(pipeline, maxTimeMS=READ_TIME_LIMIT_MS)
 
 
 # --- what the server counts -------------------------------------------------------------------------------
 
 
-def observe(collection: Collection, sampled: Sample) -> Observed:
-    """The server's counts of every path and type in the sampled documents, a batch of ``_id``s at a time."""
+def observe(
+    collection: Collection, sampled: Sample, progress: Callable[[int], None] = lambda read: None
+) -> Observed:
+    """The server's counts of every path and type in the sampled documents, a batch of ``_id``s at a time,
+    each within ``READ_TIME_LIMIT_MS``; ``progress`` hears how many documents are read after each batch."""
     source = collection.with_options(codec_options=_CODEC_OPTIONS)
-    if sampled.ids is None:
-        batches: list[list[dict]] = [[]]
-    else:
-        batches = [
-            [{"$match": {"_id": {"$in": sampled.ids[start : start + IDS_PER_AGGREGATION]}}}]
-            for start in range(0, len(sampled.ids), IDS_PER_AGGREGATION)
-        ]
     observed = Observed()
-    for match in batches:
-        for row in source.aggregate([*match, *paths_pipeline()], allowDiskUse=True):
+    for start in range(0, len(sampled.ids), IDS_PER_AGGREGATION):
+        batch = sampled.ids[start : start + IDS_PER_AGGREGATION]
+        pipeline = [{"$match": {"_id": {"$in": batch}}}, *paths_pipeline()]
+        for row in source.aggregate(pipeline, allowDiskUse=True, maxTimeMS=READ_TIME_LIMIT_MS):
             observed.add(row)
+        progress(start + len(batch))
     return observed
 
 

@@ -158,6 +158,7 @@ def test_params_default_to_the_mapping_and_the_configuration_module(dag):
         "target_table": "users",
         "max_shrink_percent": config.MAX_SHRINK_PERCENT,
         "max_reject_percent": config.MAX_REJECT_PERCENT,
+        "max_null_rise_percent": config.MAX_NULL_RISE_PERCENT,
         "publish_empty": False,
         "verify_content": False,
         "publish_unverified": False,

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,8 +99,34 @@ def test_a_collection_no_larger_than_the_sample_is_read_whole(mongo_collection):
 
     sampled = sample(mongo_collection, 150)
 
-    assert sampled.ids is None
+    assert sampled.whole and sorted(sampled.ids) == list(range(150))
     assert observe(mongo_collection, sampled).documents == 150
+
+
+def test_the_command_tells_how_far_it_has_read_and_a_read_too_slow_says_to_lower_the_sample(
+    orders, tmp_path, monkeypatch, capsys
+):
+    proposed(orders, tmp_path / "orders.yaml", "--sample", str(SAMPLE))
+
+    told = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(
+        rf"propose: reading ([\d,]+) distinct documents of about {DOCUMENTS:,}: .* in 2 batches .*", told[0]
+    )
+    assert re.fullmatch(r"propose: 500 of ([\d,]+) documents read in \d+ s; about .* left", told[1])
+    assert re.fullmatch(r"propose: ([\d,]+) of \1 documents read in .*", told[2])
+
+    monkeypatch.setattr("mongo_migration.type_survey.READ_TIME_LIMIT_MS", 1)  # a server that cannot keep up
+    arguments = [orders.database.name, orders.name, "--out", str(tmp_path / "slow" / "o.yaml"), "--sample", "200"]
+
+    assert main(arguments) == 1
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(
+        f"propose: the server spent more than 0.001 s (maxTimeMS) on one read of tests.{orders.name}"
+    )
+    assert error.endswith(
+        "the server is slow or busy for a sample of 200. Lower --sample (e.g. --sample 100), or propose "
+        "against a less busy member of the replica set."
+    )
 
 
 def test_batches_of_sampled_ids_add_up_to_what_one_aggregation_counts(orders, monkeypatch):

@@ -3,8 +3,9 @@
 from mongo_migration.report import markdown_report, summarize, summary_line
 
 
-def page(number, documents, seconds, rejected=0):
+def page(number, documents, seconds, rejected=0, absent=None):
     return {
+        "absent": absent or {},
         "page": number,
         "documents": documents,
         "rejected": rejected,
@@ -18,7 +19,12 @@ def page(number, documents, seconds, rejected=0):
 
 def test_summary_adds_up_the_pages_and_names_the_slowest():
     summary = summarize(
-        [page(0, 8000, 2.0), page(1, 8000, 6.0, rejected=3), page(2, 4000, 1.0)], wall_seconds=10.0
+        [
+            page(0, 8000, 2.0, absent={"email": 5}),
+            page(1, 8000, 6.0, rejected=3, absent={"email": 1, "items.sku": 2}),
+            page(2, 4000, 1.0),
+        ],
+        wall_seconds=10.0,
     )
 
     assert summary == {
@@ -36,6 +42,7 @@ def test_summary_adds_up_the_pages_and_names_the_slowest():
         "convert_seconds": 2.2,
         "copy_seconds": 2.2,
         "peak_memory_mb": 102,
+        "absent": {"email": 6, "items.sku": 2},
     }
     assert "slowest page 1 (6.0 s)" in summary_line(summary)
 
@@ -68,3 +75,21 @@ def test_report_names_source_target_counts_speed_and_the_slowest_pages():
     assert "| Rejects in the target, by column | (document): 2, age: 1,234 |" in report
     assert "| Throughput | 2,000 documents/s |" in report
     assert "| Slowest pages | page 4 (4.0 s), page 3 (3.0 s), page 2 (2.0 s) |" in report
+
+
+def test_report_lists_each_columns_nulls_against_the_live_tables_and_where_its_path_was_absent():
+    columns = [
+        {"table": "orders", "column": "email", "path": ["customer", "emial"], "rows": 200, "nulls": 200}
+        | {"live_rows": 200, "live_nulls": 20, "absent": 200},
+        {"table": "orders", "column": "placed_at", "path": ["placed_at"], "rows": 200, "nulls": 0}
+        | {"live_rows": None, "live_nulls": None, "absent": None},
+    ]
+
+    report = markdown_report(summarize([], 1.0), "app.orders", "public.orders", 200, "full", "T", {}, columns)
+
+    assert report.endswith(
+        "| column | path | NULL in the copy | NULL in the live table | path absent |\n"
+        "| --- | --- | --- | --- | --- |\n"
+        "| orders.email | `customer.emial` | 200 of 200 (100.0%) | 20 of 200 (10.0%) | 200 |\n"
+        "| orders.placed_at | `placed_at` | 0 of 200 (0.0%) | no such column | not read (no pages) |\n"
+    )
