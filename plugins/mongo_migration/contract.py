@@ -32,7 +32,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 import orjson
@@ -405,7 +405,120 @@ def refusal(bson_name: str, pg_type: str) -> str | None:
     if bson_name in holds:
         return None
     reason = REFUSED.get((bson_name, base_type(pg_type)), "it could not be read back as the same value")
-    return f"{pg_type} cannot hold {bson_name} exactly ({reason}); {pg_type} holds: {', '.join(holds)}"
+    declared = [
+        name
+        for name, (takes, writes, _) in COERCIONS.items()
+        if bson_name in takes and base_type(pg_type) in writes
+    ]
+    offer = f"; or declare coerce: {{{bson_name}: {declared[0]}}}" if declared else ""
+    return f"{pg_type} cannot hold {bson_name} exactly ({reason}); {pg_type} holds: {', '.join(holds)}{offer}"
+
+
+# --- declared coercions ----------------------------------------------------------------------------------
+#
+# A value of a BSON type its column cannot hold exactly enters only by a conversion the mapping declares
+# for that type (``coerce: {double: double_rounded}``), from this fixed set. Each is exact by its own
+# definition and a violation where it cannot be; the document column keeps the original.
+
+_EXACT = Context(prec=2400, rounding=ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999)  # > 309 + 1000 digits
+# re.ASCII: \d would match other scripts' digits too, which Decimal reads
+_DECIMAL_STRING = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,6})?", re.ASCII)
+_ISO_8601 = re.compile(
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d(?::?\d\d)?)", re.ASCII
+)
+# PostgreSQL's numeric: at most 131072 digits before the point and 16383 after.
+_NUMERIC_ADJUSTED = range(-16383, 131072)
+
+
+def double_rounded(precision: int, scale: int) -> Callable[[float], str]:
+    """A double in ``numeric(precision, scale)``: its exact binary value rounded half-even to ``scale``
+    digits after the point (0.1 is 0.1000000000000000055511151231257827…, so 0.10 at scale 2); NaN stays
+    NaN; an infinity, or a value with more digits before the point than the type has, is a violation."""
+    quantum = Decimal(1).scaleb(-scale)
+
+    def write(value: float) -> str:
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            raise Violation(f"the double {value} has no value in numeric({precision},{scale})")
+        rounded = _EXACT.quantize(Decimal(value), quantum)  # Decimal(float) is exact
+        text = f"{abs(rounded) if rounded.is_zero() else rounded:f}"  # numeric has no -0
+        if not _fits(text, precision, scale):
+            raise Violation(
+                f"the double {value!r} does not fit numeric({precision},{scale}) once rounded to "
+                f"{scale} places"
+            )
+        return text
+
+    return write
+
+
+def decimal_string(pg_type: str) -> Callable[[str], str]:
+    """A string that is a decimal number (``12.50``, ``-1e3``: no spaces, no thousands separators) in a
+    numeric column, exactly: a ``numeric(p,s)`` it does not fit without rounding is a violation."""
+    match = NUMERIC_WITH_SCALE.fullmatch(pg_type)
+
+    def write(value: str) -> str:
+        if not _DECIMAL_STRING.fullmatch(value):
+            raise Violation(f"the string {value[:40]!r} is not a decimal number (coerce: decimal_string)")
+        number = Decimal(value)
+        if not number.is_zero() and number.adjusted() not in _NUMERIC_ADJUSTED:
+            raise Violation(f"the string {value[:40]!r} is beyond PostgreSQL's numeric range")
+        if match and not _fits(value, int(match[1]), int(match[2])):
+            raise Violation(f"the string {value[:40]!r} does not fit {pg_type} without rounding")
+        return value
+
+    return write
+
+
+def iso8601(value: str) -> str:
+    """A string that is an ISO 8601 date and time with its offset (``2024-05-01T10:30:00.25+02:00``,
+    ``...Z``) as timestamptz; one without an offset names no instant and is a violation, as are more
+    than microseconds (PostgreSQL's precision) and dates that do not exist."""
+    if not _ISO_8601.fullmatch(value):
+        raise Violation(
+            f"the string {value[:40]!r} is not an ISO 8601 date and time with an offset (Z or +hh:mm) "
+            "(coerce: iso8601)"
+        )
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError as error:
+        raise Violation(f"the string {value[:40]!r} is not a date and time: {error}") from None
+    return moment.isoformat()
+
+
+# name: (the BSON types it takes, the column types it writes, its writer for a column type)
+COERCIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[str], Callable[[Any], str]]]] = {
+    "double_rounded": (("double",), ("numeric",), lambda pg_type: double_rounded(*_precision_scale(pg_type))),
+    "decimal_string": (("string",), ("numeric",), decimal_string),
+    "iso8601": (("string",), ("timestamptz",), lambda pg_type: iso8601),
+    "digits": (("int", "long"), ("text",), lambda pg_type: integer),  # the integer's decimal digits
+}
+
+
+def _precision_scale(pg_type: str) -> tuple[int, int]:
+    match = NUMERIC_WITH_SCALE.fullmatch(pg_type)
+    return int(match[1]), int(match[2])
+
+
+def coercion_refusal(bson_name: str, coercion: str, pg_type: str) -> str | None:
+    """Why a column of ``pg_type`` cannot take ``bson_name`` by ``coercion``; None when it can."""
+    if coercion not in COERCIONS:
+        return f"{coercion!r} is not a coercion; coercions: {', '.join(COERCIONS)}"
+    takes, writes, _ = COERCIONS[coercion]
+    if bson_name not in takes:
+        return f"{coercion} converts {', '.join(takes)}, not {bson_name}"
+    if base_type(pg_type) not in writes:
+        return f"{coercion} writes {', '.join(writes)}, not {pg_type}"
+    if coercion == "double_rounded" and not NUMERIC_WITH_SCALE.fullmatch(pg_type):
+        return "double_rounded needs numeric(p,s): the scale s is what it rounds to"
+    if bson_name in writers(pg_type):
+        return f"{pg_type} holds {bson_name} exactly: list it in accepts"
+    return None
+
+
+def coercion_writer(coercion: str, pg_type: str) -> Callable[[Any], str]:
+    return COERCIONS[coercion][2](pg_type)
 
 
 # --- Extended JSON: the document column and jsonb columns ----------------------------------------------

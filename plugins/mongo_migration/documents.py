@@ -117,8 +117,10 @@ class Conversion:
         # How often each nullable column's path was absent (or under a null) in the documents converted:
         # a column absent everywhere is a path typed wrong, far more often than a field nobody has.
         self.absent: Counter[str] = Counter()
-        self._cells = [_cell(column, column.name, self.absent) for column in mapping.columns]
-        self._children = [(child, _child_rows(child, self.absent)) for child in mapping.children]
+        self.coerced: Counter[str] = Counter()  # values each column took by its declared coercion
+        counts = (self.absent, self.coerced)
+        self._cells = [_cell(column, column.name, counts) for column in mapping.columns]
+        self._children = [(child, _child_rows(child, counts)) for child in mapping.children]
         self._keep_document = mapping.keep_document
 
     def rows(self, raw_batch: bytes, page: int) -> Batch:
@@ -190,7 +192,8 @@ class Conversion:
                 f"document _id {key} violates the mapping {self.mapping.file.name}, whose column says "
                 f"on_violation: fail: {reason}"
             )
-        return Reject(key, reason, raw, violation.name, violation.path, ", ".join(column.accepts), actual)
+        expected = ", ".join((*column.accepts, *column.coerce))
+        return Reject(key, reason, raw, violation.name, violation.path, expected, actual)
 
 
 def table_columns(mapping: Mapping) -> tuple[str, ...]:
@@ -268,11 +271,17 @@ def _null(value: Any) -> str:
     return NULL
 
 
-def _cell(column: Column, name: str, absent: Counter, prefix: tuple = ()) -> Callable[[Any], str]:
-    """A column's COPY text from a document (or an array element), or a ``_ColumnViolation``; a missing
-    value of a nullable column is counted in ``absent``."""
+def _cell(
+    column: Column, name: str, counts: tuple[Counter, Counter], prefix: tuple = ()
+) -> Callable[[Any], str]:
+    """A column's COPY text from a document (or an array element), or a ``_ColumnViolation``; counted by
+    ``name``: a missing value of a nullable column (absent), a value converted by a coercion (coerced)."""
+    absent, coerced = counts
     get = _getter(column.path)
     by_type = _writers_by_python_type(column)
+    for bson_name, coercion in column.coerce.items():
+        write = _counted(contract.coercion_writer(coercion, column.type), coerced, name)
+        by_type.update(dict.fromkeys(contract.PYTHON_TYPES[bson_name], write))
     path = prefix + column.path
     if _Missing in by_type:
 
@@ -302,21 +311,31 @@ def _cell(column: Column, name: str, absent: Counter, prefix: tuple = ()) -> Cal
     return cell
 
 
+def _counted(write: Callable[[Any], str], counter: Counter, name: str) -> Callable[[Any], str]:
+    def write_counted(value: Any) -> str:
+        text = write(value)
+        counter[name] += 1
+        return text
+
+    return write_counted
+
+
 def _type_problem(column: Column, value: Any) -> str:
     if value is MISSING or value is None:
         what = "is missing" if value is MISSING else "is null"
         return f"{what} and the column is not nullable"
-    return f"has the BSON type {contract.bson_type(value)}; the column accepts {', '.join(column.accepts)}"
+    accepted = (*column.accepts, *(f"{name} by {coercion}" for name, coercion in column.coerce.items()))
+    return f"has the BSON type {contract.bson_type(value)}; the column accepts {', '.join(accepted)}"
 
 
-def _child_rows(child: Child, absent: Counter) -> Callable[[dict, str], list[str]]:
+def _child_rows(child: Child, counts: tuple[Counter, Counter]) -> Callable[[dict, str], list[str]]:
     """A child table's rows of a document (without their page): one per element of its array."""
     get = _getter(child.path)
     array_column = Column(
         name=child.name, path=child.path, type="jsonb", accepts=("array",), on_violation=child.on_violation
     )
     cells = [
-        (column, _cell(column, f"{child.name}.{column.name}", absent, (*child.path, "[]")))
+        (column, _cell(column, f"{child.name}.{column.name}", counts, (*child.path, "[]")))
         for column in child.columns
     ]
 

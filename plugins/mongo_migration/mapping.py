@@ -89,6 +89,8 @@ class Column(_Strict):
     path: tuple[str, ...] = Field(description="field names from the document down; [] is the element itself")
     type: str
     accepts: tuple[str, ...] = ()  # filled with the type's defaults when left out
+    # A BSON type the column cannot hold exactly, converted by a declared rule (contract.COERCIONS)
+    coerce: dict[str, str] = {}
     nullable: bool = True  # a missing field or a null is NULL; else the document is a violation
     on_violation: Literal["reject", "fail"] = "reject"
 
@@ -115,6 +117,13 @@ class Column(_Strict):
         problems = [problem for name in self.accepts if (problem := contract.refusal(name, self.type))]
         if problems:
             raise ValueError("accepts: " + "; ".join(problems))
+        problems = [
+            f"{name}: {problem}"
+            for name, coercion in self.coerce.items()
+            if (problem := contract.coercion_refusal(name, coercion, self.type))
+        ]
+        if problems:
+            raise ValueError("coerce: " + "; ".join(problems))
         return self
 
 
@@ -297,6 +306,10 @@ def _named_changes(kind: str, before: list[dict], after: list[dict], separator: 
                     was, now = _shown_path(was or []), _shown_path(now)
                 elif isinstance(value, list):
                     was, now = ", ".join(was or []) or "none", ", ".join(now) or "none"
+                elif isinstance(value, dict):
+                    was, now = (
+                        ", ".join(f"{k}: {v}" for k, v in (d or {}).items()) or "none" for d in (was, now)
+                    )
                 changes.append(f"{kind}{separator}{name}: {key} {was} → {now}")
     return changes
 

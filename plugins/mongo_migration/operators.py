@@ -789,8 +789,9 @@ class VerifyMigrationOperator(CatchUpOperator):
                 by_column = target.rejects_by_column(conn, tables) if rejected else {}
                 position = target.staging_position(conn, tables)
                 # what the pages saw absent: a full copy's every document; an incremental run has no pages
-                absent = summary["absent"] if self.start["mode"] == "full" else None
-                columns = target.column_nulls(conn, tables, absent)
+                full = self.start["mode"] == "full"
+                absent, coerced = (summary[key] if full else None for key in ("absent", "coerced"))
+                columns = target.column_nulls(conn, tables, absent, coerced)
         self.log.info(
             "Source %s: %s _id values read again; target %s: %s rows and %s rejects; %s catch-up rounds",
             self.source_name(),

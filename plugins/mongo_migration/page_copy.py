@@ -48,6 +48,7 @@ class PageStats:
     convert_seconds: float = 0.0  # BSON to COPY text
     copy_seconds: float = 0.0  # the delete, handing rows to COPY and waiting for PostgreSQL to finish
     absent: dict[str, int] = field(default_factory=dict)  # documents without each nullable column's path
+    coerced: dict[str, int] = field(default_factory=dict)  # values each column took by its coercion
 
     def as_dict(self) -> dict:
         return {
@@ -122,7 +123,7 @@ def copy_page(
             target.copy_children(conn, tables, {name: b"".join(rows) for name, rows in held.children.items()})
             target.copy_rejects(conn, tables, held.rejects, page.number)
             stats.copy_seconds += lap()
-    stats.absent = dict(conversion.absent)
+    stats.absent, stats.coerced = dict(conversion.absent), dict(conversion.coerced)
     return stats
 
 

@@ -12,9 +12,10 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
     """Sum the pages' own metrics; ``wall_seconds`` is the run's time so far."""
     documents = sum(result["documents"] for result in page_results)
     slowest = sorted(page_results, key=lambda result: result["seconds"], reverse=True)[:SLOWEST_PAGES]
-    absent = Counter()
+    absent, coerced = Counter(), Counter()
     for result in page_results:
         absent.update(result.get("absent", {}))
+        coerced.update(result.get("coerced", {}))
     return {
         "documents": documents,
         "rejected": sum(result["rejected"] for result in page_results),
@@ -25,6 +26,7 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
         **{stage: round(sum(result[stage] for result in page_results), 1) for stage in STAGES},
         "peak_memory_mb": max((result["peak_memory_mb"] for result in page_results), default=None),
         "absent": dict(absent),  # documents (or elements) without each nullable column's path
+        "coerced": dict(coerced),  # values each column took by its declared coercion
     }
 
 
@@ -74,8 +76,9 @@ def markdown_report(
     report = f"### Migration report\n\n| | |\n| --- | --- |\n{table}\n"
     if columns:
         report += (
-            "\n#### Columns\n\n| column | path | NULL in the copy | NULL in the live table | path absent |\n"
-            "| --- | --- | --- | --- | --- |\n"
+            "\n#### Columns\n\n"
+            "| column | path | NULL in the copy | NULL in the live table | path absent | coerced |\n"
+            "| --- | --- | --- | --- | --- | --- |\n"
         )
         report += "".join(_column_line(found) for found in columns)
     return report
@@ -85,9 +88,11 @@ def _column_line(found: dict) -> str:
     """A column's NULLs in the copy and the live table, and where its path was absent, as a table row."""
     copy = _share(found["nulls"], found["rows"])
     live = "no such column" if found["live_rows"] is None else _share(found["live_nulls"], found["live_rows"])
-    absent = "not read (no pages)" if found["absent"] is None else f"{found['absent']:,}"
+    absent, coerced = (
+        "not read (no pages)" if found[key] is None else f"{found[key]:,}" for key in ("absent", "coerced")
+    )
     path = ".".join(found["path"])
-    return f"| {found['table']}.{found['column']} | `{path}` | {copy} | {live} | {absent} |\n"
+    return f"| {found['table']}.{found['column']} | `{path}` | {copy} | {live} | {absent} | {coerced} |\n"
 
 
 def _share(part: int, whole: int) -> str:

@@ -855,11 +855,17 @@ def rejects_by_column(conn: Connection, tables: Tables) -> dict[str, int]:
     return {column or "(document)": count for column, count in rows}
 
 
-def column_nulls(conn: Connection, tables: Tables, absent: dict[str, int] | None = None) -> list[dict]:
+def column_nulls(
+    conn: Connection,
+    tables: Tables,
+    absent: dict[str, int] | None = None,
+    coerced: dict[str, int] | None = None,
+) -> list[dict]:
     """For each typed column of the copy's table and child tables: its rows, how many hold NULL, and the
     same of the live table where it has that column (None: it does not), with how often its path was
-    absent in the documents this run's pages read (``absent``, by column or ``child.column``; None: no
-    pages ran). A path typed wrong shows as a column NULL far more often than in the published table."""
+    absent in the documents this run's pages read and how many values they coerced (``absent`` and
+    ``coerced``, by column or ``child.column``; None: no pages ran). A path typed wrong shows as a
+    column NULL far more often than in the published table."""
     tables = loaded(conn, tables)
     found = []
     for relation in [tables.table, *tables.children]:
@@ -888,6 +894,7 @@ def column_nulls(conn: Connection, tables: Tables, absent: dict[str, int] | None
                     "live_rows": live_counts.get("*") if column.name in live_counts else None,
                     "live_nulls": live_counts.get(column.name),
                     "absent": None if absent is None else absent.get(prefix + column.name, 0),
+                    "coerced": None if coerced is None else coerced.get(prefix + column.name, 0),
                 }
             )
     return found

@@ -116,7 +116,14 @@ def test_the_command_tells_how_far_it_has_read_and_a_read_too_slow_says_to_lower
     assert re.fullmatch(r"propose: ([\d,]+) of \1 documents read in .*", told[2])
 
     monkeypatch.setattr("mongo_migration.type_survey.READ_TIME_LIMIT_MS", 1)  # a server that cannot keep up
-    arguments = [orders.database.name, orders.name, "--out", str(tmp_path / "slow" / "o.yaml"), "--sample", "200"]
+    arguments = [
+        orders.database.name,
+        orders.name,
+        "--out",
+        str(tmp_path / "slow" / "o.yaml"),
+        "--sample",
+        "200",
+    ]
 
     assert main(arguments) == 1
     error = capsys.readouterr().err.splitlines()[-1]
