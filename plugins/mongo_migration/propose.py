@@ -64,6 +64,7 @@ from mongo_migration.type_survey import (
     sample,
 )
 
+MINORITY_SHARE = 0.05  # a type this rare beside another may be an old client's: propose its coercion
 MAX_OBJECT_FIELDS = 100  # a nested object with more distinct field names is a map: jsonb keeps it whole
 COMMENT_WIDTH = 110  # of the file's comment lines
 
@@ -410,7 +411,7 @@ def _column(
         flags.append(
             f"mixed types {', '.join(_by_count(seen, kinds))}: no column type holds them all exactly "
             f"({_why_mixed(kinds)}). Keep jsonb, or choose one type and let the documents of the others be "
-            "rejects"
+            "rejects" + _coercion_offer(seen, kinds)
         )
     elif pg_type == "jsonb" and not kinds & {"object", "array"}:
         lines.append(
@@ -425,6 +426,30 @@ def _column(
         )
     lines += _type_evidence(observed, row + path, seen, in_element, pg_type, flags)
     return ProposedColumn(path, pg_type, _in_contract_order(kinds), _nullable(seen, units), lines, flags)
+
+
+def _coercion_offer(seen: dict[str, Seen], kinds: set[str]) -> str:
+    """Where the other types are a minority (``MINORITY_SHARE``) that the main type's column can take by
+    declared coercions: the lines to write, for a person who knows they are the same data."""
+    total = sum(seen[kind].count for kind in kinds)
+    minority = {kind for kind in kinds if seen[kind].count <= MINORITY_SHARE * total}
+    main = kinds - minority
+    pg_type = _natural_type(main) if main and minority else "jsonb"
+    if pg_type == "numeric" and "decimal" in seen:
+        pg_type = _numeric_holding(seen)  # double_rounded rounds to a scale: the decimals' own
+    coerce = {}
+    for kind in _in_contract_order(minority):
+        fitting = (name for name in contract.COERCIONS if not contract.coercion_refusal(kind, name, pg_type))
+        if name := next(fitting, None):
+            coerce[kind] = name
+    if pg_type == "jsonb" or set(coerce) != minority:
+        return ""
+    declared = ", ".join(f"{kind}: {name}" for kind, name in coerce.items())
+    return (
+        f"; or, if the {', '.join(coerce)} values are the same data written otherwise, declare "
+        f"type: {pg_type}, accepts: [{', '.join(_in_contract_order(main))}], coerce: {{{declared}}} "
+        "(docs/mappings.md, Declared coercions)"
+    )
 
 
 def _natural_type(kinds: set[str]) -> str:
@@ -544,6 +569,22 @@ def _array_evidence(
 
 def _decimal_evidence(seen: dict[str, Seen]) -> str:
     """The digits of the Decimal128 values, and of the integers beside them: the numeric(p,s) holding them."""
+    digits, holding, special = _decimal_digits(seen)
+    _, after = contract.NUMERIC_WITH_SCALE.fullmatch(holding).groups()
+    line = (
+        f"decimal: at most {digits} digits, at most {after} after the point; every sampled number fits "
+        f"{holding}"
+    )
+    return line + (f"; also {', '.join(special)}" if special else "")
+
+
+def _numeric_holding(seen: dict[str, Seen]) -> str:
+    return _decimal_digits(seen)[1]
+
+
+def _decimal_digits(seen: dict[str, Seen]) -> tuple[int, str, list[str]]:
+    """The most digits of the sampled Decimal128 values, the numeric(p,s) holding them and the integers
+    beside them, and their NaNs and infinities."""
     before = after = digits = 0
     special = []
     for text in sorted(seen["decimal"].decimals):
@@ -558,11 +599,7 @@ def _decimal_evidence(seen: dict[str, Seen]) -> str:
     for name in ("int", "long"):
         if numbers := seen.get(name):
             before = max(before, len(str(abs(numbers.low))), len(str(abs(numbers.high))))
-    line = (
-        f"decimal: at most {digits} digits, at most {after} after the point; every sampled number fits "
-        f"numeric({max(before + after, 1)},{after})"
-    )
-    return line + (f"; also {', '.join(special)}" if special else "")
+    return digits, f"numeric({max(before + after, 1)},{after})", special
 
 
 def _document_flags(observed: Observed) -> list[str]:

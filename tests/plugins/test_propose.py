@@ -83,6 +83,36 @@ def comments_above(text: str, name: str) -> str:
     return "\n".join(lines[start:at]).replace("\n#   ", " ")
 
 
+def test_a_minority_type_a_coercion_can_take_is_flagged_with_the_coercion_to_declare(
+    mongo_collection, tmp_path
+):
+    mongo_collection.insert_many(
+        [
+            {
+                "_id": n,
+                "amount": 10.5 if n % 50 == 0 else Decimal128(f"{n}.25"),  # 2 % doubles
+                "paid_at": "2024-05-01T10:00:00Z" if n % 40 == 0 else dt.datetime(2024, 5, 1),
+                "code": n if n % 2 else f"c{n}",  # half and half: no minority
+            }
+            for n in range(200)
+        ]
+    )
+
+    mapping, text = proposed(mongo_collection, tmp_path / "invoices.yaml")
+
+    assert {column.name: column.type for column in mapping.columns} == {
+        "amount": "jsonb",  # the proposal decides nothing: the person does, by the FLAG
+        "paid_at": "jsonb",
+        "code": "jsonb",
+    }
+    assert comments_above(text, "amount").endswith(
+        "or, if the double values are the same data written otherwise, declare type: numeric(5,2), accepts: "
+        "[decimal], coerce: {double: double_rounded} (docs/mappings.md, Declared coercions)"
+    )
+    assert "coerce: {string: iso8601}" in comments_above(text, "paid_at")
+    assert "coerce:" not in comments_above(text, "code")
+
+
 def test_the_sample_reaches_both_ends_of_the_id_order_and_every_tenth_between(orders):
     sampled = sample(orders, SAMPLE)
 
