@@ -357,6 +357,7 @@ def migration_dag(mapping: Mapping) -> DAG:
         verify = VerifyMigrationOperator(
             task_id="verify",
             page_results=migrate_page.output,
+            caught_up=catch_up.output,
             start=open_change_stream.output,
             content="{{ params.verify_content }}",
             trigger_rule="none_failed_min_one_success",  # likewise

@@ -746,13 +746,27 @@ class VerifyMigrationOperator(CatchUpOperator):
     ``_id`` values, and so does an ``_id`` held twice.
     """
 
-    template_fields: Sequence[str] = ("page_results", "start", "content", *_TARGET_FIELDS, *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = (
+        "page_results",
+        "caught_up",
+        "start",
+        "content",
+        *_TARGET_FIELDS,
+        *_SOURCE_FIELDS,
+    )
 
     def __init__(
-        self, *, page_results: list[dict], start: dict | None = None, content: bool | str = False, **kwargs
+        self,
+        *,
+        page_results: list[dict],
+        caught_up: dict | None = None,
+        start: dict | None = None,
+        content: bool | str = False,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.page_results = page_results
+        self.caught_up = caught_up  # what catch_up applied
         self.start = start or {"mode": "full", "reason": None}  # what open_change_stream chose
         self.content = content  # compare every document's content too, not only its _id
 
@@ -782,7 +796,8 @@ class VerifyMigrationOperator(CatchUpOperator):
                 catching_up = catch_up_again if streaming else None
                 check = settle(check, comparison, catching_up)
             run_started = context["dag_run"].start_date
-            summary = summarize(page_results, (datetime.now(UTC) - run_started).total_seconds())
+            wall_seconds = (datetime.now(UTC) - run_started).total_seconds()
+            summary = summarize(page_results, wall_seconds, self.caught_up)
             with transaction(conn):
                 rows, rejected = target.count_rows(conn, tables)
                 reasons = target.reject_reasons(conn, tables) if rejected else []

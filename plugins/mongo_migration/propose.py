@@ -268,6 +268,7 @@ class Note:
     """A comment in a column's place: a path that is no column, or an object whose fields follow."""
 
     lines: list[str]
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -292,9 +293,8 @@ class Proposal:
 
     def flag_count(self) -> int:
         flagged = [
-            *self.columns(),
-            *self.children(),
-            *(column for child in self.children() for column in child.columns()),
+            *self.items,
+            *(item for child in self.children() for item in child.items),
         ]
         return len(self.flags) + sum(len(item.flags) for item in flagged)
 
@@ -339,7 +339,8 @@ def _items(observed: Observed, row: tuple, prefix: tuple, units: int, unit: str,
         elif not kinds:
             items.append(Note([*evidence, "only null in the sample: no column; it stays in document"]))
         elif kinds == {"object"} and not _kept_whole(observed, row + path):
-            items.append(Note([*evidence, "an object: its fields are the columns below"]))
+            flags = _varying_keys(observed, row + path, path)
+            items.append(Note([*evidence, "an object: its fields are the columns below"], flags))
             items += _items(observed, row, path, units, unit, in_element)
         elif (
             kinds == {"array"} and not in_element and (child := _child(observed, path, seen, units, evidence))
@@ -371,6 +372,25 @@ def _kept_whole(observed: Observed, path: tuple) -> tuple[str, bool] | None:
     if len(names) > MAX_OBJECT_FIELDS:
         return f"{len(names)} distinct field names (a map keyed by data?): jsonb keeps the object whole", True
     return None
+
+
+VARYING_KEYS = 4  # an object with this many field names or more, none in half of the objects, is free-form
+
+
+def _varying_keys(observed: Observed, at: tuple, path: tuple) -> list[str]:
+    """A FLAG for objects whose keys vary (several field names, none in half of the objects): a free-form
+    object split into mostly NULL columns, which jsonb would keep whole."""
+    objects = observed.at(at)["object"].count
+    names = observed.field_names(at)
+    most = max((sum(seen.count for seen in observed.at((*at, name)).values()) for name in names), default=0)
+    if len(names) < VARYING_KEYS or 2 * most > objects:
+        return []
+    return [
+        f"the objects at {_shown_path(path)} vary in their keys ({len(names)} field names, none in more than "
+        f"{_share(most, objects)} of them): a free-form object? Its fields become the columns below, mostly "
+        f"NULL; to keep it whole instead, write one column in their place: "
+        f"{{name: {column_name(path)}, path: [{', '.join(path)}], type: jsonb, accepts: [object]}}"
+    ]
 
 
 def _child(
@@ -822,7 +842,7 @@ def _header(proposal: Proposal, command: str) -> list[str]:
 
 def _item_lines(item: ProposedColumn | Note, indent: str) -> list[str]:
     if isinstance(item, Note):
-        return _comment_lines(item.lines, [], indent)
+        return _comment_lines(item.lines, item.flags, indent)
     column = {
         "name": item.name,
         "path": list(item.path),

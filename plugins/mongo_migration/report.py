@@ -8,8 +8,9 @@ STAGES = ("read_seconds", "convert_seconds", "copy_seconds")
 SLOWEST_PAGES = 3
 
 
-def summarize(page_results: list[dict], wall_seconds: float) -> dict:
-    """Sum the pages' own metrics; ``wall_seconds`` is the run's time so far."""
+def summarize(page_results: list[dict], wall_seconds: float, caught_up: dict | None = None) -> dict:
+    """Sum the pages' own metrics, with what the catch-up applied (``caught_up``, its result);
+    ``wall_seconds`` is the run's time so far."""
     documents = sum(result["documents"] for result in page_results)
     slowest = sorted(page_results, key=lambda result: result["seconds"], reverse=True)[:SLOWEST_PAGES]
     absent, coerced = Counter(), Counter()
@@ -27,14 +28,22 @@ def summarize(page_results: list[dict], wall_seconds: float) -> dict:
         "peak_memory_mb": max((result["peak_memory_mb"] for result in page_results), default=None),
         "absent": dict(absent),  # documents (or elements) without each nullable column's path
         "coerced": dict(coerced),  # values each column took by its declared coercion
+        "changes": (caught_up or {}).get("changes", 0),  # from the change stream, by the catch-up
+        "changed_documents": (caught_up or {}).get("documents", 0),
     }
 
 
 def summary_line(summary: dict) -> str:
     """The whole run in one line: the log, and the extra of the table's asset event."""
-    line = f"{summary['documents']} documents ({summary['rejected']} rejected) in {summary['pages']} pages, "
+    changes = summary.get("changes", 0)
+    applied = (
+        f"{changes} changes ({summary.get('changed_documents', 0)} documents) applied from the change stream"
+    )
     if not summary["pages"]:  # an incremental run, or an empty collection
-        return line + f"{summary['wall_seconds']} s wall"
+        return f"{applied}, {summary['wall_seconds']} s wall"
+    line = f"{summary['documents']} documents ({summary['rejected']} rejected) in {summary['pages']} pages, "
+    if changes:
+        line = f"{line}{applied}, "
     slowest = summary["slowest_pages"][0]
     return line + (
         f"{summary['wall_seconds']} s wall, {summary['documents_per_second']} documents/s; "
@@ -66,6 +75,7 @@ def markdown_report(
         ("Documents read", f"{summary['documents']:,}"),
         ("Rows written", f"{written:,}"),
         ("Rejected (kept in `_rejects` with their reason)", f"{summary['rejected']:,}"),
+        ("Changes applied from the change stream", f"{summary.get('changes', 0):,}"),
         ("Rejects in the target, by column", by_column or "none"),
         ("Pages", f"{summary['pages']:,}"),
         ("Wall time", f"{summary['wall_seconds']} s"),

@@ -93,6 +93,8 @@ def test_a_minority_type_a_coercion_can_take_is_flagged_with_the_coercion_to_dec
                 "amount": 10.5 if n % 50 == 0 else Decimal128(f"{n}.25"),  # 2 % doubles
                 "paid_at": "2024-05-01T10:00:00Z" if n % 40 == 0 else dt.datetime(2024, 5, 1),
                 "code": n if n % 2 else f"c{n}",  # half and half: no minority
+                "meta": {f"key{n % 8}": n},  # free-form: each key in one object of eight
+                "customer": {"name": f"c{n}", "email": f"c{n}@example.com"} if n % 3 else {"name": f"c{n}"},
             }
             for n in range(200)
         ]
@@ -104,6 +106,9 @@ def test_a_minority_type_a_coercion_can_take_is_flagged_with_the_coercion_to_dec
         "amount": "jsonb",  # the proposal decides nothing: the person does, by the FLAG
         "paid_at": "jsonb",
         "code": "jsonb",
+        **{f"meta_key{k}": "bigint" for k in range(8)},
+        "customer_name": "text",
+        "customer_email": "text",
     }
     assert comments_above(text, "amount").endswith(
         "or, if the double values are the same data written otherwise, declare type: numeric(5,2), accepts: "
@@ -111,6 +116,12 @@ def test_a_minority_type_a_coercion_can_take_is_flagged_with_the_coercion_to_dec
     )
     assert "coerce: {string: iso8601}" in comments_above(text, "paid_at")
     assert "coerce:" not in comments_above(text, "code")
+    assert comments_above(text, "meta_key0").endswith(
+        "FLAGGED: the objects at meta vary in their keys (8 field names, none in more than 25 (12.5 %) of "
+        "them): a free-form object? Its fields become the columns below, mostly NULL; to keep it whole "
+        "instead, write one column in their place: {name: meta, path: [meta], type: jsonb, accepts: [object]}"
+    )
+    assert "vary in their keys" not in comments_above(text, "customer_name")  # optional fields, not free-form
 
 
 def test_the_sample_reaches_both_ends_of_the_id_order_and_every_tenth_between(orders):
