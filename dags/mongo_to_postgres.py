@@ -176,7 +176,8 @@ def params(mapping: Mapping) -> dict[str, Param]:
             maximum=100,
             title="Most rejects allowed (%)",
             description="publish refuses a copy that set aside more than this percent of its documents "
-            "(in <table>_rejects, each with its column and reason; 100: any).",
+            "that the published table had not set aside (new ones, or ones a change broke; in "
+            "<table>_rejects, each with its column and reason; 100: any).",
             section="Publish",
         ),
         "max_null_rise_percent": Param(
@@ -185,9 +186,9 @@ def params(mapping: Mapping) -> dict[str, Param]:
             minimum=0,
             maximum=100,
             title="Largest rise of a column's NULLs allowed (points)",
-            description="publish refuses a column whose share of NULL rows rose by more than this many "
-            "percentage points against the live table, or that is NULL in every row of a column the live "
-            "table does not have yet: what a path typed wrong in the mapping does (100: any).",
+            description="After a mapping change, publish refuses a changed column whose share of NULL "
+            "rows rose by more than this many percentage points against the live table, or a new column "
+            "whose path no document has: what a path typed wrong does (100: any).",
             section="Publish",
         ),
         "verify_content": Param(
@@ -409,10 +410,16 @@ def mapping_doc(mapping: Mapping) -> str:
         for column in columns:
             path = ".".join((*prefix, *column.path)) or "the element"
             lines.append(
-                f"| {table} | {column.name} | `{path}` | {column.type} | {', '.join(column.accepts)} | "
+                f"| {table} | {column.name} | `{path}` | {column.type} | {_accepted(column)} | "
                 f"{'yes' if column.nullable else 'no'} | {column.on_violation} |"
             )
     return "\n".join(lines) + "\n\n"
+
+
+def _accepted(column) -> str:
+    """The BSON types a column takes: exactly, then by its declared coercions."""
+    coerced = [f"{name} ({coercion})" for name, coercion in column.coerce.items()]
+    return ", ".join([*column.accepts, *coerced])
 
 
 for _mapping in load_mappings()[0]:  # the errors of the others are dags/mapping_errors.py's

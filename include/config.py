@@ -41,10 +41,12 @@ MONGO_CONN_ID = "mongo_default"
 POSTGRES_CONN_ID = "postgres_default"
 TARGET_SCHEMA = "public"  # of a mapping that names none
 MAX_SHRINK_PERCENT = 10  # publish refuses a copy this much smaller than the live table
-# publish refuses a copy whose rejects are more than this percent of the documents
+# publish refuses a copy whose new rejects (not set aside by the last publish) are more than this
+# percent of the documents
 MAX_REJECT_PERCENT = 1.0
-# publish refuses a column whose share of NULL rows rose by more than this many percentage points
-# against the live table (a path typed wrong empties a column), or that is NULL in every row of a new one
+# After a mapping change, publish refuses a changed column whose share of NULL rows rose by more than
+# this many percentage points against the live table (a path typed wrong), or a new column whose path no
+# document has
 MAX_NULL_RISE_PERCENT = 10
 PUBLISH_WAIT_SECONDS = 300  # how long publish keeps trying while other sessions lock the live table
 

@@ -163,10 +163,12 @@ def test_a_path_typed_wrong_is_named_as_the_mapping_change_and_publish_refuses_t
     assert pg_conn.execute(f"SELECT _id, customer_email FROM {table}").fetchall() == published
     assert rendered_label(refused, "open_change_stream") == (
         "full: the mapping changed since the last publish (column customer_email: path [customer, email] → "
-        "[customer, emial]): every row is written again in its new shape"
+        "[customer, emial]): a full copy writes every row again in its new shape"
     )
     [email] = [
-        found for found in task_result(refused, "verify")["columns"] if found["column"] == "customer_email"
+        found
+        for found in task_result(refused, "verify")["columns"]["columns"]
+        if found["column"] == "customer_email"
     ]
     assert email == {
         "table": table,
@@ -177,7 +179,13 @@ def test_a_path_typed_wrong_is_named_as_the_mapping_change_and_publish_refuses_t
         "live_rows": 50,
         "live_nulls": 5,  # the customers that are null
         "absent": 50,
+        "coerced": 0,
+        "judged": True,  # the column the mapping changed
     }
+    [sku] = [
+        found for found in task_result(refused, "verify")["columns"]["columns"] if found["column"] == "sku"
+    ]
+    assert not sku["judged"]
 
     allowed = typo.test(run_conf={"max_null_rise_percent": 100})  # a person who checked, for one run
 

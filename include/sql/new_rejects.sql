@@ -1,4 +1,6 @@
--- How many of the copy's rejects the live rejects table does not hold: documents set aside
+-- How many of this run's rejects the live rejects table does not hold: documents set aside
 -- by this run that the last publish had not set aside (new ones, or ones a change broke).
-SELECT count(*) FROM {copy} AS rejects
-WHERE NOT EXISTS (SELECT FROM {live} AS live WHERE live._id = rejects._id);
+-- Only the staging rejects can be new: an incremental run's copy keeps the others' live rejects.
+-- A reject whose _id could not be read (NULL) matches one that the last publish kept.
+SELECT count(*) FROM {staging} AS rejects
+WHERE NOT EXISTS (SELECT FROM {live} AS live WHERE live._id IS NOT DISTINCT FROM rejects._id);

@@ -405,11 +405,7 @@ def refusal(bson_name: str, pg_type: str) -> str | None:
     if bson_name in holds:
         return None
     reason = REFUSED.get((bson_name, base_type(pg_type)), "it could not be read back as the same value")
-    declared = [
-        name
-        for name, (takes, writes, _) in COERCIONS.items()
-        if bson_name in takes and base_type(pg_type) in writes
-    ]
+    declared = [name for name in COERCIONS if not coercion_refusal(bson_name, name, pg_type)]
     offer = f"; or declare coerce: {{{bson_name}: {declared[0]}}}" if declared else ""
     return f"{pg_type} cannot hold {bson_name} exactly ({reason}); {pg_type} holds: {', '.join(holds)}{offer}"
 
@@ -427,7 +423,8 @@ _ISO_8601 = re.compile(
     r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d(?::?\d\d)?)", re.ASCII
 )
 # PostgreSQL's numeric: at most 131072 digits before the point and 16383 after.
-_NUMERIC_ADJUSTED = range(-16383, 131072)
+_NUMERIC_BEFORE_POINT, _NUMERIC_AFTER_POINT = 131072, 16383
+_LARGEST_OFFSET = dt.timedelta(hours=16)  # PostgreSQL refuses a time zone offset of 16 hours or more
 
 
 def double_rounded(precision: int, scale: int) -> Callable[[float], str]:
@@ -461,8 +458,8 @@ def decimal_string(pg_type: str) -> Callable[[str], str]:
     def write(value: str) -> str:
         if not _DECIMAL_STRING.fullmatch(value):
             raise Violation(f"the string {value[:40]!r} is not a decimal number (coerce: decimal_string)")
-        number = Decimal(value)
-        if not number.is_zero() and number.adjusted() not in _NUMERIC_ADJUSTED:
+        _, digits, exponent = Decimal(value).as_tuple()
+        if -exponent > _NUMERIC_AFTER_POINT or len(digits) + exponent > _NUMERIC_BEFORE_POINT:
             raise Violation(f"the string {value[:40]!r} is beyond PostgreSQL's numeric range")
         if match and not _fits(value, int(match[1]), int(match[2])):
             raise Violation(f"the string {value[:40]!r} does not fit {pg_type} without rounding")
@@ -484,6 +481,8 @@ def iso8601(value: str) -> str:
         moment = dt.datetime.fromisoformat(value)
     except ValueError as error:
         raise Violation(f"the string {value[:40]!r} is not a date and time: {error}") from None
+    if abs(moment.utcoffset()) >= _LARGEST_OFFSET:
+        raise Violation(f"the string {value[:40]!r} has an offset PostgreSQL does not take (beyond ±15:59)")
     return moment.isoformat()
 
 

@@ -264,8 +264,16 @@ class Mapping(_Strict):
         return [table, table + REJECTS_SUFFIX, *(f"{table}_{child.name}" for child in self.children)]
 
     def shape(self) -> dict:
-        """What decides the rows, as publish records it (``shape_changes`` compares two)."""
-        return self.model_dump(mode="json", include={"keep_document", "columns", "children"})
+        """What decides the rows, as publish records it (``shape_changes`` compares two). A column without
+        coercions leaves the key out, so that the versions of mappings written before it stay the same."""
+        shape = self.model_dump(mode="json", include={"keep_document", "columns", "children"})
+        for column in [
+            *shape["columns"],
+            *(column for child in shape["children"] for column in child["columns"]),
+        ]:
+            if not column["coerce"]:
+                del column["coerce"]
+        return shape
 
     @property
     def version(self) -> str:
@@ -280,6 +288,9 @@ def shape_changes(published: dict, now: dict) -> list[str]:
     if published.get("keep_document") != now.get("keep_document"):
         changes.append(f"keep_document: {published.get('keep_document')} → {now.get('keep_document')}")
     changes += _named_changes("column", published.get("columns", []), now.get("columns", []))
+    names = [[column["name"] for column in shape.get("columns", [])] for shape in (published, now)]
+    if sorted(names[0]) == sorted(names[1]) and names[0] != names[1]:
+        changes.append(f"the columns' order: {', '.join(names[0])} → {', '.join(names[1])}")
     changes += _named_changes("child table", published.get("children", []), now.get("children", []))
     before = {child["name"]: child for child in published.get("children", [])}
     for child in now.get("children", []):
@@ -287,6 +298,22 @@ def shape_changes(published: dict, now: dict) -> list[str]:
             old = before[child["name"]]["columns"]
             changes += _named_changes(f"column {child['name']}.", old, child["columns"], separator="")
     return changes
+
+
+def changed_columns(published: dict | None, now: dict) -> set[str]:
+    """The columns (``child.column`` in a child table) and child tables that the shape ``now`` adds or
+    shapes otherwise than the ``published`` one: what a publish should judge as a mapping's change
+    (None: no shape recorded, so all of them)."""
+    current, before = _shaped(now), _shaped(published or {})
+    return {name for name, item in current.items() if published is None or before.get(name) != item}
+
+
+def _shaped(shape: dict) -> dict[str, dict]:
+    found = {column["name"]: column for column in shape.get("columns", [])}
+    for child in shape.get("children", []):
+        found[child["name"]] = {key: value for key, value in child.items() if key != "columns"}
+        found |= {f"{child['name']}.{column['name']}": column for column in child["columns"]}
+    return found
 
 
 def _named_changes(kind: str, before: list[dict], after: list[dict], separator: str = " ") -> list[str]:

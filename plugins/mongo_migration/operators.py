@@ -60,7 +60,7 @@ from mongo_migration.connections import (
     transaction,
 )
 from mongo_migration.documents import CODEC_OPTIONS, CONVERSION_VERSION, Conversion, ViolationFailsRun
-from mongo_migration.mapping import Mapping, shape_changes
+from mongo_migration.mapping import Mapping, changed_columns, shape_changes
 from mongo_migration.page_copy import copy_page, read_page
 from mongo_migration.pages import Page, fewer_pages, plan_pages, planned_range_filter
 from mongo_migration.report import markdown_report, summarize, summary_line
@@ -260,7 +260,9 @@ class PreflightOperator(_SourceToTargetOperator):
                 found.problems += checked.problems
                 if not checked.problems:
                     point_time, full_copy_seconds, changed = self.published_history(conn, tables)
-                    found.notes += [changed] if changed else []
+                    found.notes += (
+                        [changed] if changed and not _flag(self.dry_run) else []
+                    )  # else: its copy line
             except (UnreachableError, OperationalError) as error:
                 unreachable.append(
                     f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
@@ -458,24 +460,28 @@ def why_full(
     mode: str, versions: dict, source: Collection, conn: Connection, tables: Tables
 ) -> tuple[tuple[dict | None, str | None], str | None]:
     """The point and fingerprint the live tables were published with, and why a run in ``mode`` cannot
-    start there without looking at the tables (None: it can)."""
+    start there without looking at the tables (None: it can); a changed mapping is named whatever the
+    reason, so that a person reads what the copy will change."""
     nothing = (None, None)
-    if mode == "full":
-        return nothing, "the Param mode asks for one"
     published = target.published_state(conn, tables)
+    changed = _versions_differ(published[2] or {}, versions) if published else None
+    also = f"; and {changed}" if changed else ""
+    if mode == "full":
+        return nothing, "the Param mode asks for one" + also
     if published and published[3]:
         return (
             nothing,
-            f"an earlier run could not resume the change stream from {tables}'s point: {published[3]}",
+            f"an earlier run could not resume the change stream from {tables}'s point: {published[3]}{also}",
         )
     if published is None or published[0] is None:
         return (
             nothing,
-            f"{tables} has no published point to start from (no publish of this DAG with a change stream)",
+            f"{tables} has no published point to start from (no publish of this DAG with a change stream)"
+            + also,
         )
-    position, fingerprint, published_versions, *_ = published
-    if why := _versions_differ(published_versions or {}, versions):
-        return nothing, why
+    position, fingerprint, *_ = published
+    if changed:
+        return nothing, changed
     if not (fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
         return nothing, (
             f"{tables} was published by an earlier version of this project, which fingerprinted its "
@@ -492,8 +498,8 @@ def _versions_differ(published: dict, now: dict) -> str | None:
             f"version {published.get('mapping') or 'none recorded'}, now {now['mapping']}"
         )
         return (
-            f"the mapping changed since the last publish ({what}): every row is written again in its new "
-            "shape"
+            f"the mapping changed since the last publish ({what}): a full copy writes every row "
+            "again in its new shape"
         )
     if published.get("conversion") != now["conversion"]:
         return (
@@ -798,15 +804,23 @@ class VerifyMigrationOperator(CatchUpOperator):
             run_started = context["dag_run"].start_date
             wall_seconds = (datetime.now(UTC) - run_started).total_seconds()
             summary = summarize(page_results, wall_seconds, self.caught_up)
+            # A full copy's columns, against the live tables: what publish judges of a changed mapping. An
+            # incremental run's mapping is the published one, and counting would read every live row.
+            full = self.start["mode"] == "full"
+            published = target.published_state(conn, tables) if full else None
+            changed = changed_columns(
+                (published[2] or {}).get("shape") if published else {}, self.mapping.shape()
+            )
             with transaction(conn):
                 rows, rejected = target.count_rows(conn, tables)
                 reasons = target.reject_reasons(conn, tables) if rejected else []
                 by_column = target.rejects_by_column(conn, tables) if rejected else {}
                 position = target.staging_position(conn, tables)
-                # what the pages saw absent: a full copy's every document; an incremental run has no pages
-                full = self.start["mode"] == "full"
-                absent, coerced = (summary[key] if full else None for key in ("absent", "coerced"))
-                columns = target.column_nulls(conn, tables, absent, coerced)
+                columns = (
+                    target.column_counts(conn, tables, changed, summary["absent"], summary["coerced"])
+                    if full
+                    else {"columns": [], "children": []}
+                )
         self.log.info(
             "Source %s: %s _id values read again; target %s: %s rows and %s rejects; %s catch-up rounds",
             self.source_name(),
@@ -851,7 +865,7 @@ class VerifyMigrationOperator(CatchUpOperator):
                 f", but {len(check.changing)} documents changing in every round, as the stream showed them"
             )
         report = markdown_report(
-            summary, self.source_name(), str(tables), rows, copy, point, by_column, columns
+            summary, self.source_name(), str(tables), rows, copy, point, by_column, columns["columns"]
         )
         self.log.info("Run summary: %s", line)
         self.log.info("Run report:\n%s", report)
@@ -861,7 +875,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             "target": rows,
             "rejected": rejected,  # publish checks these two: an incremental run's pages set none aside
             "rejects_by_column": by_column,
-            "columns": columns,  # publish refuses a column emptied against the live table
+            "columns": columns,  # publish refuses what a changed mapping emptied
             "position": position,
             "stream_seconds": _stream_seconds((self.start or {}).get("position")),
             "mode": mode,
@@ -949,6 +963,11 @@ class PublishOperator(_SourceToTargetOperator):
             max_null_rise_percent=int(self.max_null_rise_percent),
             columns=self.verified.get("columns") if self.verified else None,
         )
+        if guards.columns is None:
+            self.log.warning(
+                "What a changed mapping emptied is not judged: verify returned no column counts (a run "
+                "published unverified, or verified by an earlier version)"
+            )
         with self.target_connection() as conn:
             verified = self.verified or {}
             full_copy = verified.get("stream_seconds") if verified.get("mode") == "full" else None
@@ -976,6 +995,10 @@ class PublishOperator(_SourceToTargetOperator):
                 "mode": (self.verified or {}).get("mode"),
                 "summary": summary,
                 **result,
+                # the versions without the mapping's whole shape, which the published state keeps
+                "versions": {
+                    key: value for key, value in (result.get("versions") or {}).items() if key != "shape"
+                },
             },
         )
         return result

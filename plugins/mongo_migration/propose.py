@@ -113,17 +113,24 @@ def _read_and_propose(arguments: argparse.Namespace) -> Proposal:
     progress = _Progress(f"{database}.{collection}")
     with mongo_hook(arguments.conn_id) as hook:
         source = hook.get_collection(collection, database)
+        limit = f"more than {type_survey.READ_TIME_LIMIT_MS / 1000:g} s (maxTimeMS)"
         try:
             sampled = sample(source, arguments.sample)
-            progress.start(sampled)
+        except ExecutionTimeout:  # skips along the whole _id index: a smaller sample does not help
+            raise ProposeError(
+                f"the server spent {limit} on one read choosing the sample of {database}.{collection} "
+                "(skips along the _id index, $sample): the server is slow or busy. Propose against a less "
+                "busy member of the replica set."
+            ) from None
+        progress.start(sampled)
+        try:
             observed = observe(source, sampled, progress)
         except ExecutionTimeout:
-            smaller = max(arguments.sample // 4, 100)
             raise ProposeError(
-                f"the server spent more than {type_survey.READ_TIME_LIMIT_MS / 1000:g} s (maxTimeMS) on one "
-                f"read of {database}.{collection} ({progress.said()}): the server is slow or busy for a "
-                f"sample of {arguments.sample:,}. Lower --sample (e.g. --sample {smaller}), "
-                "or propose against a less busy member of the replica set."
+                f"the server spent {limit} on one batch of {IDS_PER_AGGREGATION} documents of {database}."
+                f"{collection} ({progress.said()}): the server is slow or busy for them. Lower --sample "
+                f"(e.g. --sample {max(arguments.sample // 4, 100)}), or propose against a less busy member "
+                "of the replica set."
             ) from None
     if not observed.documents:
         raise ProposeError(f"{database}.{collection} has no documents to propose a mapping from")

@@ -64,7 +64,8 @@ def markdown_report(
     columns: list[dict] = (),
 ) -> str:
     """A short report for people: the counts, the point of the source copied, the rejects by column, the
-    speed, the slowest pages; and each column's NULLs against the live table's (``target.column_nulls``)."""
+    speed, the slowest pages; and, of a full copy, each column's NULLs against the live table's
+    (``target.column_counts``), those the mapping changed marked."""
     slowest = ", ".join(f"page {page['page']} ({page['seconds']} s)" for page in summary["slowest_pages"])
     by_column = ", ".join(f"{column}: {count:,}" for column, count in rejects_by_column.items())
     rows = [
@@ -98,11 +99,12 @@ def _column_line(found: dict) -> str:
     """A column's NULLs in the copy and the live table, and where its path was absent, as a table row."""
     copy = _share(found["nulls"], found["rows"])
     live = "no such column" if found["live_rows"] is None else _share(found["live_nulls"], found["live_rows"])
-    absent, coerced = (
-        "not read (no pages)" if found[key] is None else f"{found[key]:,}" for key in ("absent", "coerced")
-    )
     path = ".".join(found["path"])
-    return f"| {found['table']}.{found['column']} | `{path}` | {copy} | {live} | {absent} | {coerced} |\n"
+    changed = " (changed)" if found["judged"] else ""
+    return (
+        f"| {found['table']}.{found['column']}{changed} | `{path}` | {copy} | {live} | {found['absent']:,} | "
+        f"{found['coerced']:,} |\n"
+    )
 
 
 def _share(part: int, whole: int) -> str:

@@ -383,7 +383,7 @@ class Guards:
     max_shrink_percent: int = 10
     max_reject_percent: float = 1.0
     max_null_rise_percent: int = 10
-    columns: list[dict] | None = None  # verify's column_nulls; None: it returned nothing
+    columns: dict | None = None  # verify's column_counts (a full copy's); None: not counted
 
 
 def publish(
@@ -758,20 +758,24 @@ def _check_guards(
         share = 100 * added / (rows + rejects)
         raise AirflowFailException(
             f"the copy set aside {added} of its {rows + rejects} documents ({share:.2f}%)"
-            f" that the published table had not set aside ({rejects} in all in {live}_rejects), more than "
+            f" that the published table had not set aside ({rejects} set aside in all, for {live}_rejects), "
+            "more than "
             f"the Param max_reject_percent ({guards.max_reject_percent:g}) allows: nothing was published. "
             "See why in verify's log and the staging rejects table. To accept this level for every run, "
             "set max_reject_percent in the mapping's params; for one run, raise it in a new run's form."
         )
-    emptied = emptied_columns(guards.columns or [], guards.max_null_rise_percent)
+    emptied = emptied_columns(
+        guards.columns or {"columns": [], "children": []},
+        guards.max_null_rise_percent,
+        guards.max_shrink_percent,
+    )
     if emptied:
         raise AirflowFailException(
-            f"publish refuses to empty {'columns' if len(emptied) > 1 else 'a column'} of {live}: "
-            + "; ".join(emptied)
-            + ". Nothing was published. A path typed wrong in the mapping does this (verify's report lists "
-            "every column's NULLs): mend the mapping. If the data itself changed, raise the Param "
-            f"max_null_rise_percent (now {guards.max_null_rise_percent}; 100: any) in a new run to publish "
-            "it, or in the mapping's params for every run."
+            f"the mapping changed since the last publish, and publish refuses what the change emptied in "
+            f"{live}: " + "; ".join(emptied) + ". Nothing was published. A path typed wrong does this "
+            "(verify's report lists every column's NULLs): mend the mapping. If the data is so, raise the "
+            f"Param max_null_rise_percent (now {guards.max_null_rise_percent}; 100: any) or, for a child "
+            "table, max_shrink_percent, in a new run to publish it."
         )
     smallest = live_rows * (100 - guards.max_shrink_percent) / 100 if live_rows else 0
     if rows < smallest:
@@ -782,34 +786,43 @@ def _check_guards(
         )
 
 
-def emptied_columns(columns: list[dict], max_rise: int) -> list[str]:
-    """The columns (of ``column_nulls``) whose share of NULL rows rose by more than ``max_rise``
-    percentage points against the live table, or, with no live column to compare, that are NULL in
-    every row of the copy (unless ``max_rise`` is 100): each as a sentence with its numbers."""
+def emptied_columns(counted: dict, max_rise: int, max_shrink: int) -> list[str]:
+    """What a changed mapping emptied (of ``column_counts``, only what it ``judged``), each as a sentence
+    with its numbers: a column whose share of NULL rows rose by more than ``max_rise`` percentage points
+    against the live table, or, with no live rows to compare, whose path no document read had (unless
+    ``max_rise`` is 100); a child table with ``max_shrink`` percent fewer rows than the live one."""
     emptied = []
-    for found in columns:
+    for found in counted["columns"]:
         rows, nulls, live_rows, live_nulls = (
             found[key] for key in ("rows", "nulls", "live_rows", "live_nulls")
         )
-        if not rows:
+        if not found["judged"] or not rows:
             continue
         share = 100 * nulls / rows
-        path = f"[{', '.join(found['path'])}]"
-        said = f"{found['table']}.{found['column']} (path {path}) is NULL in {nulls:,} of the copy's "
-        said += f"{rows:,} rows"
+        said = (
+            f"{found['table']}.{found['column']} (path [{', '.join(found['path'])}]) is NULL in {nulls:,} of "
+        )
+        said += f"the copy's {rows:,} rows"
         if live_rows:
             live_share = 100 * live_nulls / live_rows
             if share - live_share <= max_rise:
                 continue
             said += f" ({share:.1f}%), against {live_nulls:,} of {live_rows:,} ({live_share:.1f}%) in the "
             said += "live table"
-        elif nulls < rows or max_rise >= 100:
+        elif found["absent"] < rows or max_rise >= 100:
             continue
         else:
-            said += " (all of them), a column the live table does not have yet"
-        if found.get("absent"):
+            said += ", a column new to the live table"
+        if found["absent"]:
             said += f"; its path was absent in {found['absent']:,} of the documents or elements read"
         emptied.append(said)
+    for found in counted["children"]:
+        rows, live_rows = found["rows"], found["live_rows"]
+        if found["judged"] and live_rows and rows < live_rows * (100 - max_shrink) / 100:
+            emptied.append(
+                f"the child table {found['table']} (array [{', '.join(found['path'])}]) holds {rows:,} rows "
+                f"against the live one's {live_rows:,}, more than max_shrink_percent ({max_shrink}) fewer"
+            )
     return emptied
 
 
@@ -855,36 +868,38 @@ def rejects_by_column(conn: Connection, tables: Tables) -> dict[str, int]:
     return {column or "(document)": count for column, count in rows}
 
 
-def column_nulls(
-    conn: Connection,
-    tables: Tables,
-    absent: dict[str, int] | None = None,
-    coerced: dict[str, int] | None = None,
-) -> list[dict]:
-    """For each typed column of the copy's table and child tables: its rows, how many hold NULL, and the
-    same of the live table where it has that column (None: it does not), with how often its path was
-    absent in the documents this run's pages read and how many values they coerced (``absent`` and
-    ``coerced``, by column or ``child.column``; None: no pages ran). A path typed wrong shows as a
-    column NULL far more often than in the published table."""
+def column_counts(
+    conn: Connection, tables: Tables, changed: set[str], absent: dict[str, int], coerced: dict[str, int]
+) -> dict:
+    """What a full copy did to each column and child table, against the live tables: for each typed
+    column (``columns``) its rows and NULLs in the copy and in the live table (None: it has no such
+    column), how often the pages found its path absent and how many values they coerced (``absent`` and
+    ``coerced``, by column or ``child.column``), and whether the mapping changed it since the last publish
+    (``judged``: in ``changed``, the names ``mapping.changed_columns`` gives); for each child table
+    (``children``) its rows in the copy and the live table, judged when its array's path changed. A path
+    typed wrong shows as a column NULL far more often than in the live table, or a child table emptied."""
     tables = loaded(conn, tables)
-    found = []
+    columns, children = [], []
     for relation in [tables.table, *tables.children]:
         if relation == tables.table:
-            columns, prefix = tables.mapping.columns, ""
+            mapped, prefix = tables.mapping.columns, ""
         else:
             child = tables.mapping.children[tables.children.index(relation)]
-            columns, prefix = child.columns, f"{child.name}."
-        if not columns:
-            continue
-        copy_counts = _count_nulls(conn, tables, relation, _copy_of(tables, relation), columns)
+            mapped, prefix = child.columns, f"{child.name}."
         live = tables.live(relation)
-        live_names = set()
-        if _exists(conn, tables, relation):
-            live_names = {name for name, *_ in _columns_of(conn, live)}
-        compared = [column for column in columns if column.name in live_names]
-        live_counts = _count_nulls(conn, tables, relation, live, compared) if compared else {}
-        for column in columns:
-            found.append(
+        live_names = (
+            {name for name, *_ in _columns_of(conn, live)} if _exists(conn, tables, relation) else None
+        )
+        copy_counts = _count_nulls(conn, tables, relation, _copy_of(tables, relation), mapped)
+        compared = [column for column in mapped if column.name in (live_names or ())]
+        live_counts = _count_nulls(conn, tables, relation, live, compared) if live_names is not None else {}
+        if relation != tables.table:
+            judged = child.name in changed
+            rows = {"rows": copy_counts["*"], "live_rows": live_counts.get("*"), "judged": judged}
+            children.append({"table": relation, "path": list(child.path), **rows})
+        for column in mapped:
+            name = prefix + column.name
+            columns.append(
                 {
                     "table": relation,
                     "column": column.name,
@@ -893,11 +908,12 @@ def column_nulls(
                     "nulls": copy_counts[column.name],
                     "live_rows": live_counts.get("*") if column.name in live_counts else None,
                     "live_nulls": live_counts.get(column.name),
-                    "absent": None if absent is None else absent.get(prefix + column.name, 0),
-                    "coerced": None if coerced is None else coerced.get(prefix + column.name, 0),
+                    "absent": absent.get(name, 0),
+                    "coerced": coerced.get(name, 0),
+                    "judged": name in changed,
                 }
             )
-    return found
+    return {"columns": columns, "children": children}
 
 
 def _count_nulls(

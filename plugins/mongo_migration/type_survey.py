@@ -33,7 +33,7 @@ from pymongo.collection import Collection
 from mongo_migration.documents import id_key
 
 # Documents read when the collection holds more: on a real MongoDB 10,000 take seconds; the local
-# SecantusDB needs about a minute per 1,000 (docs/mappings.md), so the default finishes in minutes there.
+# SecantusDB needs 10 to 100 ms a document (docs/mappings.md), so the default finishes in minutes there.
 SAMPLE_SIZE = 3_000
 SLICES = 10  # runs of consecutive _ids, evenly spaced, that take half the sample; $sample takes the rest
 IDS_PER_AGGREGATION = 500  # sampled _ids one aggregation matches ($in): progress is told after each

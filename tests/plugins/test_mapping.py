@@ -8,7 +8,14 @@ import yaml
 
 from include import config
 from mongo_migration import contract
-from mongo_migration.mapping import Mapping, MappingError, load_mapping, load_mappings, shape_changes
+from mongo_migration.mapping import (
+    Mapping,
+    MappingError,
+    changed_columns,
+    load_mapping,
+    load_mappings,
+    shape_changes,
+)
 
 VALID = {
     "dag_id": "mongo_orders_to_postgres",
@@ -200,6 +207,34 @@ def test_a_changed_mapping_is_described_column_by_column_in_the_words_of_the_fil
         "column items.qty added (integer at [qty])",
     ]
     assert shape_changes(before.shape(), before.shape()) == []
+
+
+def test_the_shipped_mappings_keep_their_versions_so_that_a_release_does_not_copy_every_table_in_full():
+    # A new field of a column (coerce) must not change the hash of a mapping that does not use it.
+    versions = {path.stem: load_mapping(path).version for path in sorted(config.MAPPINGS_DIR.glob("*.yaml"))}
+    assert versions == {"orders": "d3b6b29618242b3c", "users": "e6d5c7770ca2152d"}
+
+
+def test_the_columns_a_changed_mapping_judges_are_those_it_added_or_shaped_otherwise():
+    before = Mapping.model_validate(VALID).shape()
+    moved = Mapping.model_validate(
+        {
+            **VALID,
+            "columns": [
+                {**VALID["columns"][0], "coerce": {"string": "decimal_string"}},
+                {"name": "note", "path": ["note"], "type": "text"},
+            ],
+            "children": [{**VALID["children"][0], "path": ["lines"]}],
+        }
+    ).shape()
+
+    assert changed_columns(before, before) == set()
+    assert changed_columns(before, moved) == {"total", "note", "items"}  # items.sku itself is the same
+    assert changed_columns(None, before) == {"total", "items", "items.sku"}  # nothing recorded: all
+    reordered = {**before, "columns": [*before["columns"], {**before["columns"][0], "name": "b"}]}
+    assert shape_changes(reordered, {**reordered, "columns": reordered["columns"][::-1]}) == [
+        "the columns' order: total, b → b, total"
+    ]
 
 
 def test_one_bad_file_leaves_the_others_loaded_and_files_that_share_a_dag_id_or_a_table_are_all_refused(

@@ -71,6 +71,30 @@ def test_a_dry_run_reports_what_the_run_would_do_and_writes_nothing(
     assert re.search(r"- note: the source's oplog holds [0-9:]+ of history\n", reports[1] + "\n")  # no point
 
 
+def test_preflight_and_the_dry_run_name_what_changed_in_the_mapping_column_by_column(
+    mongo_collection, target_table, context, caplog
+):
+    mongo_collection.insert_many([{"_id": n, "email": f"u{n}@example.com"} for n in range(10)])
+    before = USERS.model_copy(update={"columns": USERS.columns[:2]})
+    publish_run(mongo_collection, target_table, context, mapping=before)
+    email = before.columns[1].model_copy(update={"path": ("emial",)})
+    after = before.model_copy(update={"columns": (before.columns[0], email)})
+    changed = f"the mapping changed since the last publish (column {email.name}: path [email] → [emial])"
+
+    dry = operator(PreflightOperator, mongo_collection, target_table, mapping=after, dry_run=True)
+    with pytest.raises(AirflowSkipException) as skipped:
+        dry.execute(next_run(context))
+    check = operator(PreflightOperator, mongo_collection, target_table, mapping=after)
+    with caplog.at_level("WARNING"):
+        check.execute(next_run(context))
+
+    assert f"- copy: full: {changed}: a full copy writes every row again in its new shape" in str(
+        skipped.value
+    )
+    assert "- note: the mapping changed" not in str(skipped.value)  # said once, in the copy line
+    assert f"Preflight: {changed}" in caplog.text
+
+
 def test_the_oplog_window_is_compared_with_the_age_of_the_published_point_and_the_last_full_copy():
     oldest, now = 1_000_000, 1_001_000  # an oplog of 1,000 s
 

@@ -16,7 +16,7 @@ from bson.raw_bson import RawBSONDocument
 from mongo_migration.documents import Conversion
 from mongo_migration.mapping import Column, Mapping, load_mapping
 from mongo_migration.propose import ProposeError, check, main, propose, render
-from mongo_migration.type_survey import observe, sample
+from mongo_migration.type_survey import Sample, observe, sample
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = 3000
@@ -156,7 +156,11 @@ def test_the_command_tells_how_far_it_has_read_and_a_read_too_slow_says_to_lower
     assert re.fullmatch(r"propose: 500 of ([\d,]+) documents read in \d+ s; about .* left", told[1])
     assert re.fullmatch(r"propose: ([\d,]+) of \1 documents read in .*", told[2])
 
-    monkeypatch.setattr("mongo_migration.type_survey.READ_TIME_LIMIT_MS", 1)  # a server that cannot keep up
+    # A server too slow for a batch: the sample is chosen as before, then every batch takes too long.
+    monkeypatch.setattr(
+        "mongo_migration.propose.sample", lambda source, size: Sample(DOCUMENTS, list(range(200)))
+    )
+    monkeypatch.setattr("mongo_migration.type_survey.READ_TIME_LIMIT_MS", 1)
     arguments = [
         orders.database.name,
         orders.name,
@@ -169,11 +173,12 @@ def test_the_command_tells_how_far_it_has_read_and_a_read_too_slow_says_to_lower
     assert main(arguments) == 1
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith(
-        f"propose: the server spent more than 0.001 s (maxTimeMS) on one read of tests.{orders.name}"
+        "propose: the server spent more than 0.001 s (maxTimeMS) on one batch of 500 documents of "
+        f"tests.{orders.name} (0 of 200 documents read in "
     )
     assert error.endswith(
-        "the server is slow or busy for a sample of 200. Lower --sample (e.g. --sample 100), or propose "
-        "against a less busy member of the replica set."
+        "the server is slow or busy for them. Lower --sample (e.g. --sample 100), or propose against a less "
+        "busy member of the replica set."
     )
 
 
@@ -351,3 +356,19 @@ def test_the_command_writes_the_file_and_replaces_one_only_when_forced(mongo_col
     forced = run("--force")
     assert forced.returncode == 0, forced.stderr
     assert load_mapping(out).columns == mapping.columns
+
+
+def test_a_sample_too_slow_to_choose_says_so_without_asking_for_a_smaller_one(
+    orders, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("mongo_migration.type_survey.READ_TIME_LIMIT_MS", 1)
+
+    assert (
+        main([orders.database.name, orders.name, "--out", str(tmp_path / "o.yaml"), "--sample", "200"]) == 1
+    )
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == (
+        "propose: the server spent more than 0.001 s (maxTimeMS) on one read choosing the sample of "
+        f"tests.{orders.name} (skips along the _id index, $sample): the server is slow or busy. Propose "
+        "against a less busy member of the replica set."
+    )

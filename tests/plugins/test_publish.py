@@ -215,38 +215,45 @@ def test_publish_refuses_a_copy_that_shrank_more_than_allowed_naming_the_param(p
     assert usernames(pg_conn, live) == {id_key(2): "bob"}
 
 
-def test_a_column_much_more_often_null_than_in_the_live_table_or_null_in_every_row_is_named():
-    def column(nulls, live_nulls=None, rows=200, live_rows=200, absent=None, name="email"):
-        live = {"live_rows": live_rows, "live_nulls": live_nulls} if live_nulls is not None else {}
-        return {
-            "table": "orders",
-            "column": name,
-            "path": ["customer", name],
-            "rows": rows,
-            "nulls": nulls,
-            "live_rows": None,
-            "live_nulls": None,
-            "absent": absent,
-            **live,
-        }
+def test_what_a_changed_mapping_emptied_is_named_with_its_numbers_and_nothing_else_is_judged():
+    def column(nulls, live_nulls=None, rows=200, absent=0, judged=True):
+        live = {"live_rows": 200, "live_nulls": live_nulls} if live_nulls is not None else {}
+        found = {"table": "orders", "column": "email", "path": ["customer", "email"], "rows": rows}
+        found |= {"nulls": nulls, "live_rows": None, "live_nulls": None, "absent": absent, "coerced": 0}
+        return found | {"judged": judged} | live
 
-    assert target.emptied_columns([column(200, 0, absent=200)], 10) == [
+    def emptied(*columns, children=(), max_rise=10, max_shrink=10):
+        return target.emptied_columns(
+            {"columns": list(columns), "children": list(children)}, max_rise, max_shrink
+        )
+
+    assert emptied(column(200, 0, absent=200)) == [
         "orders.email (path [customer, email]) is NULL in 200 of the copy's 200 rows (100.0%), against 0 of "
         "200 (0.0%) in the live table; its path was absent in 200 of the documents or elements read"
     ]
-    assert target.emptied_columns([column(40, 20)], 10) == []  # 20% against 10%: 10 points
-    assert target.emptied_columns([column(41, 20)], 10) == [  # 20.5% against 10%: 10.5 points
+    assert emptied(column(40, 20)) == []  # 20% against 10%: 10 points
+    assert emptied(column(41, 20)) == [  # 20.5% against 10%: 10.5 points
         "orders.email (path [customer, email]) is NULL in 41 of the copy's 200 rows (20.5%), against 20 of "
         "200 (10.0%) in the live table"
     ]
-    assert target.emptied_columns([column(200, 200)], 0) == []  # as empty as it was
-    assert target.emptied_columns([column(200)], 10) == [  # a column the live table does not have
-        "orders.email (path [customer, email]) is NULL in 200 of the copy's 200 rows (all of them), a column "
-        "the live table does not have yet"
+    assert (
+        emptied(column(200, 0, judged=False)) == []
+    )  # a column the mapping did not change: data, not a typo
+    assert emptied(column(200, 200)) == []  # as empty as it was
+    assert emptied(column(200, absent=200)) == [  # a new column whose path no document has
+        "orders.email (path [customer, email]) is NULL in 200 of the copy's 200 rows, a column new to the "
+        "live table; its path was absent in 200 of the documents or elements read"
     ]
-    assert target.emptied_columns([column(199)], 10) == []
-    assert target.emptied_columns([column(200), column(200, 0)], 100) == []  # any, for one run
-    assert target.emptied_columns([column(0, rows=0)], 0) == []  # no rows: nothing to judge
+    assert emptied(column(200, absent=150)) == []  # a new column whose field is there, null: not a typo
+    assert emptied(column(200, absent=200), column(200, 0), max_rise=100) == []  # any, for one run
+    assert emptied(column(0, rows=0)) == []  # no rows: nothing to judge
+    child = {"table": "orders_items", "path": ["itmes"], "rows": 0, "live_rows": 500, "judged": True}
+    assert emptied(children=[child]) == [
+        "the child table orders_items (array [itmes]) holds 0 rows against the live one's 500, more than "
+        "max_shrink_percent (10) fewer"
+    ]
+    assert emptied(children=[{**child, "judged": False}]) == []
+    assert emptied(children=[child], max_shrink=100) == []
 
 
 def test_readers_see_the_old_rows_until_publish_commits_and_the_new_ones_after(pg_conn, live, monkeypatch):
@@ -547,11 +554,11 @@ def test_publish_refuses_a_copy_with_more_rejects_than_allowed_naming_both_numbe
         publish(pg_conn, target_table, FIRST, max_reject_percent=0.4)
 
     assert str(refused.value) == (
-        "the copy set aside 1 of its 200 documents (0.50%) that the published table had not set aside (1 in "
-        f"all in public.{target_table}_rejects), more than the Param max_reject_percent (0.4) allows: "
-        "nothing was published. See why in verify's log and the staging rejects table. To accept this level "
-        "for every run, set max_reject_percent in the mapping's params; for one run, raise it in a new run's "
-        "form."
+        "the copy set aside 1 of its 200 documents (0.50%) that the published table had not set aside (1 set "
+        f"aside in all, for public.{target_table}_rejects), more than the Param max_reject_percent (0.4) "
+        "allows: nothing was published. See why in verify's log and the staging rejects table. To accept "
+        "this level for every run, set max_reject_percent in the mapping's params; for one run, raise it in "
+        "a new run's form."
     )
     assert pg_conn.execute("SELECT to_regclass(%s)", [target_table]).fetchone() == (None,)
     assert publish(pg_conn, target_table, FIRST)["rejects"] == 1  # 0.5 % is within the default 1 %
@@ -578,8 +585,8 @@ def test_the_reject_guard_judges_the_rejects_a_run_adds_so_that_stable_rejects_d
     with pytest.raises(AirflowFailException) as refused:
         publish(pg_conn, target_table, load_with(broken), max_reject_percent=0.4)  # and a third, new one
     assert str(refused.value).startswith(
-        "the copy set aside 1 of its 200 documents (0.50%) that the published table had not set aside (3 in "
-        f"all in public.{target_table}_rejects)"
+        "the copy set aside 1 of its 200 documents (0.50%) that the published table had not set aside (3 set "
+        f"aside in all, for public.{target_table}_rejects)"
     )
 
 

@@ -83,9 +83,9 @@ def test_report_names_source_target_counts_speed_and_the_slowest_pages():
 def test_report_lists_each_columns_nulls_against_the_live_tables_and_where_its_path_was_absent():
     columns = [
         {"table": "orders", "column": "email", "path": ["customer", "emial"], "rows": 200, "nulls": 200}
-        | {"live_rows": 200, "live_nulls": 20, "absent": 200, "coerced": 3},
+        | {"live_rows": 200, "live_nulls": 20, "absent": 200, "coerced": 3, "judged": True},
         {"table": "orders", "column": "placed_at", "path": ["placed_at"], "rows": 200, "nulls": 0}
-        | {"live_rows": None, "live_nulls": None, "absent": None, "coerced": None},
+        | {"live_rows": None, "live_nulls": None, "absent": 0, "coerced": 0, "judged": False},
     ]
 
     report = markdown_report(summarize([], 1.0), "app.orders", "public.orders", 200, "full", "T", {}, columns)
@@ -93,9 +93,8 @@ def test_report_lists_each_columns_nulls_against_the_live_tables_and_where_its_p
     assert report.endswith(
         "| column | path | NULL in the copy | NULL in the live table | path absent | coerced |\n"
         "| --- | --- | --- | --- | --- | --- |\n"
-        "| orders.email | `customer.emial` | 200 of 200 (100.0%) | 20 of 200 (10.0%) | 200 | 3 |\n"
-        "| orders.placed_at | `placed_at` | 0 of 200 (0.0%) | no such column | not read (no pages) | not "
-        "read (no pages) |\n"
+        "| orders.email (changed) | `customer.emial` | 200 of 200 (100.0%) | 20 of 200 (10.0%) | 200 | 3 |\n"
+        "| orders.placed_at | `placed_at` | 0 of 200 (0.0%) | no such column | 0 | 0 |\n"
     )
 
 
