@@ -11,6 +11,7 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.models.connection import Connection
 
 from mongo_migration.alerts import ALERTS_CONN_ID, HEARTBEAT_CONN_ID, RunAlert, _url
+from tests.conftest import SPARSE_USERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,6 +112,7 @@ def test_every_publish_pings_the_heartbeat_so_a_night_without_one_is_noticed(
             "mongo_database": "tests",
             "mongo_collection": mongo_collection.name,
             "target_table": target_table,
+            **SPARSE_USERS,
         }
     )
 

@@ -17,6 +17,7 @@ from bson.raw_bson import RawBSONDocument
 from mongo_migration import target
 from mongo_migration.documents import CODEC_OPTIONS, CONVERSION_VERSION, id_key
 from tests.bson_equality import canonical_bson
+from tests.conftest import SPARSE_USERS
 from tests.staging import USERS, users
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def dag():
 
 
 def run(dag, **conf):
-    return dag.test(run_conf={"mongo_database": "tests", **conf})
+    return dag.test(run_conf={"mongo_database": "tests", **SPARSE_USERS, **conf})
 
 
 def task_states(dag_run) -> dict:
@@ -262,7 +263,7 @@ def test_a_database_and_collection_named_like_another_type_stay_text(dag, pg_con
         try:
             dag_run = dag.test(
                 run_conf={"mongo_database": name, "mongo_collection": name, "target_table": target_table}
-                | {"seed_users": 0}
+                | {"seed_users": 0, **SPARSE_USERS}
             )
             assert dag_run.state == "success", task_states(dag_run)
         finally:
@@ -348,7 +349,7 @@ def test_a_table_published_before_the_mappings_is_copied_in_full_once_in_place_a
         f"SELECT result->'versions' FROM {target.STAGING_SCHEMA}.\"Published\" WHERE target_table = %s",
         [target_table],
     ).fetchone()
-    assert versions == {"mapping": USERS.version, "conversion": CONVERSION_VERSION}
+    assert versions == {"mapping": USERS.version, "conversion": CONVERSION_VERSION, "shape": USERS.shape()}
 
 
 def test_a_dry_run_skips_every_task_after_preflight_and_writes_nothing(

@@ -24,7 +24,7 @@ from bson.objectid import ObjectId
 
 from mongo_migration.documents import CODEC_OPTIONS, id_key
 from mongo_migration.users import fake_users, seed_users
-from tests.conftest import FAILPOINT_FILE, STACK_ENV, stack
+from tests.conftest import FAILPOINT_FILE, SPARSE_USERS, STACK_ENV, stack
 from tests.staging import drop_tables, staged
 from tests.writer import old_object_id, published_and_expected, writing
 
@@ -36,6 +36,7 @@ CONF = {
     "mongo_database": "tests",
     "mongo_collection": "fault_users",
     "target_table": TABLE,
+    **SPARSE_USERS,
 }
 PASSWORD = "migrator-local"  # the test stack's PostgreSQL password, see scripts/stack.sh
 

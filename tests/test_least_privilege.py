@@ -13,6 +13,8 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
+from tests.conftest import SPARSE_USERS
+
 ROOT = Path(__file__).resolve().parents[1]
 ROLE_SCRIPT = ROOT / "deploy" / "roles" / "postgres.sql"
 PSQL = "/usr/lib/postgresql/15/bin/psql"
@@ -49,6 +51,7 @@ def test_a_run_as_the_scripts_role_passes_preflight_and_publishes_tables_it_owns
     mongo_collection.insert_many([{"username": f"u{n}", "age": n} for n in range(50)])
     dag = DagBag(dag_folder=ROOT / "dags").dags["mongo_to_postgres"]
     conf = {"mongo_database": "tests", "mongo_collection": mongo_collection.name, "target_table": "users"}
+    conf |= SPARSE_USERS
 
     runs = [dag.test(run_conf=conf)]
     mongo_collection.update_one({"username": "u7"}, {"$set": {"age": 70}})

@@ -8,6 +8,7 @@ from airflow.dag_processing.dagbag import DagBag
 from bson.timestamp import Timestamp
 
 from mongo_migration.documents import CODEC_OPTIONS
+from tests.conftest import SPARSE_USERS
 from tests.writer import old_object_id, published_and_expected, read_log, writing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ def run(dag, source, table, **conf):
             "target_table": table,
             "items_per_page": 1000,
             "seed_users": 0,
+            **SPARSE_USERS,
             **conf,
         }
     )
