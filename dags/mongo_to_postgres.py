@@ -165,8 +165,9 @@ def params(mapping: Mapping) -> dict[str, Param]:
             minimum=0,
             maximum=100,
             title="Largest shrink allowed (%)",
-            description="publish refuses a copy with this many percent fewer rows than the live table "
-            "(100: any).",
+            description="publish refuses a copy with this many percent fewer rows than the live table, "
+            "and a child table whose array path the mapping changed with this many percent fewer rows than "
+            "the live one (100: any).",
             section="Publish",
         ),
         "max_reject_percent": Param(

@@ -301,9 +301,9 @@ def shape_changes(published: dict, now: dict) -> list[str]:
 
 
 def changed_columns(published: dict | None, now: dict) -> set[str]:
-    """The columns (``child.column`` in a child table) and child tables that the shape ``now`` adds or
-    shapes otherwise than the ``published`` one: what a publish should judge as a mapping's change
-    (None: no shape recorded, so all of them)."""
+    """The columns (``child.column`` in a child table) and child tables (``child[]``) that the shape
+    ``now`` adds or shapes otherwise than the ``published`` one: what a publish should judge as a
+    mapping's change (None: no shape recorded, so all of them)."""
     current, before = _shaped(now), _shaped(published or {})
     return {name for name, item in current.items() if published is None or before.get(name) != item}
 
@@ -311,7 +311,7 @@ def changed_columns(published: dict | None, now: dict) -> set[str]:
 def _shaped(shape: dict) -> dict[str, dict]:
     found = {column["name"]: column for column in shape.get("columns", [])}
     for child in shape.get("children", []):
-        found[child["name"]] = {key: value for key, value in child.items() if key != "columns"}
+        found[f"{child['name']}[]"] = {key: value for key, value in child.items() if key != "columns"}
         found |= {f"{child['name']}.{column['name']}": column for column in child["columns"]}
     return found
 

@@ -808,9 +808,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             # incremental run's mapping is the published one, and counting would read every live row.
             full = self.start["mode"] == "full"
             published = target.published_state(conn, tables) if full else None
-            changed = changed_columns(
-                (published[2] or {}).get("shape") if published else {}, self.mapping.shape()
-            )
+            changed = _changed_since_publish(self.mapping, published and (published[2] or {}))
             with transaction(conn):
                 rows, rejected = target.count_rows(conn, tables)
                 reasons = target.reject_reasons(conn, tables) if rejected else []
@@ -885,6 +883,14 @@ class VerifyMigrationOperator(CatchUpOperator):
             "summary": line,
             "report": report,
         }
+
+
+def _changed_since_publish(mapping: Mapping, versions: dict | None) -> set[str]:
+    """The columns and child tables ``mapping`` adds or changes against the publish that recorded
+    ``versions`` (None: no publish, so all of them; the same version: none, its shape recorded or not)."""
+    if versions is not None and versions.get("mapping") == mapping.version:
+        return set()
+    return changed_columns(versions.get("shape") if versions is not None else {}, mapping.shape())
 
 
 def _stream_seconds(start: dict | None) -> float | None:

@@ -127,10 +127,10 @@ def _read_and_propose(arguments: argparse.Namespace) -> Proposal:
             observed = observe(source, sampled, progress)
         except ExecutionTimeout:
             raise ProposeError(
-                f"the server spent {limit} on one batch of {IDS_PER_AGGREGATION} documents of {database}."
-                f"{collection} ({progress.said()}): the server is slow or busy for them. Lower --sample "
-                f"(e.g. --sample {max(arguments.sample // 4, 100)}), or propose against a less busy member "
-                "of the replica set."
+                f"the server spent {limit} on one batch of up to {IDS_PER_AGGREGATION} documents of "
+                f"{database}.{collection} ({progress.said()}): the server is slow or busy for them. Lower "
+                f"--sample (e.g. --sample {max(arguments.sample // 4, 100)}), or propose against a less busy "
+                "member of the replica set."
             ) from None
     if not observed.documents:
         raise ProposeError(f"{database}.{collection} has no documents to propose a mapping from")

@@ -771,8 +771,9 @@ def _check_guards(
     )
     if emptied:
         raise AirflowFailException(
-            f"the mapping changed since the last publish, and publish refuses what the change emptied in "
-            f"{live}: " + "; ".join(emptied) + ". Nothing was published. A path typed wrong does this "
+            f"publish refuses what the mapping's new or changed columns emptied in {live}: "
+            + "; ".join(emptied)
+            + ". Nothing was published. A path typed wrong does this "
             "(verify's report lists every column's NULLs): mend the mapping. If the data is so, raise the "
             f"Param max_null_rise_percent (now {guards.max_null_rise_percent}; 100: any) or, for a child "
             "table, max_shrink_percent, in a new run to publish it."
@@ -809,10 +810,14 @@ def emptied_columns(counted: dict, max_rise: int, max_shrink: int) -> list[str]:
                 continue
             said += f" ({share:.1f}%), against {live_nulls:,} of {live_rows:,} ({live_share:.1f}%) in the "
             said += "live table"
-        elif found["absent"] < rows or max_rise >= 100:
+        elif nulls < rows or found["absent"] < rows or max_rise >= 100:
             continue
         else:
-            said += ", a column new to the live table"
+            said += (
+                ", a column new to the live table"
+                if live_rows is None
+                else ", and the live table has no rows"
+            )
         if found["absent"]:
             said += f"; its path was absent in {found['absent']:,} of the documents or elements read"
         emptied.append(said)
@@ -894,7 +899,7 @@ def column_counts(
         compared = [column for column in mapped if column.name in (live_names or ())]
         live_counts = _count_nulls(conn, tables, relation, live, compared) if live_names is not None else {}
         if relation != tables.table:
-            judged = child.name in changed
+            judged = f"{child.name}[]" in changed
             rows = {"rows": copy_counts["*"], "live_rows": live_counts.get("*"), "judged": judged}
             children.append({"table": relation, "path": list(child.path), **rows})
         for column in mapped:

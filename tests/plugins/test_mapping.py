@@ -229,8 +229,12 @@ def test_the_columns_a_changed_mapping_judges_are_those_it_added_or_shaped_other
     ).shape()
 
     assert changed_columns(before, before) == set()
-    assert changed_columns(before, moved) == {"total", "note", "items"}  # items.sku itself is the same
-    assert changed_columns(None, before) == {"total", "items", "items.sku"}  # nothing recorded: all
+    assert changed_columns(before, moved) == {"total", "note", "items[]"}  # items.sku itself is the same
+    assert changed_columns(None, before) == {"total", "items[]", "items.sku"}  # nothing recorded: all
+    # a column and a child table may share a name: each is judged on its own
+    both = {**before, "columns": [*before["columns"], {"name": "items", "path": ["items"], "type": "jsonb"}]}
+    typo = {**both, "columns": [*before["columns"], {"name": "items", "path": ["itmes"], "type": "jsonb"}]}
+    assert changed_columns(both, typo) == {"items"}
     reordered = {**before, "columns": [*before["columns"], {**before["columns"][0], "name": "b"}]}
     assert shape_changes(reordered, {**reordered, "columns": reordered["columns"][::-1]}) == [
         "the columns' order: total, b → b, total"

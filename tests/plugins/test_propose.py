@@ -173,7 +173,7 @@ def test_the_command_tells_how_far_it_has_read_and_a_read_too_slow_says_to_lower
     assert main(arguments) == 1
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith(
-        "propose: the server spent more than 0.001 s (maxTimeMS) on one batch of 500 documents of "
+        "propose: the server spent more than 0.001 s (maxTimeMS) on one batch of up to 500 documents of "
         f"tests.{orders.name} (0 of 200 documents read in "
     )
     assert error.endswith(
