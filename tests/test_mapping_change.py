@@ -32,7 +32,9 @@ def mappings_folder(tmp_path, monkeypatch):
     return tmp_path
 
 
-def write_mapping(folder: Path, collection: str, table: str, columns: list[dict], line_columns: list[dict]):
+def write_mapping(
+    folder: Path, collection: str, table: str, columns: list[dict], line_columns: list[dict], lines=("lines",)
+):
     """The mapping file, and the DAG the DAG file makes of it."""
     mapping = {
         "dag_id": "tests_mapping_change",
@@ -40,7 +42,7 @@ def write_mapping(folder: Path, collection: str, table: str, columns: list[dict]
         "target": {"table": table},
         "params": {"items_per_page": 20},
         "columns": columns,
-        "children": [{"name": "lines", "path": ["lines"], "columns": line_columns}],
+        "children": [{"name": "lines", "path": list(lines), "columns": line_columns}],
     }
     (folder / "changing.yaml").write_text(yaml.safe_dump(mapping))
     return DagBag(dag_folder=ROOT / "dags").dags["tests_mapping_change"]
@@ -212,3 +214,28 @@ def task_result(dag_run, task_id: str):
 def rendered_label(dag_run, task_id: str) -> str:
     [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
     return instance.rendered_map_index
+
+
+def test_an_array_path_typed_wrong_is_refused_before_it_empties_the_published_child_table(
+    mongo_collection, pg_conn, table, mappings_folder
+):
+    mongo_collection.insert_many(
+        [{"_id": n, "sku": f"s{n}", "lines": [{"qty": 1}, {"qty": 2}]} for n in range(30)]
+    )
+    columns, lines = (
+        [{"name": "sku", "path": ["sku"], "type": "text"}],
+        [{"name": "qty", "path": ["qty"], "type": "int"}],
+    )
+    assert (
+        write_mapping(mappings_folder, mongo_collection.name, table, columns, lines).test().state == "success"
+    )
+    typo = write_mapping(mappings_folder, mongo_collection.name, table, columns, lines, lines=("liens",))
+
+    refused = typo.test()
+
+    assert task_state(refused, "publish") == "failed"
+    assert pg_conn.execute(f"SELECT count(*) FROM {table}_lines").fetchone() == (60,)
+    [child] = task_result(refused, "verify")["columns"]["children"]
+    assert child == {"table": f"{table}_lines", "path": ["liens"], "rows": 0, "live_rows": 60, "judged": True}
+    assert typo.test(run_conf={"max_shrink_percent": 100}).state == "success"  # for one run, once checked
+    assert pg_conn.execute(f"SELECT count(*) FROM {table}_lines").fetchone() == (0,)
