@@ -1,8 +1,9 @@
 """The operators of the DAGs that copy a collection, one DAG per mapping (``dags/mongo_to_postgres.py``).
 
 Each one creates its hooks in ``execute`` and leaves the work to the modules
-beside it: ``users`` (seeding), ``pages`` (planning), ``page_copy`` (one page:
-read, convert, COPY), ``documents`` (the rows of a document, by its mapping),
+beside it: ``users`` (seeding), ``copy_mode`` (full or incremental, and why),
+``pages`` (planning and the plan's check), ``page_copy`` (one page: read,
+convert, COPY), ``documents`` (the rows of a document, by its mapping),
 ``changes`` (the change stream), ``verification`` and ``target`` (the SQL, the
 staging tables and publishing). The mapping (``mapping.py``) gives every
 operator that writes the target the shape of its tables.
@@ -31,13 +32,12 @@ from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from psycopg import Connection, DatabaseError, OperationalError
-from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from include import config
-from mongo_migration import preflight, target
+from mongo_migration import copy_mode, preflight, target
 from mongo_migration.changes import (
     CATCH_UP_GRACE_SECONDS,
     ChangeHistoryLost,
@@ -49,7 +49,6 @@ from mongo_migration.changes import (
     consistency,
     open_position,
     session_as_of,
-    why_not_from,
 )
 from mongo_migration.connections import (
     CertificateFileError,
@@ -60,9 +59,16 @@ from mongo_migration.connections import (
     transaction,
 )
 from mongo_migration.documents import CODEC_OPTIONS, CONVERSION_VERSION, Conversion, ViolationFailsRun
-from mongo_migration.mapping import Mapping, changed_columns, shape_changes
+from mongo_migration.mapping import Mapping
 from mongo_migration.page_copy import copy_page, read_page
-from mongo_migration.pages import Page, fewer_pages, plan_pages, planned_range_filter
+from mongo_migration.pages import (
+    Page,
+    count_all,
+    fewer_pages,
+    matching_otherwise,
+    plan_pages,
+    planned_range_filter,
+)
 from mongo_migration.report import markdown_report, summarize, summary_line
 from mongo_migration.target import Owner, Tables
 from mongo_migration.users import seed_users
@@ -306,18 +312,18 @@ class PreflightOperator(_SourceToTargetOperator):
         published = target.published_state(conn, tables)
         if not published:
             return None, None, None
-        point, _, versions, _, full_copy_seconds = published
+        point, versions = published.position, published.versions
         incremental = str(self.mode) == "incremental" and point
-        changed = _versions_differ(versions, self.versions()) if versions else None
-        return (point["cluster_time"]["t"] if incremental else None), full_copy_seconds, changed
+        changed = copy_mode.versions_differ(versions, self.versions()) if versions else None
+        return (point["cluster_time"]["t"] if incremental else None), published.full_copy_seconds, changed
 
     def what_the_run_would_do(
         self, source: Collection, conn: Connection, tables: Tables, dag_id: str
     ) -> list[str]:
         """The dry run's report, from reads alone."""
-        (_, fingerprint), reason = why_full(str(self.mode), self.versions(), source, conn, tables)
+        (_, fingerprint), reason = copy_mode.why_full(str(self.mode), self.versions(), source, conn, tables)
         if reason is None and not target.live_tables_unchanged(conn, tables, fingerprint):
-            reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
+            reason = copy_mode.CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
         lines = [
             f"- copy: {'full: ' + reason if reason else 'incremental: the changes since the published point'}"
         ]
@@ -423,9 +429,11 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
         tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
-            (start, fingerprint), reason = why_full(str(self.mode), self.versions(), source, conn, tables)
+            (start, fingerprint), reason = copy_mode.why_full(
+                str(self.mode), self.versions(), source, conn, tables
+            )
             if reason is None and not target.start_incremental(conn, tables, owner, start, fingerprint):
-                reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
+                reason = copy_mode.CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
             if reason is not None:
                 position = open_position(source)
                 start = position.to_json() if position else None
@@ -456,62 +464,6 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
         return {"mode": "full" if reason else "incremental", "reason": reason, "position": start}
 
 
-def why_full(
-    mode: str, versions: dict, source: Collection, conn: Connection, tables: Tables
-) -> tuple[tuple[dict | None, str | None], str | None]:
-    """The point and fingerprint the live tables were published with, and why a run in ``mode`` cannot
-    start there without looking at the tables (None: it can); a changed mapping is named whatever the
-    reason, so that a person reads what the copy will change."""
-    nothing = (None, None)
-    published = target.published_state(conn, tables)
-    changed = _versions_differ(published[2] or {}, versions) if published else None
-    also = f"; and {changed}" if changed else ""
-    if mode == "full":
-        return nothing, "the Param mode asks for one" + also
-    if published and published[3]:
-        return (
-            nothing,
-            f"an earlier run could not resume the change stream from {tables}'s point: {published[3]}{also}",
-        )
-    if published is None or published[0] is None:
-        return (
-            nothing,
-            f"{tables} has no published point to start from (no publish of this DAG with a change stream)"
-            + also,
-        )
-    position, fingerprint, *_ = published
-    if changed:
-        return nothing, changed
-    if not (fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
-        return nothing, (
-            f"{tables} was published by an earlier version of this project, which fingerprinted its "
-            "rows otherwise: this copy records the fingerprint the next runs check"
-        )
-    return (position, fingerprint), why_not_from(source, Position.from_json(position))
-
-
-def _versions_differ(published: dict, now: dict) -> str | None:
-    """Why rows published with ``published`` versions cannot be brought up to date by changes alone."""
-    if published.get("mapping") != now["mapping"]:
-        changes = shape_changes(published["shape"], now["shape"]) if "shape" in published else []
-        what = "; ".join(changes) or (
-            f"version {published.get('mapping') or 'none recorded'}, now {now['mapping']}"
-        )
-        return (
-            f"the mapping changed since the last publish ({what}): a full copy writes every row "
-            "again in its new shape"
-        )
-    if published.get("conversion") != now["conversion"]:
-        return (
-            f"the conversion changed since the last publish (version {published.get('conversion')}, now "
-            f"{now['conversion']}): every row is written again as this version writes it"
-        )
-    return None
-
-
-CHANGED_BY_SOMEONE_ELSE = (
-    "{tables}, its rejects or its child tables were changed by someone else since its publish"
-)
 STILL_CHANGING_IN_VERIFY = (
     "%s documents changed again in each of %s catch-up rounds, faster than verify reads them: each "
     "difference was a change the copy then applied, and their rows are as the stream showed them last "
@@ -578,7 +530,7 @@ class PlanPagesOperator(_SourceOperator):
                     f"The plan of {self.source_name()} does not match the source"
                     + (", which did not change meanwhile" if stream_start else "")
                     + f": {counts}; "
-                    + "; ".join(_pages_matching_otherwise(source, pages) or ["no page differs"])
+                    + "; ".join(matching_otherwise(source, pages) or ["no page differs"])
                     + ". The scan missed documents, a range cannot express what it saw"
                     + ("" if stream_start else ", or the source was written to (a retry plans again)")
                 )
@@ -614,23 +566,6 @@ class PlanPagesOperator(_SourceOperator):
             max(page.planned_documents for page in merged),
         )
         return merged
-
-
-def count_all(source: Collection, session: ClientSession) -> int:
-    """The collection's documents, counted on its ``_id`` index (a covered count on MongoDB)."""
-    return source.count_documents({}, hint=[("_id", 1)], session=session)
-
-
-def _pages_matching_otherwise(source: Collection, pages: list[Page], most: int = 10) -> list[str]:
-    """Up to ``most`` pages whose filter matches another number of documents than the plan gave them."""
-    problems = []
-    for page in pages:
-        matched = source.count_documents(page.mongo_filter())
-        if matched != page.planned_documents:
-            problems.append(f"{page.label()} was planned {page.planned_documents} and matches {matched}")
-            if len(problems) == most:
-                break
-    return problems
 
 
 class MigratePageOperator(_SourceToTargetOperator):
@@ -808,7 +743,7 @@ class VerifyMigrationOperator(CatchUpOperator):
             # incremental run's mapping is the published one, and counting would read every live row.
             full = self.start["mode"] == "full"
             published = target.published_state(conn, tables) if full else None
-            changed = _changed_since_publish(self.mapping, published and (published[2] or {}))
+            changed = copy_mode.changed_since_publish(self.mapping, published and (published.versions or {}))
             with transaction(conn):
                 rows, rejected = target.count_rows(conn, tables)
                 reasons = target.reject_reasons(conn, tables) if rejected else []
@@ -883,14 +818,6 @@ class VerifyMigrationOperator(CatchUpOperator):
             "summary": line,
             "report": report,
         }
-
-
-def _changed_since_publish(mapping: Mapping, versions: dict | None) -> set[str]:
-    """The columns and child tables ``mapping`` adds or changes against the publish that recorded
-    ``versions`` (None: no publish, so all of them; the same version: none, its shape recorded or not)."""
-    if versions is not None and versions.get("mapping") == mapping.version:
-        return set()
-    return changed_columns(versions.get("shape") if versions is not None else {}, mapping.shape())
 
 
 def _stream_seconds(start: dict | None) -> float | None:

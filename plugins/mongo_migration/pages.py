@@ -289,3 +289,20 @@ def planned_range_filter(pages: list[Page]) -> dict:
         if page.upper_inclusive:
             clauses.append(Page(0, first.lower, page.upper, True, 0).mongo_filter())
     return {"$or": clauses} if clauses else {"_id": {"$in": []}}
+
+
+def count_all(source: Collection, session: ClientSession) -> int:
+    """The collection's documents, counted on its ``_id`` index (a covered count on MongoDB)."""
+    return source.count_documents({}, hint=[("_id", 1)], session=session)
+
+
+def matching_otherwise(source: Collection, pages: list[Page], most: int = 10) -> list[str]:
+    """Up to ``most`` pages whose filter matches another number of documents than the plan gave them."""
+    problems = []
+    for page in pages:
+        matched = source.count_documents(page.mongo_filter())
+        if matched != page.planned_documents:
+            problems.append(f"{page.label()} was planned {page.planned_documents} and matches {matched}")
+            if len(problems) == most:
+                break
+    return problems

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from functools import cache, cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection, errors, sql
@@ -950,17 +951,25 @@ def _truncate_staging(conn: Connection, tables: Tables) -> None:
     conn.execute(statement("truncate_staging", tables, relations=staging))
 
 
-def published_state(
-    conn: Connection, tables: Tables
-) -> tuple[dict | None, str | None, dict | None, str | None, float | None] | None:
-    """The point, fingerprint and versions the live table's last publish recorded, why the stream
-    could not resume from that point since (``forget_published_point``), and how long the last full
-    copy needed the source's oplog to keep its start; None: never published."""
+class PublishedState(NamedTuple):
+    """What the live table's last publish recorded."""
+
+    position: dict | None  # the point of the source's change stream it is consistent with
+    fingerprint: str | None  # of its rows, as that publish left them
+    versions: dict | None  # of the mapping (with its shape) and of the conversion that wrote them
+    point_lost: str | None  # why the stream could not resume from that point since
+    full_copy_seconds: float | None  # how long the last full copy needed the oplog to keep its start
+
+
+def published_state(conn: Connection, tables: Tables) -> PublishedState | None:
+    """What the live table's last publish recorded (``forget_published_point`` sets ``point_lost``);
+    None: never published."""
     with transaction(conn):
         if not _state_tables_exist(conn):  # a target no run has reset yet
             return None
         names = {"schema": tables.schema, "table": tables.table}
-        return conn.execute(statement("published_state", tables), names).fetchone()
+        row = conn.execute(statement("published_state", tables), names).fetchone()
+    return PublishedState(*row) if row else None
 
 
 def forget_published_point(conn: Connection, tables: Tables, why: str) -> None:
