@@ -9,6 +9,7 @@ from bson.timestamp import Timestamp
 
 from mongo_migration.documents import CODEC_OPTIONS
 from tests.conftest import SPARSE_USERS
+from tests.dag_runs import label, result
 from tests.writer import old_object_id, published_and_expected, read_log, writing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +43,6 @@ def run(dag, source, table, **conf):
             **conf,
         }
     )
-
-
-def result(dag_run, task_id: str):
-    [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
-    return instance.xcom_pull(task_ids=task_id)
-
-
-def label(dag_run, task_id: str) -> str:
-    """What the run's task list shows beside the task (its rendered map_index_template)."""
-    [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
-    return instance.rendered_map_index
 
 
 def test_a_run_over_a_changing_source_publishes_it_exactly_as_of_the_recorded_point(

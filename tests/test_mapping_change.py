@@ -18,6 +18,7 @@ from bson.decimal128 import Decimal128
 
 from include import config
 from mongo_migration.documents import id_key
+from tests.dag_runs import label, result, state
 from tests.staging import drop_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,16 +167,16 @@ def test_a_path_typed_wrong_is_named_as_the_mapping_change_and_publish_refuses_t
     refused = typo.test()
 
     assert refused.state == "failed"
-    assert task_state(refused, "verify") == "success"
-    assert task_state(refused, "publish") == "failed"
+    assert state(refused, "verify") == "success"
+    assert state(refused, "publish") == "failed"
     assert pg_conn.execute(f"SELECT _id, customer_email FROM {table}").fetchall() == published
-    assert rendered_label(refused, "open_change_stream") == (
+    assert label(refused, "open_change_stream") == (
         "full: the mapping changed since the last publish (column customer_email: path [customer, email] → "
         "[customer, emial]): a full copy writes every row again in its new shape"
     )
     [email] = [
         found
-        for found in task_result(refused, "verify")["columns"]["columns"]
+        for found in result(refused, "verify")["columns"]["columns"]
         if found["column"] == "customer_email"
     ]
     assert email == {
@@ -190,30 +191,13 @@ def test_a_path_typed_wrong_is_named_as_the_mapping_change_and_publish_refuses_t
         "coerced": 0,
         "judged": True,  # the column the mapping changed
     }
-    [sku] = [
-        found for found in task_result(refused, "verify")["columns"]["columns"] if found["column"] == "sku"
-    ]
+    [sku] = [found for found in result(refused, "verify")["columns"]["columns"] if found["column"] == "sku"]
     assert not sku["judged"]
 
     allowed = typo.test(run_conf={"max_null_rise_percent": 100})  # a person who checked, for one run
 
     assert allowed.state == "success"
     assert pg_conn.execute(f"SELECT count(*) FROM {table} WHERE customer_email IS NULL").fetchone() == (50,)
-
-
-def task_state(dag_run, task_id: str) -> str:
-    [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
-    return instance.state
-
-
-def task_result(dag_run, task_id: str):
-    [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
-    return instance.xcom_pull(task_ids=task_id)
-
-
-def rendered_label(dag_run, task_id: str) -> str:
-    [instance] = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
-    return instance.rendered_map_index
 
 
 def test_an_array_path_typed_wrong_is_refused_before_it_empties_the_published_child_table(
@@ -233,9 +217,9 @@ def test_an_array_path_typed_wrong_is_refused_before_it_empties_the_published_ch
 
     refused = typo.test()
 
-    assert task_state(refused, "publish") == "failed"
+    assert state(refused, "publish") == "failed"
     assert pg_conn.execute(f"SELECT count(*) FROM {table}_lines").fetchone() == (60,)
-    [child] = task_result(refused, "verify")["columns"]["children"]
+    [child] = result(refused, "verify")["columns"]["children"]
     assert child == {"table": f"{table}_lines", "path": ["liens"], "rows": 0, "live_rows": 60, "judged": True}
     assert typo.test(run_conf={"max_shrink_percent": 100}).state == "success"  # for one run, once checked
     assert pg_conn.execute(f"SELECT count(*) FROM {table}_lines").fetchone() == (0,)
