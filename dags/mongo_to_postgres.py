@@ -49,6 +49,7 @@ import datetime as dt
 from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, Param, SyncCallback, dag
 
 from include import config
+from mongo_migration import run_options
 from mongo_migration.alerts import HEARTBEAT_CONN_ID, RunAlert
 from mongo_migration.mapping import COLLECTION_NAME, DATABASE_NAME, STAGING_SCHEMA, Mapping, load_mappings
 from mongo_migration.operators import (
@@ -63,6 +64,7 @@ from mongo_migration.operators import (
     VerifyMigrationOperator,
     asset_alias,
 )
+from mongo_migration.run_options import SECTIONS, RunOptions
 
 
 def whole(pattern: str) -> str:
@@ -77,31 +79,9 @@ SCHEMA_NAME = rf"(?!{STAGING_SCHEMA}$)[a-z_][a-z0-9_]{{0,62}}"
 
 
 def params(mapping: Mapping) -> dict[str, Param]:
-    """The trigger form, in this order, grouped by section; the mapping's values are the defaults."""
-    defaults = mapping.params
-    seeding = (
-        {
-            "seed_users": Param(
-                0,  # seeding happens only when a run asks for it
-                type="integer",
-                minimum=0,
-                maximum=100_000_000,
-                title="Users to seed (0: none)",
-                description="Fake users 0 to N-1 to ensure in the collection before copying (the seed "
-                f"project's amount: {config.SEED_USERS:,}); 0, the default, copies it as it is. Writes into "
-                "the source: "
-                + (
-                    "allowed in this deployment, in manually triggered runs only."
-                    if config.seeding_allowed()
-                    else f"refused in this deployment ({config.ALLOW_SEEDING_VARIABLE} is not true)."
-                ),
-                section="Source",
-            )
-        }
-        if mapping.seed_users
-        else {}
-    )
-    return {
+    """The trigger form, grouped by section: the mapping's names, then the run's options
+    (``run_options``), each defaulting to the mapping's value."""
+    names = {
         "mongo_database": Param(
             mapping.source.database,
             type="string",
@@ -118,29 +98,6 @@ def params(mapping: Mapping) -> dict[str, Param]:
             description="The collection to copy. It must exist: a missing one fails the run by name.",
             section="Source",
         ),
-        **seeding,
-        "mode": Param(
-            defaults.mode,
-            type="string",
-            enum=["incremental", "full"],
-            title="Copy mode",
-            description="incremental: apply only the changes since the point the live table was "
-            "published as of, or copy in full when that cannot be done (first run, changes gone from "
-            "the source's history, collection made again, mapping changed, table changed by someone "
-            "else), saying why; full: copy the whole collection.",
-            section="Source",
-        ),
-        "items_per_page": Param(
-            defaults.items_per_page,
-            type="integer",
-            minimum=1,
-            maximum=100_000,
-            title="Items per page (documents)",
-            description="Documents per migrate_page task, each one a range of _id values; "
-            f"up to {config.CLUSTER_SIZE} pages run at once. More per page when the collection "
-            "would need more pages than Airflow's [core] max_map_length (1024 by default).",
-            section="Pages",
-        ),
         "target_schema": Param(
             mapping.target.schema_,
             type="string",
@@ -154,87 +111,19 @@ def params(mapping: Mapping) -> dict[str, Param]:
             type="string",
             pattern=whole(TABLE_NAME),
             title="PostgreSQL table",
-            description="Changed in place, with its <table>_rejects and child tables, when the run has "
-            "verified its copy: lowercase letters, digits and _; with its schema and _rejects at most 63 "
+            description="Changed in place, with its rejects (the table's name and _rejects) and child "
+            "tables, when the run has verified its copy: lowercase letters, digits and _; with its schema "
+            "and _rejects at most 63 "
             "(48 in public).",
             section="Target",
         ),
-        "max_shrink_percent": Param(
-            defaults.max_shrink_percent,
-            type="integer",
-            minimum=0,
-            maximum=100,
-            title="Largest shrink allowed (%)",
-            description="publish refuses a copy with this many percent fewer rows than the live table, "
-            "and a child table whose array path the mapping changed with this many percent fewer rows than "
-            "the live one (100: any).",
-            section="Publish",
-        ),
-        "max_reject_percent": Param(
-            defaults.max_reject_percent,
-            type="number",
-            minimum=0,
-            maximum=100,
-            title="Most rejects allowed (%)",
-            description="publish refuses a copy that set aside more than this percent of its documents "
-            "that the published table had not set aside (new ones, or ones a change broke; in "
-            "<table>_rejects, each with its column and reason; 100: any).",
-            section="Publish",
-        ),
-        "max_null_rise_percent": Param(
-            defaults.max_null_rise_percent,
-            type="integer",
-            minimum=0,
-            maximum=100,
-            title="Largest rise of a column's NULLs allowed (points)",
-            description="After a mapping change, publish refuses a changed column whose share of NULL "
-            "rows rose by more than this many percentage points against the live table, or a new column "
-            "whose path no document has: what a path typed wrong does (100: any).",
-            section="Publish",
-        ),
-        "verify_content": Param(
-            defaults.verify_content,
-            type="boolean",
-            title="Verify every document's content",
-            description="verify reads every document of the source again and compares it with its row "
-            "and child rows, not only every _id: a second full read of the collection, for a run that "
-            "must prove it.",
-            section="Publish",
-        ),
-        "publish_wait_seconds": Param(
-            defaults.publish_wait_seconds,
-            type="integer",
-            minimum=0,
-            maximum=1800,  # leaves publish's execution_timeout (1 h) half its time to work
-            title="Wait for a busy table (seconds)",
-            description="How long publish keeps trying, in short attempts, while other sessions lock "
-            "the live table.",
-            section="Publish",
-        ),
-        "publish_empty": Param(
-            False,
-            type="boolean",
-            title="Publish an empty copy",
-            description="Let publish empty a live table that holds rows (refused otherwise).",
-            section="For one run only",
-        ),
-        "publish_unverified": Param(
-            False,
-            type="boolean",
-            title="Publish without verify's proof",
-            description="Let publish go on when verify returned no proof (marked successful by hand).",
-            section="For one run only",
-        ),
-        "dry_run": Param(
-            False,
-            type="boolean",
-            title="Dry run",
-            description="Check the source and the target, report what this run would do (full or "
-            "incremental and why, pages, what publish would say of the live table) and stop there: "
-            "nothing is written anywhere.",
-            section="For one run only",
-        ),
     }
+    options = {
+        name: Param(default, description=schema.pop("description"), **schema)
+        for name, (default, schema) in run_options.form(mapping.params, mapping.seed_users).items()
+    }
+    fields = {**names, **options}
+    return dict(sorted(fields.items(), key=lambda field: SECTIONS.index(field[1].schema["section"])))
 
 
 def publish_deadline(deadline: dt.timedelta | None) -> DeadlineAlert | None:
@@ -265,6 +154,8 @@ def migration_dag(mapping: Mapping) -> DAG:
         "mongo_conn_id": config.MONGO_CONN_ID,
         "mongo_database": "{{ params.mongo_database }}",
         "mongo_collection": "{{ params.mongo_collection }}",
+        # each task reads the options it needs from these (RunOptions.read)
+        "options": RunOptions.templates(list(run_options.form(mapping.params, mapping.seed_users))),
     }
     target = {
         "mapping": mapping,
@@ -297,11 +188,6 @@ def migration_dag(mapping: Mapping) -> DAG:
     def migration():
         preflight = PreflightOperator(
             task_id="preflight",
-            mode="{{ params.mode }}",
-            items_per_page="{{ params.items_per_page }}",
-            seed_users="{{ params.seed_users }}" if mapping.seed_users else 0,
-            dry_run="{{ params.dry_run }}",
-            max_shrink_percent="{{ params.max_shrink_percent }}",
             execution_timeout=timeout["preflight"],
             **source,
             **target,
@@ -311,7 +197,6 @@ def migration_dag(mapping: Mapping) -> DAG:
         )
         open_change_stream = OpenChangeStreamOperator(
             task_id="open_change_stream",
-            mode="{{ params.mode }}",
             map_index_template="{{ copy_mode }}",  # full or incremental, and why, in the run's task list
             execution_timeout=timeout["open_change_stream"],
             **source,
@@ -320,7 +205,6 @@ def migration_dag(mapping: Mapping) -> DAG:
         if mapping.seed_users:
             seed_users = SeedUsersOperator(
                 task_id="seed_users",
-                users="{{ params.seed_users }}",
                 faker_seed=config.FAKER_SEED,
                 execution_timeout=timeout["seed_users"],
                 **source,
@@ -330,7 +214,6 @@ def migration_dag(mapping: Mapping) -> DAG:
             preflight >> reset_table >> open_change_stream
         plan_pages = PlanPagesOperator(
             task_id="plan_pages",
-            items_per_page="{{ params.items_per_page }}",
             start=open_change_stream.output,
             execution_timeout=timeout["plan_pages"],
             **source,
@@ -361,7 +244,6 @@ def migration_dag(mapping: Mapping) -> DAG:
             page_results=migrate_page.output,
             caught_up=catch_up.output,
             start=open_change_stream.output,
-            content="{{ params.verify_content }}",
             trigger_rule="none_failed_min_one_success",  # likewise
             execution_timeout=timeout["verify"],
             **source,
@@ -370,12 +252,6 @@ def migration_dag(mapping: Mapping) -> DAG:
         publish = PublishOperator(
             task_id="publish",
             verified=verify.output,
-            publish_unverified="{{ params.publish_unverified }}",
-            publish_empty="{{ params.publish_empty }}",
-            max_shrink_percent="{{ params.max_shrink_percent }}",
-            max_reject_percent="{{ params.max_reject_percent }}",
-            max_null_rise_percent="{{ params.max_null_rise_percent }}",
-            wait_seconds="{{ params.publish_wait_seconds }}",
             asset_alias=asset_alias(mapping.dag_id),
             execution_timeout=timeout["publish"],
             # sent where the alerts connection asks for it, and to the heartbeat's dead man's switch

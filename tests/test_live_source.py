@@ -86,7 +86,7 @@ def test_an_incremental_run_over_a_changing_source_publishes_it_exactly_as_of_it
 
     assert incremental.state == "success"
     verified = result(incremental, "verify")
-    assert (verified["mode"], verified["pages"]) == ("incremental", 0)
+    assert (verified["mode"], verified["run"]["pages"]) == ("incremental", 0)
     assert label(incremental, "open_change_stream").startswith("incremental: the changes since cluster time")
     planned = {ti.task_id: ti.state for ti in incremental.get_task_instances()}
     assert (planned["plan_pages"], planned["migrate_page"]) == ("skipped", "skipped")

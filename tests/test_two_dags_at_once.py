@@ -154,7 +154,7 @@ def test_an_incremental_run_replaces_a_changed_orders_items_with_it_and_proves_t
 
     assert api.wait(run, dag_id=ORDERS_DAG)["state"] == "success"
     verified = api.result(run, "verify", dag_id=ORDERS_DAG)
-    assert verified["mode"] == "incremental" and verified["pages"] == 0
+    assert verified["mode"] == "incremental" and verified["run"]["pages"] == 0
     assert query("SELECT _id, _index, sku, quantity, unit_price FROM crm.at_once_items ORDER BY 1, 2") == (
         source_items(orders)
     )

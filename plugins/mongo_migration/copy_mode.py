@@ -10,12 +10,18 @@ column whatever else makes the copy full.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Literal, NamedTuple
+
 from psycopg import Connection
 from pymongo.collection import Collection
 
 from mongo_migration import target
-from mongo_migration.changes import Position, why_not_from
+from mongo_migration.changes import Position, session_as_of, why_not_from
+from mongo_migration.documents import CONVERSION_VERSION
 from mongo_migration.mapping import Mapping, changed_columns, shape_changes
+from mongo_migration.pages import count_all
+from mongo_migration.run_options import RunOptions
 from mongo_migration.target import Tables
 
 CHANGED_BY_SOMEONE_ELSE = (
@@ -23,39 +29,70 @@ CHANGED_BY_SOMEONE_ELSE = (
 )
 
 
-def why_full(
-    mode: str, versions: dict, source: Collection, conn: Connection, tables: Tables
-) -> tuple[tuple[dict | None, str | None], str | None]:
-    """The point and fingerprint the live tables were published with, and why a run in ``mode`` cannot
-    start there without looking at the tables (None: it can); a changed mapping is named whatever the
-    reason, so that a person reads what the copy will change."""
-    nothing = (None, None)
+class Choice(NamedTuple):
+    """Where an incremental run would start (the published point, and the live tables' fingerprint
+    then), or why the run copies in full (``reason``; then no point)."""
+
+    start: dict | None
+    fingerprint: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Copy:
+    """What ``open_change_stream`` chose, as the later tasks read it: the mode, why a full copy, and
+    where the change stream starts (None: the source has none)."""
+
+    mode: Literal["full", "incremental"]
+    reason: str | None
+    position: dict | None
+
+    def to_xcom(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: dict | None) -> Copy:
+        """``value`` as ``to_xcom`` wrote it; None (a task run without one): a full copy, no stream."""
+        return cls(**value) if value is not None else cls("full", None, None)
+
+
+def versions_of(mapping: Mapping) -> dict:
+    """What decides the rows' form: a publish records it, and a difference means a full copy."""
+    return {"mapping": mapping.version, "conversion": CONVERSION_VERSION, "shape": mapping.shape()}
+
+
+def why_full(mode: str, versions: dict, source: Collection, conn: Connection, tables: Tables) -> Choice:
+    """The point and fingerprint the live tables were published with, or why a run in ``mode`` cannot
+    start there without looking at the tables; a changed mapping is named whatever the reason, so that
+    a person reads what the copy will change."""
+
+    def full(reason: str) -> Choice:
+        return Choice(None, None, reason)
+
     published = target.published_state(conn, tables)
     changed = versions_differ(published.versions or {}, versions) if published else None
     also = f"; and {changed}" if changed else ""
     if mode == "full":
-        return nothing, "the Param mode asks for one" + also
+        return full("the Param mode asks for one" + also)
     if published and published.point_lost:
-        return (
-            nothing,
+        return full(
             f"an earlier run could not resume the change stream from {tables}'s point: "
-            f"{published.point_lost}{also}",
+            f"{published.point_lost}{also}"
         )
     if published is None or published.position is None:
-        return (
-            nothing,
+        return full(
             f"{tables} has no published point to start from (no publish of this DAG with a change stream)"
-            + also,
+            + also
         )
     position, fingerprint = published.position, published.fingerprint
     if changed:
-        return nothing, changed
+        return full(changed)
     if not (fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
-        return nothing, (
+        return full(
             f"{tables} was published by an earlier version of this project, which fingerprinted its "
             "rows otherwise: this copy records the fingerprint the next runs check"
         )
-    return (position, fingerprint), why_not_from(source, Position.from_json(position))
+    return Choice(position, fingerprint, why_not_from(source, Position.from_json(position)))
 
 
 def versions_differ(published: dict, now: dict) -> str | None:
@@ -83,3 +120,65 @@ def changed_since_publish(mapping: Mapping, versions: dict | None) -> set[str]:
     if versions is not None and versions.get("mapping") == mapping.version:
         return set()
     return changed_columns(versions.get("shape") if versions is not None else {}, mapping.shape())
+
+
+def published_history(
+    conn: Connection, tables: Tables, mode: str, now: dict
+) -> tuple[int | None, float | None, str | None]:
+    """When the point a run in ``mode`` would start from was, in seconds since the epoch (None: no such
+    point), how long the last full copy needed the oplog to keep its start (None: unknown), and what
+    changed in the mapping or the conversion since the last publish against ``now`` (None: nothing)."""
+    published = target.published_state(conn, tables)
+    if not published:
+        return None, None, None
+    point, recorded = published.position, published.versions
+    incremental = mode == "incremental" and point
+    changed = versions_differ(recorded, now) if recorded else None
+    return (point["cluster_time"]["t"] if incremental else None), published.full_copy_seconds, changed
+
+
+def dry_run_report(
+    source: Collection,
+    conn: Connection,
+    tables: Tables,
+    mapping: Mapping,
+    options: RunOptions,
+    max_map_length: int,
+    dag_id: str,
+) -> list[str]:
+    """What a run would do, from reads alone: the copy and why, its pages, and what publish would say."""
+    choice = why_full(options.mode, versions_of(mapping), source, conn, tables)
+    reason = choice.reason
+    if reason is None and not target.live_tables_unchanged(conn, tables, choice.fingerprint):
+        reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
+    lines = [
+        f"- copy: {'full: ' + reason if reason else 'incremental: the changes since the published point'}"
+    ]
+    if reason:
+        with session_as_of(source, None) as session:
+            documents = count_all(source, session)
+        pages = -(-documents // options.items_per_page)
+        merged = (
+            f" (more than [core] max_map_length, {max_map_length}: plan_pages merges them)"
+            if pages > max_map_length
+            else ""
+        )
+        lines.append(
+            f"- pages: {pages} of up to {options.items_per_page} documents, {documents} in all{merged}"
+        )
+    published_by = target.published_by(conn, tables)
+    live_rows = target.live_rows(conn, tables)
+    if live_rows is None:
+        lines.append(f"- publish: {tables} does not exist yet; the first publish makes it")
+    elif published_by != dag_id:
+        who = f"DAG {published_by!r}" if published_by else "no publish of this project"
+        lines.append(
+            f"- publish would refuse: {tables} exists and {who} made it (docs/runbook.md, the guards)"
+        )
+    else:
+        lines.append(
+            f"- publish: {tables} holds {live_rows} rows; a copy with fewer than "
+            f"{live_rows * (100 - options.max_shrink_percent) // 100} rows would be refused "
+            "(max_shrink_percent)"
+        )
+    return lines

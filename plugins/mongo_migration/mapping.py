@@ -34,6 +34,7 @@ from pydantic import (
 
 from include import config
 from mongo_migration import contract
+from mongo_migration.run_options import Params
 
 _PROJECT = Path(__file__).resolve().parents[2]
 STAGING_SCHEMA = "mongo_migration_staging"
@@ -179,18 +180,6 @@ class Target(_Strict):
         if table.endswith(REJECTS_SUFFIX):
             raise ValueError(f"a name ending in {REJECTS_SUFFIX} is the rejects table of another target")
         return plain_name(table)
-
-
-class Params(_Strict):
-    """The defaults the trigger form shows for this DAG; ``include/config.py`` gives the rest."""
-
-    mode: Literal["incremental", "full"] = config.COPY_MODE
-    items_per_page: int = Field(default=config.ITEMS_PER_PAGE, ge=1, le=100_000)
-    max_shrink_percent: int = Field(default=config.MAX_SHRINK_PERCENT, ge=0, le=100)
-    max_reject_percent: float = Field(default=config.MAX_REJECT_PERCENT, ge=0, le=100)
-    max_null_rise_percent: int = Field(default=config.MAX_NULL_RISE_PERCENT, ge=0, le=100)
-    verify_content: bool = False
-    publish_wait_seconds: int = Field(default=config.PUBLISH_WAIT_SECONDS, ge=0, le=1800)
 
 
 class Mapping(_Strict):

@@ -32,6 +32,7 @@ from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from psycopg import Connection, DatabaseError, OperationalError
+from pydantic import ValidationError
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
@@ -58,7 +59,7 @@ from mongo_migration.connections import (
     postgres_connection,
     transaction,
 )
-from mongo_migration.documents import CODEC_OPTIONS, CONVERSION_VERSION, Conversion, ViolationFailsRun
+from mongo_migration.documents import CODEC_OPTIONS, Conversion, ViolationFailsRun
 from mongo_migration.mapping import Mapping
 from mongo_migration.page_copy import copy_page, read_page
 from mongo_migration.pages import (
@@ -69,10 +70,20 @@ from mongo_migration.pages import (
     plan_pages,
     planned_range_filter,
 )
-from mongo_migration.report import markdown_report, summarize, summary_line
+from mongo_migration.report import copy_line, markdown_report, summarize, summary_line
+from mongo_migration.run_options import RunOptions
 from mongo_migration.target import Owner, Tables
 from mongo_migration.users import seed_users
-from mongo_migration.verification import ROUNDS, Comparison, compare, settle
+from mongo_migration.verification import (
+    ROUNDS,
+    Comparison,
+    KeyCheck,
+    Proof,
+    compare,
+    count_staged,
+    failure,
+    settle,
+)
 
 
 def asset_alias(dag_id: str) -> str:
@@ -80,7 +91,7 @@ def asset_alias(dag_id: str) -> str:
     return f"{dag_id}_target"
 
 
-_SOURCE_FIELDS = ("mongo_database", "mongo_collection")
+_SOURCE_FIELDS = ("mongo_database", "mongo_collection", "options")
 _TARGET_FIELDS = ("target_table", "target_schema")
 
 
@@ -90,7 +101,9 @@ def _owner(context: Any) -> Owner:
 
 
 class _SourceOperator(BaseOperator):
-    """An operator that reads the source collection through the ``mongo_conn_id`` connection."""
+    """An operator that reads the source collection through the ``mongo_conn_id`` connection, and the
+    run's ``options`` (rendered from the Params by ``RunOptions.templates``; unset ones take their
+    defaults)."""
 
     def __init__(
         self,
@@ -98,12 +111,20 @@ class _SourceOperator(BaseOperator):
         mongo_database: str,
         mongo_collection: str,
         mongo_conn_id: str = "mongo_default",
+        options: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.mongo_database = mongo_database
         self.mongo_collection = mongo_collection
         self.mongo_conn_id = mongo_conn_id
+        self.options = options or {}
+
+    def run_options(self) -> RunOptions:
+        try:
+            return RunOptions.read(self.options)
+        except ValidationError as error:  # a form the trigger did not check (the API, a CLI's --conf)
+            raise AirflowFailException(f"the run's options cannot be used: {error}") from None
 
     def source(self, hook: MongoHook) -> Collection:
         """The collection, read at read concern "majority": what the change stream shows, so that a write
@@ -158,14 +179,6 @@ class _TargetOperator(BaseOperator):
         except ValueError as error:
             raise AirflowFailException(str(error)) from None
 
-    def versions(self) -> dict:
-        """What decides the rows' form: a publish records it, and a difference means a full copy."""
-        return {
-            "mapping": self.mapping.version,
-            "conversion": CONVERSION_VERSION,
-            "shape": self.mapping.shape(),
-        }
-
     def target_asset(self) -> Asset:
         """The live table, in the Postgres provider's asset form."""
         connection = BaseHook.get_connection(self.postgres_conn_id)
@@ -214,34 +227,10 @@ class PreflightOperator(_SourceToTargetOperator):
     skips the rest of the run: nothing is written anywhere.
     """
 
-    template_fields: Sequence[str] = (
-        "mode",
-        "items_per_page",
-        "seed_users",
-        "dry_run",
-        "max_shrink_percent",
-        *_TARGET_FIELDS,
-        *_SOURCE_FIELDS,
-    )
-
-    def __init__(
-        self,
-        *,
-        mode: str = "incremental",
-        items_per_page: int | str = 8000,
-        seed_users: int | str = 0,
-        dry_run: bool | str = False,
-        max_shrink_percent: int | str = 10,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.mode = mode
-        self.items_per_page = items_per_page
-        self.seed_users = seed_users  # a run that seeds may find no collection yet
-        self.dry_run = dry_run
-        self.max_shrink_percent = max_shrink_percent
+    template_fields: Sequence[str] = (*_TARGET_FIELDS, *_SOURCE_FIELDS)
 
     def execute(self, context: Any) -> dict:
+        options = self.run_options()
         tables = self.tables()
         found, unreachable = preflight.Findings(), []
         with ExitStack() as stack:
@@ -249,7 +238,7 @@ class PreflightOperator(_SourceToTargetOperator):
             try:
                 source = self.source(stack.enter_context(mongo_hook(self.mongo_conn_id)))
                 hello = source.database.client.admin.command("hello")  # a replica set, a mongos, or neither
-                seeding = int(self.seed_users) > 0
+                seeding = options.seed_users > 0  # a run that seeds may find no collection yet
                 checked = preflight.source_problems(source, self.source_name(), hello, must_exist=not seeding)
                 found.problems += checked.problems
                 found.notes += checked.notes
@@ -265,10 +254,10 @@ class PreflightOperator(_SourceToTargetOperator):
                 checked = preflight.target_problems(conn, tables)
                 found.problems += checked.problems
                 if not checked.problems:
-                    point_time, full_copy_seconds, changed = self.published_history(conn, tables)
-                    found.notes += (
-                        [changed] if changed and not _flag(self.dry_run) else []
-                    )  # else: its copy line
+                    point_time, full_copy_seconds, changed = copy_mode.published_history(
+                        conn, tables, options.mode, copy_mode.versions_of(self.mapping)
+                    )
+                    found.notes += [changed] if changed and not options.dry_run else []  # else: its copy line
             except (UnreachableError, OperationalError) as error:
                 unreachable.append(
                     f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
@@ -293,67 +282,17 @@ class PreflightOperator(_SourceToTargetOperator):
             for fact in found.facts:
                 self.log.info("Preflight: %s", fact)
             self.log.info("Preflight: source %s and target %s are ready", self.source_name(), tables)
-            if not _flag(self.dry_run):
+            if not options.dry_run:
                 return {"notes": found.notes}
-            report = self.what_the_run_would_do(source, conn, tables, context["dag_run"].dag_id)
+            most = conf.getint("core", "max_map_length")
+            dag_id = context["dag_run"].dag_id
+            report = copy_mode.dry_run_report(source, conn, tables, self.mapping, options, most, dag_id)
             report += [f"- note: {note}" for note in found.notes + found.facts]
         self.log.info("Dry run: what this run would do, had it not been a dry run:\n%s", "\n".join(report))
         raise AirflowSkipException(
             "a dry run: nothing was written and the rest of the run is skipped; it would do:\n"
             + "\n".join(report)
         )
-
-    def published_history(
-        self, conn: Connection, tables: Tables
-    ) -> tuple[int | None, float | None, str | None]:
-        """When the point an incremental run would start from was, in seconds since the epoch (None: no
-        such point), how long the last full copy needed the oplog to keep its start (None: unknown), and
-        what changed in the mapping or the conversion since the last publish (None: nothing)."""
-        published = target.published_state(conn, tables)
-        if not published:
-            return None, None, None
-        point, versions = published.position, published.versions
-        incremental = str(self.mode) == "incremental" and point
-        changed = copy_mode.versions_differ(versions, self.versions()) if versions else None
-        return (point["cluster_time"]["t"] if incremental else None), published.full_copy_seconds, changed
-
-    def what_the_run_would_do(
-        self, source: Collection, conn: Connection, tables: Tables, dag_id: str
-    ) -> list[str]:
-        """The dry run's report, from reads alone."""
-        (_, fingerprint), reason = copy_mode.why_full(str(self.mode), self.versions(), source, conn, tables)
-        if reason is None and not target.live_tables_unchanged(conn, tables, fingerprint):
-            reason = copy_mode.CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
-        lines = [
-            f"- copy: {'full: ' + reason if reason else 'incremental: the changes since the published point'}"
-        ]
-        if reason:
-            with session_as_of(source, None) as session:
-                documents = count_all(source, session)
-            pages = -(-documents // int(self.items_per_page))
-            most = conf.getint("core", "max_map_length")
-            merged = (
-                f" (more than [core] max_map_length, {most}: plan_pages merges them)" if pages > most else ""
-            )
-            lines.append(
-                f"- pages: {pages} of up to {self.items_per_page} documents, {documents} in all{merged}"
-            )
-        published_by = target.published_by(conn, tables)
-        live_rows = target.live_rows(conn, tables)
-        if live_rows is None:
-            lines.append(f"- publish: {tables} does not exist yet; the first publish makes it")
-        elif published_by != dag_id:
-            who = f"DAG {published_by!r}" if published_by else "no publish of this project"
-            lines.append(
-                f"- publish would refuse: {tables} exists and {who} made it (docs/runbook.md, the guards)"
-            )
-        else:
-            lines.append(
-                f"- publish: {tables} holds {live_rows} rows; a copy with fewer than "
-                f"{live_rows * (100 - int(self.max_shrink_percent)) // 100} rows would be refused "
-                "(max_shrink_percent)"
-            )
-        return lines
 
 
 class SeedUsersOperator(_SourceOperator):
@@ -364,15 +303,14 @@ class SeedUsersOperator(_SourceOperator):
     never a scheduled one.
     """
 
-    template_fields: Sequence[str] = ("users", *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = _SOURCE_FIELDS
 
-    def __init__(self, *, users: int, faker_seed: int, **kwargs):
+    def __init__(self, *, faker_seed: int, **kwargs):
         super().__init__(**kwargs)
-        self.users = users
         self.faker_seed = faker_seed
 
     def execute(self, context: Any) -> int:
-        users = int(self.users)  # a Param rendered into a template is text
+        users = self.run_options().seed_users
         if users == 0:
             self.log.info("Seeding is off (seed_users = 0): %s is left as it is", self.source_name())
             return 0
@@ -417,20 +355,17 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
     only if nothing writes to it meanwhile.
     """
 
-    template_fields: Sequence[str] = ("mode", *_TARGET_FIELDS, *_SOURCE_FIELDS)
-
-    def __init__(self, *, mode: str = "incremental", **kwargs):
-        super().__init__(**kwargs)
-        self.mode = mode
+    template_fields: Sequence[str] = (*_TARGET_FIELDS, *_SOURCE_FIELDS)
 
     def execute(self, context: Any) -> dict:
+        mode = self.run_options().mode
         self.declare_source_inlet()
         owner = _owner(context)
         tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
-            (start, fingerprint), reason = copy_mode.why_full(
-                str(self.mode), self.versions(), source, conn, tables
+            start, fingerprint, reason = copy_mode.why_full(
+                mode, copy_mode.versions_of(self.mapping), source, conn, tables
             )
             if reason is None and not target.start_incremental(conn, tables, owner, start, fingerprint):
                 reason = copy_mode.CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
@@ -445,7 +380,7 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
                 Position.from_json(start),
                 tables,
             )
-        elif str(self.mode) == "full":
+        elif mode == "full":
             self.log.info("A full copy of %s: %s", self.source_name(), reason)
         else:
             self.log.warning(
@@ -458,10 +393,10 @@ class OpenChangeStreamOperator(_SourceToTargetOperator):
                 "The change stream of %s starts at %s", self.source_name(), Position.from_json(start)
             )
         # The DAG's map_index_template shows it beside the task in the run's task list: no log to open.
-        mode = f"full: {reason}" if reason else f"incremental: the changes since {Position.from_json(start)}"
+        label = f"full: {reason}" if reason else f"incremental: the changes since {Position.from_json(start)}"
         cut = " … (its log has the rest)"
-        context["copy_mode"] = mode if len(mode) <= LABEL_LENGTH else mode[: LABEL_LENGTH - len(cut)] + cut
-        return {"mode": "full" if reason else "incremental", "reason": reason, "position": start}
+        context["copy_mode"] = label if len(label) <= LABEL_LENGTH else label[: LABEL_LENGTH - len(cut)] + cut
+        return copy_mode.Copy("full" if reason else "incremental", reason, start).to_xcom()
 
 
 STILL_CHANGING_IN_VERIFY = (
@@ -486,21 +421,22 @@ class PlanPagesOperator(_SourceOperator):
     ``open_change_stream``) has no pages to copy.
     """
 
-    template_fields: Sequence[str] = ("items_per_page", "start", *_SOURCE_FIELDS)
+    template_fields: Sequence[str] = ("start", *_SOURCE_FIELDS)
 
-    def __init__(self, *, items_per_page: int, start: dict | None = None, **kwargs):
+    def __init__(self, *, start: dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.items_per_page = items_per_page
         self.start = start
 
     def execute(self, context: Any) -> list[dict]:
+        items_per_page = self.run_options().items_per_page
         self.declare_source_inlet()
-        if self.start and self.start["mode"] == "incremental":  # plan_pages and migrate_page show skipped
+        copy = copy_mode.Copy.from_xcom(self.start)
+        if copy.mode == "incremental":  # plan_pages and migrate_page show skipped
             raise AirflowSkipException(
                 f"an incremental run: no pages to copy; catch_up applies the changes of {self.source_name()} "
-                f"since {Position.from_json(self.start['position'])}"
+                f"since {Position.from_json(copy.position)}"
             )
-        stream_start = self.start and self.start["position"]
+        stream_start = copy.position
         with mongo_hook(self.mongo_conn_id) as hook:
             source = self.source(hook)
             # MongoDB reads a missing collection as an empty one; a typo must not "migrate" nothing.
@@ -511,7 +447,7 @@ class PlanPagesOperator(_SourceOperator):
                 )
             with session_as_of(source, stream_start) as session:  # on a secondary: as of the start or later
                 before = count_all(source, session)
-                pages = plan_pages(source, int(self.items_per_page), session)  # a Param rendered as text
+                pages = plan_pages(source, items_per_page, session)
                 planned = sum(page.planned_documents for page in pages)
                 in_ranges = source.count_documents(planned_range_filter(pages), session=session)
                 after = count_all(source, session)
@@ -534,7 +470,7 @@ class PlanPagesOperator(_SourceOperator):
                     + ". The scan missed documents, a range cannot express what it saw"
                     + ("" if stream_start else ", or the source was written to (a retry plans again)")
                 )
-        pages = self._as_many_as_airflow_maps(pages)
+        pages = self._as_many_as_airflow_maps(pages, items_per_page)
         self.log.info(
             "Planned %s pages of at most %s documents for %s documents of %s",
             len(pages),
@@ -544,7 +480,7 @@ class PlanPagesOperator(_SourceOperator):
         )
         return [page.to_xcom() for page in pages]
 
-    def _as_many_as_airflow_maps(self, pages: list[Page]) -> list[Page]:
+    def _as_many_as_airflow_maps(self, pages: list[Page], items_per_page: int) -> list[Page]:
         """The pages, merged where there are more than one task maps (``[core] max_map_length``)."""
         most = conf.getint("core", "max_map_length")
         if len(pages) <= most:
@@ -560,7 +496,7 @@ class PlanPagesOperator(_SourceOperator):
             "merged into %s pages of up to %s documents (raise max_map_length, on the scheduler and the "
             "API server alike, to keep the smaller pages)",
             len(pages),
-            self.items_per_page,
+            items_per_page,
             most,
             len(merged),
             max(page.planned_documents for page in merged),
@@ -589,7 +525,7 @@ class MigratePageOperator(_SourceToTargetOperator):
         context["page_label"] = page.label()  # the map_index_template in the DAG shows it in the grid
         self.declare_source_inlet()
         started = time.monotonic()
-        position = (self.start or {}).get("position")
+        position = copy_mode.Copy.from_xcom(self.start).position
         tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as mongo, self.target_connection() as conn:
             source = self.source(mongo)
@@ -631,7 +567,7 @@ class CatchUpOperator(_SourceToTargetOperator):
         started = time.monotonic()
         tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
-            result = self.catch_up_or_fail(self.source(hook), conn, tables, _owner(context))
+            result = _catch_up_or_fail(self, self.source(hook), conn, tables, _owner(context))
         if result.position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
         else:
@@ -656,45 +592,40 @@ class CatchUpOperator(_SourceToTargetOperator):
             "quiet": result.quiet,
         }
 
-    def catch_up_or_fail(
-        self,
-        source: Collection,
-        conn: Connection,
-        tables: Tables,
-        owner: Owner,
-        watched: set[str] = frozenset(),
-        grace_seconds: float = CATCH_UP_GRACE_SECONDS,
-    ):
-        """``changes.catch_up``, a stream that cannot resume failing the run by name."""
-        try:
-            with _violations_fail_the_run():
-                conversion = Conversion(self.mapping)
-                return catch_up(source, conn, tables, conversion, owner, watched, grace_seconds)
-        except (ChangeHistoryLost, StreamInvalidated) as error:
-            target.forget_published_point(conn, tables, str(error))
-            raise AirflowFailException(
-                f"{self.source_name()} cannot be caught up: {error}. Nothing was published; the next run "
-                "copies the collection in full, finding the same"
-            ) from None
+
+def _catch_up_or_fail(
+    task: _SourceToTargetOperator,
+    source: Collection,
+    conn: Connection,
+    tables: Tables,
+    owner: Owner,
+    watched: set[str] = frozenset(),
+    grace_seconds: float = CATCH_UP_GRACE_SECONDS,
+):
+    """``changes.catch_up``, a stream that cannot resume failing the run by name."""
+    try:
+        with _violations_fail_the_run():
+            conversion = Conversion(task.mapping)
+            return catch_up(source, conn, tables, conversion, owner, watched, grace_seconds)
+    except (ChangeHistoryLost, StreamInvalidated) as error:
+        target.forget_published_point(conn, tables, str(error))
+        raise AirflowFailException(
+            f"{task.source_name()} cannot be caught up: {error}. Nothing was published; the next run "
+            "copies the collection in full, finding the same"
+        ) from None
 
 
-class VerifyMigrationOperator(CatchUpOperator):
+class VerifyMigrationOperator(_SourceToTargetOperator):
     """Fail unless the staging tables hold exactly the ``_id`` values the source holds (``verification``).
 
     Every ``_id`` of the source is read again and compared with the staging
     tables. A difference that a change since the catch-up explains is caught
     up and read again; one that no change explains fails the run, naming the
-    ``_id`` values, and so does an ``_id`` held twice.
+    ``_id`` values, and so does an ``_id`` held twice. Returns the proof
+    (``verification.Proof``) that publish checks.
     """
 
-    template_fields: Sequence[str] = (
-        "page_results",
-        "caught_up",
-        "start",
-        "content",
-        *_TARGET_FIELDS,
-        *_SOURCE_FIELDS,
-    )
+    template_fields: Sequence[str] = ("page_results", "caught_up", "start", *_TARGET_FIELDS, *_SOURCE_FIELDS)
 
     def __init__(
         self,
@@ -702,122 +633,98 @@ class VerifyMigrationOperator(CatchUpOperator):
         page_results: list[dict],
         caught_up: dict | None = None,
         start: dict | None = None,
-        content: bool | str = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.page_results = page_results
         self.caught_up = caught_up  # what catch_up applied
-        self.start = start or {"mode": "full", "reason": None}  # what open_change_stream chose
-        self.content = content  # compare every document's content too, not only its _id
+        self.start = start  # what open_change_stream chose (copy_mode.Copy)
 
     def execute(self, context: Any) -> dict:
         # A slice fetches every page's result in one request, not one request per page.
         page_results = list((self.page_results or [])[:])
         self.declare_source_inlet()
-        owner = _owner(context)
-        tables = self.tables()
-        conversion = Conversion(self.mapping)
+        copy = copy_mode.Copy.from_xcom(self.start)
+        content = self.run_options().verify_content  # every document's content, not only its _id
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
-            source = self.source(hook)
-            with transaction(conn):
-                caught_up = target.staging_position(conn, tables)
-                tables = target.loaded(conn, tables)
-            streaming = caught_up is not None
-            with session_as_of(source, caught_up) as session, _violations_fail_the_run():
-
-                def catch_up_again(keys: set[str]) -> set[str]:  # what changed since; no waiting for quiet
-                    caught = self.catch_up_or_fail(source, conn, tables, owner, keys, grace_seconds=0)
-                    advance_to(session, caught.position)
-                    return caught.touched
-
-                content = _flag(self.content)
-                comparison = Comparison(source, conn, tables, conversion, session, content)
-                check = compare(comparison)
-                catching_up = catch_up_again if streaming else None
-                check = settle(check, comparison, catching_up)
-            run_started = context["dag_run"].start_date
-            wall_seconds = (datetime.now(UTC) - run_started).total_seconds()
-            summary = summarize(page_results, wall_seconds, self.caught_up)
-            # A full copy's columns, against the live tables: what publish judges of a changed mapping. An
-            # incremental run's mapping is the published one, and counting would read every live row.
-            full = self.start["mode"] == "full"
-            published = target.published_state(conn, tables) if full else None
-            changed = copy_mode.changed_since_publish(self.mapping, published and (published.versions or {}))
-            with transaction(conn):
-                rows, rejected = target.count_rows(conn, tables)
-                reasons = target.reject_reasons(conn, tables) if rejected else []
-                by_column = target.rejects_by_column(conn, tables) if rejected else {}
-                position = target.staging_position(conn, tables)
-                columns = (
-                    target.column_counts(conn, tables, changed, summary["absent"], summary["coerced"])
-                    if full
-                    else {"columns": [], "children": []}
-                )
+            tables, check = self.compare_with_source(self.source(hook), conn, _owner(context), content)
+            wall_seconds = (datetime.now(UTC) - context["dag_run"].start_date).total_seconds()
+            run = summarize(page_results, wall_seconds, self.caught_up)
+            staged = count_staged(conn, tables, self.mapping, copy.mode == "full", run)
         self.log.info(
             "Source %s: %s _id values read again; target %s: %s rows and %s rejects; %s catch-up rounds",
             self.source_name(),
             check.source,
             tables,
-            rows,
-            rejected,
+            staged.rows,
+            staged.rejected,
             check.rounds,
         )
-        for column, reason, count in reasons:
-            self.log.warning(
-                "%s documents set aside in %s for %s: %s",
-                count,
-                tables.rejects,
-                f"column {column}" if column else "the document as a whole",
-                reason,
-            )
-        if check.differences or check.duplicates:
-            raise AirflowFailException(
-                f"Source {self.source_name()} and target {tables} differ: "
-                + _differences(check.differences)
-                + f": {check.why}"
-                + (f"; _id held more than once by the target: {check.duplicates}" if check.duplicates else "")
-            )
+        for column, reason, count in staged.reject_reasons:
+            where = f"column {column}" if column else "the document as a whole"
+            self.log.warning("%s documents set aside in %s for %s: %s", count, tables.rejects, where, reason)
+        if differ := failure(check, self.source_name(), tables):
+            raise AirflowFailException(differ)
         if check.changing:
             self.log.warning(STILL_CHANGING_IN_VERIFY, len(check.changing), ROUNDS, check.changing[:10])
-        if position is None:
+        if staged.position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
-        point = consistency(position)
+        point = consistency(staged.position)
         self.log.info(
             "Verified: the target holds every _id of the source, %s as rejects; consistent with it %s",
-            rejected,
+            staged.rejected,
             point,
         )
-        line = summary_line(summary)
-        mode, reason = self.start["mode"], self.start["reason"]
-        copy = (f"{mode}: {reason}" if reason else mode) + (
-            "; verified: every document's _id and content" if content else "; verified: every _id"
-        )
-        if check.changing:
-            copy += (
-                f", but {len(check.changing)} documents changing in every round, as the stream showed them"
-            )
+        line = copy_line(copy.mode, copy.reason, content, len(check.changing))
         report = markdown_report(
-            summary, self.source_name(), str(tables), rows, copy, point, by_column, columns["columns"]
+            run,
+            self.source_name(),
+            str(tables),
+            staged.rows,
+            line,
+            point,
+            staged.rejects_by_column,
+            staged.columns["columns"],
         )
-        self.log.info("Run summary: %s", line)
+        summary = summary_line(run)
+        self.log.info("Run summary: %s", summary)
         self.log.info("Run report:\n%s", report)
-        return {
-            **summary,  # what this run's pages read; the keys below, what the staging tables hold
-            "source": check.source,
-            "target": rows,
-            "rejected": rejected,  # publish checks these two: an incremental run's pages set none aside
-            "rejects_by_column": by_column,
-            "columns": columns,  # publish refuses what a changed mapping emptied
-            "position": position,
-            "stream_seconds": _stream_seconds((self.start or {}).get("position")),
-            "mode": mode,
-            "reason": reason,
-            "catch_up_rounds": check.rounds,
-            "still_changing": check.changing[:100],
-            "summary": line,
-            "report": report,
-        }
+        proof = Proof(
+            mode=copy.mode,
+            reason=copy.reason,
+            source=check.source,
+            target=staged.rows,
+            rejected=staged.rejected,
+            rejects_by_column=staged.rejects_by_column,
+            columns=staged.columns,
+            position=staged.position,
+            stream_seconds=_stream_seconds(copy.position),
+            catch_up_rounds=check.rounds,
+            still_changing=check.changing[:100],
+            run=run,
+            summary=summary,
+            report=report,
+        )
+        return proof.to_xcom()
+
+    def compare_with_source(
+        self, source: Collection, conn: Connection, owner: Owner, content: bool
+    ) -> tuple[Tables, KeyCheck]:
+        """The source against the copy (``verification``), catching up again where a change explains a
+        difference; the tables as this run loads them."""
+        with transaction(conn):
+            caught_up = target.staging_position(conn, self.tables())
+            tables = target.loaded(conn, self.tables())
+        with session_as_of(source, caught_up) as session, _violations_fail_the_run():
+
+            def catch_up_again(keys: set[str]) -> set[str]:  # what changed since; no waiting for quiet
+                caught = _catch_up_or_fail(self, source, conn, tables, owner, keys, grace_seconds=0)
+                advance_to(session, caught.position)
+                return caught.touched
+
+            comparison = Comparison(source, conn, tables, Conversion(self.mapping), session, content)
+            check = compare(comparison)
+            return tables, settle(check, comparison, catch_up_again if caught_up is not None else None)
 
 
 def _stream_seconds(start: dict | None) -> float | None:
@@ -825,17 +732,6 @@ def _stream_seconds(start: dict | None) -> float | None:
     catch-up read the stream on from it, whatever the collection's own changes (the oplog is every
     collection's); None: no change stream."""
     return round(time.time() - start["cluster_time"]["t"], 1) if start else None
-
-
-def _differences(differences: dict[str, str]) -> str:
-    """The differing ``_id`` values, by kind, ten of each at most."""
-    kinds = {
-        "missing": "missing in the target",
-        "unknown": "not in the source",
-        "changed": "of another content",
-    }
-    by_kind = {kind: sorted(key for key, found in differences.items() if found == kind) for kind in kinds}
-    return "; ".join(f"{len(keys)} _id {kinds[kind]}: {keys[:10]}" for kind, keys in by_kind.items() if keys)
 
 
 class PublishOperator(_SourceToTargetOperator):
@@ -848,64 +744,34 @@ class PublishOperator(_SourceToTargetOperator):
     source collection, the run summary and what changed in its extra.
     """
 
-    template_fields: Sequence[str] = (
-        "verified",
-        "publish_unverified",
-        "publish_empty",
-        "max_shrink_percent",
-        "max_reject_percent",
-        "max_null_rise_percent",
-        "wait_seconds",
-        *_TARGET_FIELDS,
-        *_SOURCE_FIELDS,
-    )
+    template_fields: Sequence[str] = ("verified", *_TARGET_FIELDS, *_SOURCE_FIELDS)
 
-    def __init__(
-        self,
-        *,
-        verified: dict | None,
-        publish_unverified: bool | str = False,
-        publish_empty: bool | str = False,
-        max_shrink_percent: int | str = 10,
-        max_reject_percent: float | str = 1.0,
-        max_null_rise_percent: int | str = 10,
-        wait_seconds: int | str = 300,
-        asset_alias: str,
-        **kwargs,
-    ):
+    def __init__(self, *, verified: dict | None, asset_alias: str, **kwargs):
         super().__init__(outlets=[AssetAlias(asset_alias)], **kwargs)
         self.verified = verified
-        self.publish_unverified = publish_unverified
-        self.publish_empty = publish_empty
-        self.max_shrink_percent = max_shrink_percent
-        self.max_reject_percent = max_reject_percent
-        self.max_null_rise_percent = max_null_rise_percent
-        self.wait_seconds = wait_seconds
         self.asset_alias = asset_alias
 
     def execute(self, context: Any) -> dict:
         owner = _owner(context)
         source = self.declare_source_inlet()
         table = self.target_asset()
-        guards = target.Guards(
-            verified=(self.verified["target"], self.verified["rejected"]) if self.verified else None,
-            publish_unverified=_flag(self.publish_unverified),
-            publish_empty=_flag(self.publish_empty),
-            max_shrink_percent=int(self.max_shrink_percent),
-            max_reject_percent=float(self.max_reject_percent),
-            max_null_rise_percent=int(self.max_null_rise_percent),
-            columns=self.verified.get("columns") if self.verified else None,
-        )
-        if guards.columns is None:
+        options = self.run_options()
+        proof = self.proof()
+        guards = self.guards(proof, options)
+        if proof is None:
             self.log.warning(
-                "What a changed mapping emptied is not judged: verify returned no column counts (a run "
-                "published unverified, or verified by an earlier version)"
+                "What a changed mapping emptied is not judged: verify returned no proof, and no column counts"
             )
         with self.target_connection() as conn:
-            verified = self.verified or {}
-            full_copy = verified.get("stream_seconds") if verified.get("mode") == "full" else None
+            full_copy = proof.stream_seconds if proof and proof.mode == "full" else None
             result = target.publish(
-                conn, self.tables(), owner, guards, float(self.wait_seconds), self.versions(), full_copy
+                conn,
+                self.tables(),
+                owner,
+                guards,
+                options.publish_wait_seconds,
+                copy_mode.versions_of(self.mapping),
+                full_copy,
             )
         if result.get("already_published"):
             self.log.warning("%s was already published by %s (this is a retry)", table.name, owner)
@@ -919,14 +785,13 @@ class PublishOperator(_SourceToTargetOperator):
             result["updated"],
             result["deleted"],
         )
-        summary = (self.verified or {}).get("summary", "")
         context["outlet_events"][AssetAlias(self.asset_alias)].add(
             table,
             extra={
                 "run_id": owner.run_id,
                 "source": source.uri,
-                "mode": (self.verified or {}).get("mode"),
-                "summary": summary,
+                "mode": proof.mode if proof else None,
+                "summary": proof.summary if proof else "",
                 **result,
                 # the versions without the mapping's whole shape, which the published state keeps
                 "versions": {
@@ -936,6 +801,27 @@ class PublishOperator(_SourceToTargetOperator):
         )
         return result
 
+    @staticmethod
+    def guards(proof: Proof | None, options: RunOptions) -> target.Guards:
+        """What publish refuses: a copy that is not the one verify proved, and what ``options`` limit."""
+        return target.Guards(
+            verified=(proof.target, proof.rejected) if proof else None,
+            options=options,
+            columns=proof.columns if proof else None,
+        )
+
+    def proof(self) -> Proof | None:
+        """What verify proved; None: it returned nothing (marked successful by hand)."""
+        if not self.verified:
+            return None
+        try:
+            return Proof.from_xcom(self.verified)
+        except TypeError as error:
+            raise AirflowFailException(
+                f"verify's result cannot be read ({error}): it was written by another version of this "
+                "project. Nothing was published; run the DAG again"
+            ) from None
+
 
 @contextmanager
 def _violations_fail_the_run() -> Iterator[None]:
@@ -944,8 +830,3 @@ def _violations_fail_the_run() -> Iterator[None]:
         yield
     except ViolationFailsRun as error:
         raise AirflowFailException(str(error)) from None
-
-
-def _flag(value: bool | str) -> bool:
-    """A boolean Param, which reaches a templated field as the text of a bool."""
-    return value if isinstance(value, bool) else str(value).strip().lower() == "true"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -28,6 +28,7 @@ from mongo_migration.connections import transaction
 from mongo_migration.documents import REJECT_COLUMNS, Batch, child_columns, table_columns
 from mongo_migration.failpoint import failpoint
 from mongo_migration.mapping import STAGING_SCHEMA, Mapping, check_relation_names, plain_name
+from mongo_migration.run_options import RunOptions
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 # Which run published each live table: in the staging schema, under a name no
@@ -379,11 +380,9 @@ class Guards:
     """What ``publish`` refuses unless a person allows it, each by its Param, for one run."""
 
     verified: tuple[int, int] | None  # the rows and rejects verify proved; None: it returned nothing
-    publish_unverified: bool = False
-    publish_empty: bool = False
-    max_shrink_percent: int = 10
-    max_reject_percent: float = 1.0
-    max_null_rise_percent: int = 10
+    options: RunOptions = field(
+        default_factory=RunOptions
+    )  # the Params that allow what is refused, and the limits
     columns: dict | None = None  # verify's column_counts (a full copy's); None: not counted
 
 
@@ -737,7 +736,8 @@ def _check_guards(
 ) -> None:
     """Refuse to publish an unproven, empty, shrunken or emptied copy, or one that sets aside many more
     documents than the published table (``added``), naming the Param that allows it."""
-    if guards.verified != (rows, rejects) and not guards.publish_unverified:
+    options = guards.options
+    if guards.verified != (rows, rejects) and not options.publish_unverified:
         proved = (
             "returned no result (was it marked successful by hand?)"
             if guards.verified is None
@@ -749,26 +749,26 @@ def _check_guards(
             f"to publish an unverified copy."
         )
     if live_rows and rows + rejects == 0:
-        if guards.publish_empty:
+        if options.publish_empty:
             return
         raise AirflowFailException(
             f"the copy is empty while {live} holds {live_rows} rows: nothing was published. "
             f"Set the Param publish_empty in a new run to empty the table."
         )
-    if added and added * 100 > guards.max_reject_percent * (rows + rejects):
+    if added and added * 100 > options.max_reject_percent * (rows + rejects):
         share = 100 * added / (rows + rejects)
         raise AirflowFailException(
             f"the copy set aside {added} of its {rows + rejects} documents ({share:.2f}%)"
             f" that the published table had not set aside ({rejects} set aside in all, for {live}_rejects), "
             "more than "
-            f"the Param max_reject_percent ({guards.max_reject_percent:g}) allows: nothing was published. "
+            f"the Param max_reject_percent ({options.max_reject_percent:g}) allows: nothing was published. "
             "See why in verify's log and the staging rejects table. To accept this level for every run, "
             "set max_reject_percent in the mapping's params; for one run, raise it in a new run's form."
         )
     emptied = emptied_columns(
         guards.columns or {"columns": [], "children": []},
-        guards.max_null_rise_percent,
-        guards.max_shrink_percent,
+        options.max_null_rise_percent,
+        options.max_shrink_percent,
     )
     if emptied:
         raise AirflowFailException(
@@ -776,14 +776,14 @@ def _check_guards(
             + "; ".join(emptied)
             + ". Nothing was published. A path typed wrong does this "
             "(verify's report lists every column's NULLs): mend the mapping. If the data is so, raise the "
-            f"Param max_null_rise_percent (now {guards.max_null_rise_percent}; 100: any) or, for a child "
+            f"Param max_null_rise_percent (now {options.max_null_rise_percent}; 100: any) or, for a child "
             "table, max_shrink_percent, in a new run to publish it."
         )
-    smallest = live_rows * (100 - guards.max_shrink_percent) / 100 if live_rows else 0
+    smallest = live_rows * (100 - options.max_shrink_percent) / 100 if live_rows else 0
     if rows < smallest:
         raise AirflowFailException(
             f"the copy holds {rows} rows, {100 - 100 * rows / live_rows:.1f}% fewer than the "
-            f"{live_rows} of {live}, more than the Param max_shrink_percent ({guards.max_shrink_percent}) "
+            f"{live_rows} of {live}, more than the Param max_shrink_percent ({options.max_shrink_percent}) "
             f"allows: nothing was published. Raise max_shrink_percent in a new run to publish it."
         )
 

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import bson
 from psycopg import Connection, sql
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
-from mongo_migration import target
+from mongo_migration import copy_mode, target
 from mongo_migration.connections import transaction
 from mongo_migration.documents import Conversion, id_keys, id_value
+from mongo_migration.mapping import Mapping
 from mongo_migration.target import Tables
 
 KEYS_PER_READ = 10_000
@@ -53,6 +54,87 @@ class KeyCheck:
     # Keys that differed in every one of ROUNDS rounds, each time because they had changed again:
     # their rows are as the stream last showed them, not proven against a read of the source.
     changing: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What verify proved of the staging tables, as ``publish`` reads it: publish refuses a copy whose
+    rows and rejects are not these, and what a changed mapping emptied (``columns``)."""
+
+    mode: str  # "full" or "incremental", as open_change_stream chose
+    reason: str | None  # why a full copy
+    source: int  # _id values the source holds
+    target: int  # rows of the copy
+    rejected: int  # rejects of the copy
+    rejects_by_column: dict[str, int]
+    columns: dict  # target.column_counts of a full copy ({"columns": [], "children": []} otherwise)
+    position: dict | None  # where the copy stands in the change stream; None: no stream
+    stream_seconds: float | None  # how long the source's oplog had to keep the run's start
+    catch_up_rounds: int
+    still_changing: list[str]  # documents changing in every round, as the stream showed them last
+    run: dict  # what the pages and the catch-up did (report.summarize)
+    summary: str  # the run in one line
+    report: str  # the run in Markdown
+
+    def to_xcom(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: dict) -> Proof:
+        return cls(**value)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What the copy holds, counted in one transaction after the comparison."""
+
+    rows: int
+    rejected: int
+    reject_reasons: list[tuple[str | None, str, int]]  # the most frequent (column, reason), with counts
+    rejects_by_column: dict[str, int]
+    position: dict | None
+    columns: dict
+
+
+def count_staged(conn: Connection, tables: Tables, mapping: Mapping, full: bool, run: dict) -> Staged:
+    """The copy's rows and rejects, and of a full copy each column against the live tables: what publish
+    judges of a changed mapping. An incremental run's mapping is the published one, and counting would
+    read every live row."""
+    published = target.published_state(conn, tables) if full else None
+    changed = copy_mode.changed_since_publish(mapping, published and (published.versions or {}))
+    with transaction(conn):
+        rows, rejected = target.count_rows(conn, tables)
+        return Staged(
+            rows=rows,
+            rejected=rejected,
+            reject_reasons=target.reject_reasons(conn, tables) if rejected else [],
+            rejects_by_column=target.rejects_by_column(conn, tables) if rejected else {},
+            position=target.staging_position(conn, tables),
+            columns=target.column_counts(conn, tables, changed, run["absent"], run["coerced"])
+            if full
+            else {"columns": [], "children": []},
+        )
+
+
+def failure(check: KeyCheck, source: str, tables: Tables) -> str | None:
+    """Why the source and the copy differ, naming the ``_id`` values (None: they do not)."""
+    if not (check.differences or check.duplicates):
+        return None
+    twice = f"; _id held more than once by the target: {check.duplicates}" if check.duplicates else ""
+    return (
+        f"Source {source} and target {tables} differ: {_differing_ids(check.differences)}: {check.why}{twice}"
+    )
+
+
+def _differing_ids(differences: dict[str, str]) -> str:
+    """The differing ``_id`` values, by kind, ten of each at most."""
+    kinds = {
+        "missing": "missing in the target",
+        "unknown": "not in the source",
+        "changed": "of another content",
+    }
+    by_kind = {kind: sorted(key for key, found in differences.items() if found == kind) for kind in kinds}
+    return "; ".join(f"{len(keys)} _id {kinds[kind]}: {keys[:10]}" for kind, keys in by_kind.items() if keys)
 
 
 @dataclass(frozen=True)

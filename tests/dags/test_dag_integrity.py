@@ -234,3 +234,38 @@ def test_a_run_not_published_by_its_deadline_alerts_through_the_runs_notifier(mo
 
 def test_the_local_stack_has_no_deadline_which_airflow_dags_test_cannot_run(dag):
     assert config.PUBLISH_DEADLINE is None and not dag.deadline  # apache/airflow#73428
+
+
+def params_table(dag) -> str:
+    """docs/params.md's table, from the users DAG's Params: the form is the one declaration."""
+
+    def shown(value) -> str:
+        if isinstance(value, bool):
+            return f"`{str(value).lower()}`"
+        return f"`{value}`" if isinstance(value, str) else f"{value:,}"
+
+    def allowed(schema: dict) -> str:
+        if "enum" in schema:
+            return ", ".join(shown(value) for value in schema["enum"])
+        if "minimum" in schema:
+            return f"{shown(schema['minimum'])} to {shown(schema['maximum'])}"
+        return "a name" if "pattern" in schema else "`true`, `false`"
+
+    rows = [
+        "| Section | Param | Default | Allowed | Meaning |",
+        "| --- | --- | --- | --- | --- |",
+        *(
+            f"| {param.schema['section']} | `{name}` | {shown(param.value)} | {allowed(param.schema)} | "
+            f"{param.schema['title']}: {param.description} |"
+            for name, param in dag.params.items()
+        ),
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def test_the_params_page_shows_the_trigger_form_as_declared(dag):
+    table = params_table(dag)
+    assert table in (ROOT / "docs" / "params.md").read_text(), (
+        "docs/params.md's table is not the DAG's form (plugins/mongo_migration/run_options.py); "
+        f"write this one in its place:\n{table}"
+    )

@@ -54,9 +54,8 @@ def operator(kind, collection, table, conn_id="mongo_default", mapping=USERS, **
 def copy(collection, table, context, conn_id="mongo_default", mode="incremental", mapping=USERS) -> dict:
     """reset_table, open_change_stream and the pages of a run; what open_change_stream chose."""
     ResetTableOperator(task_id="reset_table", target_table=table, mapping=mapping).execute(context)
-    start = operator(OpenChangeStreamOperator, collection, table, conn_id, mapping, mode=mode).execute(
-        context
-    )
+    opening = operator(OpenChangeStreamOperator, collection, table, conn_id, mapping, options={"mode": mode})
+    start = opening.execute(context)
     if start["mode"] == "full":
         for page in plan_pages(collection, 40):
             page_fields = {"page": page.to_xcom(), "start": start}
@@ -75,7 +74,7 @@ def publish_run(collection, table, context, mode="incremental", mapping=USERS) -
         "verified": verified,
         "asset_alias": "tests_target",
         "mapping": mapping,
-        "max_null_rise_percent": 100,
+        "options": {"max_null_rise_percent": "100"},
     }
     publish = operator(PublishOperator, collection, table, **fields)
     publish.execute({**context, "outlet_events": collections.defaultdict(EventsOfAlias)})
@@ -209,7 +208,7 @@ def test_an_incremental_run_applies_only_the_changes_since_the_published_point(
 
     verified = publish_run(mongo_collection, target_table, next_run(context))
 
-    assert (verified["mode"], verified["pages"], verified["target"]) == ("incremental", 0, 100)
+    assert (verified["mode"], verified["run"]["pages"], verified["target"]) == ("incremental", 0, 100)
     live = dict(pg_conn.execute(f"SELECT _id, document->>'v' FROM {target_table}").fetchall())
     assert live == {id_key(n): ("1" if n == 1 else "0") for n in range(101) if n != 2}
 
@@ -421,7 +420,7 @@ def test_verify_with_content_names_a_row_whose_document_differs_and_catches_up_o
     mongo_collection.update_one({"_id": 7}, {"$set": {"v": "changed after the catch-up"}})
 
     def verify(content: bool) -> dict:
-        fields = {"page_results": [], "start": start, "content": content}
+        fields = {"page_results": [], "start": start, "options": {"verify_content": content}}
         return operator(VerifyMigrationOperator, mongo_collection, target_table, **fields).execute(context)
 
     assert verify(False)["target"] == 100  # the _id values alone agree
@@ -439,7 +438,7 @@ def test_verify_with_content_names_a_document_whose_child_rows_differ(
     fill_orders(mongo_collection, 30)
     start = copy(mongo_collection, target_table, context, mapping=ORDERS)
     operator(CatchUpOperator, mongo_collection, target_table, mapping=ORDERS).execute(context)
-    fields = {"page_results": [], "start": start, "content": True}
+    fields = {"page_results": [], "start": start, "options": {"verify_content": True}}
     verify = operator(VerifyMigrationOperator, mongo_collection, target_table, mapping=ORDERS, **fields)
     assert verify.execute(context)["target"] == 30  # the copy as it is agrees
     pg_conn.execute(
@@ -672,7 +671,7 @@ def test_verify_with_content_ends_while_a_document_changes_faster_than_it_reads_
 
     monkeypatch.setattr(verification, "_recheck", recheck)
     mongo_collection.update_one({"_id": 7}, {"$inc": {"v": 1}})  # it differs from its first read on
-    fields = {"page_results": [], "start": start, "content": True}
+    fields = {"page_results": [], "start": start, "options": {"verify_content": True}}
     with concurrent.futures.ThreadPoolExecutor(1) as writer:
         writing = writer.submit(write_about_100_times_a_second)
         try:

@@ -119,14 +119,14 @@ def test_verify_passes_when_source_and_target_agree_and_times_the_run_from_its_s
     results = [migrate(source, table, page, context) for page in plan_pages(source, 100)]
 
     called = dt.datetime.now(dt.UTC)
-    summary = verifier(source, table, results).execute(context)
+    proof = verifier(source, table, results).execute(context)
     returned = dt.datetime.now(dt.UTC)
 
-    counts = (summary["source"], summary["target"], summary["documents"], summary["pages"])
+    counts = (proof["source"], proof["target"], proof["run"]["documents"], proof["run"]["pages"])
     assert counts == (250, 250, 250, 3)
     run_started = context["dag_run"].start_date
-    assert (called - run_started).total_seconds() - 0.1 <= summary["wall_seconds"]
-    assert summary["wall_seconds"] <= (returned - run_started).total_seconds() + 0.1
+    assert (called - run_started).total_seconds() - 0.1 <= proof["run"]["wall_seconds"]
+    assert proof["run"]["wall_seconds"] <= (returned - run_started).total_seconds() + 0.1
 
 
 def test_verify_catches_up_documents_written_after_the_pages_and_passes(source, table, context):
@@ -227,7 +227,7 @@ def test_planning_declares_the_source_collection_as_its_inlet_in_the_mongo_provi
 def planner(collection, start=None):
     return PlanPagesOperator(
         task_id="plan_pages",
-        items_per_page=100,
+        options={"items_per_page": "100"},  # as the Param reaches it, rendered into a template
         start=start,
         mongo_database="tests",
         mongo_collection=collection.name,
@@ -284,7 +284,7 @@ def test_planning_a_collection_that_does_not_exist_fails_naming_it(mongo_collect
 def seeder(collection, users: int) -> SeedUsersOperator:
     return SeedUsersOperator(
         task_id="seed_users",
-        users=str(users),  # as a Param reaches it, rendered into a template
+        options={"seed_users": str(users)},  # as the Param reaches it, rendered into a template
         faker_seed=1234,
         mongo_database="tests",
         mongo_collection=collection.name,

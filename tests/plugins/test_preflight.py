@@ -8,6 +8,7 @@ import pytest
 from airflow.models.connection import Connection
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mongo_migration import copy_mode
 from mongo_migration.operators import PreflightOperator
 from mongo_migration.preflight import history_findings, oplog_window
 from tests.plugins.test_changes import next_run, operator, publish_run
@@ -55,7 +56,8 @@ def test_a_dry_run_reports_what_the_run_would_do_and_writes_nothing(
     before = state()
     reports = []
     for mode in ("incremental", "full"):
-        dry = operator(PreflightOperator, mongo_collection, target_table, mode=mode, dry_run=True)
+        options = {"mode": mode, "dry_run": True}
+        dry = operator(PreflightOperator, mongo_collection, target_table, options=options)
         with pytest.raises(AirflowSkipException, match="a dry run: nothing was written") as skipped:
             dry.execute(next_run(context))
         reports.append(str(skipped.value))
@@ -81,7 +83,8 @@ def test_preflight_and_the_dry_run_name_what_changed_in_the_mapping_column_by_co
     after = before.model_copy(update={"columns": (before.columns[0], email)})
     changed = f"the mapping changed since the last publish (column {email.name}: path [email] → [emial])"
 
-    dry = operator(PreflightOperator, mongo_collection, target_table, mapping=after, dry_run=True)
+    options = {"dry_run": "True"}  # as the Param reaches it, rendered into a template
+    dry = operator(PreflightOperator, mongo_collection, target_table, mapping=after, options=options)
     with pytest.raises(AirflowSkipException) as skipped:
         dry.execute(next_run(context))
     checked = operator(PreflightOperator, mongo_collection, target_table, mapping=after).execute(
@@ -159,8 +162,10 @@ def test_publish_records_the_stream_its_full_copy_read_and_an_incremental_publis
     assert (full["mode"], incremental["mode"]) == ("full", "incremental")
     # Nothing changed while it copied, yet its start had to stay in the oplog until verify read on from it.
     assert full["stream_seconds"] > 0
-    check = operator(PreflightOperator, mongo_collection, target_table)
-    assert check.published_history(pg_conn, users(target_table))[1] == full["stream_seconds"]
+    history = copy_mode.published_history(
+        pg_conn, users(target_table), "incremental", copy_mode.versions_of(USERS)
+    )
+    assert history[1] == full["stream_seconds"]
 
 
 def test_a_role_that_may_not_use_the_schemas_is_a_problem_named_with_its_grant_not_a_crash(

@@ -23,6 +23,7 @@ from mongo_migration.failpoint import FAILPOINT_VARIABLE
 from mongo_migration.mapping import Mapping
 from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
+from mongo_migration.run_options import RunOptions
 from mongo_migration.target import Owner, Tables
 from tests.staging import USERS, users
 
@@ -44,7 +45,7 @@ def documents(named: dict[int, str]) -> bytes:
 
 def publish(conn, table: str, owner: Owner, wait_seconds: float = 0, **allowed) -> dict:
     """Publish as a run whose verify proved the staging table as it is."""
-    guards = target.Guards(verified=target.count_rows(conn, users(table)), **allowed)
+    guards = target.Guards(verified=target.count_rows(conn, users(table)), options=RunOptions(**allowed))
     return target.publish(conn, users(table), owner, guards, wait_seconds)
 
 
@@ -186,7 +187,7 @@ def test_publish_refuses_a_copy_verify_did_not_prove_unless_allowed(pg_conn, liv
             target.publish(pg_conn, users(live), SECOND, guards, 0)
     assert usernames(pg_conn, live)[id_key(1)] == "ann"
 
-    guards = target.Guards(verified=None, publish_unverified=True)
+    guards = target.Guards(verified=None, options=RunOptions(publish_unverified=True))
     target.publish(pg_conn, users(live), SECOND, guards, 0)
     assert id_key(1) not in usernames(pg_conn, live)
 

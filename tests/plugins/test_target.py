@@ -11,6 +11,7 @@ from mongo_migration.documents import Conversion, id_key
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.page_copy import copy_page
 from mongo_migration.pages import Page
+from mongo_migration.run_options import RunOptions
 from mongo_migration.target import Owner, Tables
 from tests.staging import USERS, drop_tables, staged, users
 
@@ -35,7 +36,8 @@ def load(conn, table, owner=RUN, batches=(GOOD + WITH_NUL,)):
 
 def publish(conn, table, owner=RUN):
     """Publish as a run whose verify proved the staging table as it is (its rejects allowed)."""
-    guards = target.Guards(verified=target.count_rows(conn, users(table)), max_reject_percent=100)
+    allowed = RunOptions(max_reject_percent=100)
+    guards = target.Guards(verified=target.count_rows(conn, users(table)), options=allowed)
     return target.publish(conn, users(table), owner, guards, wait_seconds=0)
 
 

@@ -1,0 +1,165 @@
+"""The options of a run, declared once: their defaults, bounds, titles, descriptions and sections.
+
+The DAG's trigger form is generated from these declarations (``form``), a
+mapping's ``params`` may change the defaults of those in ``Params``, and
+each task reads the rendered values once, into a ``RunOptions``
+(``RunOptions.read``): no default or bound is written anywhere else, and
+``docs/params.md``'s table is tested against the form. Adding an option is
+a field here and the line of the task that reads it.
+
+The source's and the target's names are not options but the mapping's; the
+DAG file declares their fields, and they stay text all the way through.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from include import config
+
+SECTIONS = ("Source", "Pages", "Target", "Publish", "For one run only")  # the form's order
+
+
+def _option(default: Any, section: str, title: str, description: str, **bounds: Any) -> Any:
+    """A field of the form: its section, title and description, as Airflow's Param shows them."""
+    return Field(
+        default=default,
+        title=title,
+        description=description,
+        json_schema_extra={"section": section},
+        **bounds,
+    )
+
+
+class Params(BaseModel):
+    """The options whose defaults a mapping's ``params`` may change, for its own DAG."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["incremental", "full"] = _option(
+        config.COPY_MODE,
+        "Source",
+        "Copy mode",
+        "incremental: apply only the changes since the point the live table was published as of, or copy "
+        "in full when that cannot be done (first run, changes gone from the source's history, collection "
+        "made again, mapping changed, table changed by someone else), saying why; full: copy the whole "
+        "collection.",
+    )
+    items_per_page: int = _option(
+        config.ITEMS_PER_PAGE,
+        "Pages",
+        "Items per page (documents)",
+        f"Documents per migrate_page task, each one a range of _id values; up to {config.CLUSTER_SIZE} pages "
+        "run at once. More per page when the collection would need more pages than Airflow's "
+        "[core] max_map_length (1024 by default).",
+        ge=1,
+        le=100_000,
+    )
+    max_shrink_percent: int = _option(
+        config.MAX_SHRINK_PERCENT,
+        "Publish",
+        "Largest shrink allowed (%)",
+        "publish refuses a copy with this many percent fewer rows than the live table, and a child table "
+        "whose array path the mapping changed with this many percent fewer rows than the live one "
+        "(100: any).",
+        ge=0,
+        le=100,
+    )
+    max_reject_percent: float = _option(
+        config.MAX_REJECT_PERCENT,
+        "Publish",
+        "Most rejects allowed (%)",
+        "publish refuses a copy that set aside more than this percent of its documents that the published "
+        "table had not set aside (new ones, or ones a change broke; in the table's _rejects table, each "
+        "with its column and reason; the same rejects night after night pass; 100: any).",
+        ge=0,
+        le=100,
+    )
+    max_null_rise_percent: int = _option(
+        config.MAX_NULL_RISE_PERCENT,
+        "Publish",
+        "Largest rise of a column's NULLs allowed (points)",
+        "After a mapping change, publish refuses a changed column whose share of NULL rows rose by more "
+        "than this many percentage points against the live table, or a new column whose path no document "
+        "has: what a path typed wrong does (100: any). A full copy's verify report lists every column's "
+        "NULLs.",
+        ge=0,
+        le=100,
+    )
+    verify_content: bool = _option(
+        False,
+        "Publish",
+        "Verify every document's content",
+        "verify reads every document of the source again and compares it with its row and child rows, "
+        "not only every _id: a second full read of the collection, for a run that must prove it.",
+    )
+    publish_wait_seconds: int = _option(
+        config.PUBLISH_WAIT_SECONDS,
+        "Publish",
+        "Wait for a busy table (seconds)",
+        "How long publish keeps trying, in short attempts, while other sessions lock the live table.",
+        ge=0,
+        le=1800,  # leaves publish's execution_timeout (1 h) half its time to work
+    )
+
+
+class RunOptions(Params):
+    """Every option of a run, as a task reads it."""
+
+    seed_users: int = _option(
+        0,  # seeding happens only when a run asks for it
+        "Source",
+        "Users to seed (0: none)",
+        f"Fake users 0 to N-1 to ensure in the collection before copying (the seed project's amount: "
+        f"{config.SEED_USERS:,}); 0, the default, copies it as it is. Writes into the source: only in "
+        f"manually triggered runs, and only where the deployment sets {config.ALLOW_SEEDING_VARIABLE}=true. "
+        "The users DAG only.",
+        ge=0,
+        le=100_000_000,
+    )
+    publish_empty: bool = _option(
+        False,
+        "For one run only",
+        "Publish an empty copy",
+        "Let publish empty a live table that holds rows (refused otherwise).",
+    )
+    publish_unverified: bool = _option(
+        False,
+        "For one run only",
+        "Publish without verify's proof",
+        "Let publish go on when verify returned no proof (marked successful by hand); without verify's "
+        "counts, what a changed mapping emptied is not judged (a warning says so).",
+    )
+    dry_run: bool = _option(
+        False,
+        "For one run only",
+        "Dry run",
+        "Check the source and the target, report what this run would do (full or incremental and why, "
+        "pages, what publish would say of the live table) and stop there: nothing is written anywhere.",
+    )
+
+    @classmethod
+    def read(cls, rendered: dict[str, Any]) -> RunOptions:
+        """The options as a task's templates rendered them: text, turned into their types and checked."""
+        return cls.model_validate(rendered)
+
+    @staticmethod
+    def templates(names: list[str]) -> dict[str, str]:
+        """What a task's ``options`` field renders: the run's value of each of ``names``."""
+        return {name: f"{{{{ params.{name} }}}}" for name in names}
+
+
+def form(defaults: Params, seeding: bool) -> dict[str, tuple[Any, dict]]:
+    """Each option of the trigger form: its default (the mapping's) and its JSON schema, as Airflow's
+    ``Param(default, **schema)`` takes them; ``seed_users`` only where the DAG seeds."""
+    values = RunOptions(**defaults.model_dump())
+    schema = RunOptions.model_json_schema()["properties"]
+    fields = {}
+    for name in RunOptions.model_fields:
+        if name == "seed_users" and not seeding:
+            continue
+        field = {key: value for key, value in schema[name].items() if key != "default"}
+        fields[name] = (getattr(values, name), field)
+    return fields
