@@ -3,10 +3,10 @@
 # (the tests start and stop their own PostgreSQL and MongoDB-compatible server).
 #
 #   scripts/test.sh [pytest arguments]   everything (what CI runs)
-#   scripts/test.sh --quick              the loop after each change, under 3 minutes on 2 cores: the
-#                                        unit and property tests of plugins/ and dags/ (but the type
-#                                        survey's, which read a collection for a minute) and one small
-#                                        run of the DAG end to end
+#   scripts/test.sh --quick              the loop after each change, under 3 minutes on 2 cores: every
+#                                        test but the system and slow ones (pytest.ini's markers), and
+#                                        one small run of the DAG end to end (smoke)
+#   scripts/test.sh --unit               the tests that need no service at all (-m "not services")
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,9 +15,8 @@ bash scripts/setup.sh --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mkdocs build --strict --quiet   # the documentation site: a dead link or a page left out fails
-if [ "${1:-}" = "--quick" ]; then
-  shift
-  set -- tests/plugins tests/dags tests/test_compose.py tests/test_docs.py --ignore=tests/plugins/test_propose.py \
-    "tests/test_end_to_end.py::test_every_document_arrives_exactly_once_with_equal_fields" "$@"
-fi
+case "${1:-}" in
+  --quick) shift; set -- -m "smoke or not (system or slow)" "$@" ;;
+  --unit) shift; set -- -m "not services" "$@" ;;
+esac
 .venv/bin/pytest "$@"

@@ -69,6 +69,14 @@ def mongo_connection(**extra) -> str:
     return json.dumps({**connection, "extra": {**connection["extra"], **extra}})
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``services`` every test that needs the test stack, through any of its fixtures: ``-m "not
+    services"`` is then the tier that needs nothing running."""
+    for item in items:
+        if "services" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.services)
+
+
 @pytest.fixture(scope="session")
 def services():
     """Start the test services and an empty Airflow metadata database (with the page pool); stop them after.

@@ -13,6 +13,8 @@ from airflow.models.connection import Connection
 from mongo_migration.alerts import ALERTS_CONN_ID, HEARTBEAT_CONN_ID, RunAlert, _url
 from tests.conftest import SPARSE_USERS
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -20,6 +20,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.staging import drop_tables
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"

@@ -19,6 +19,8 @@ from include import config
 from tests.conftest import local_airflow
 from tests.staging import drop_tables
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 CONF = {
     "mode": "full",  # pages on the Celery worker, whatever an earlier test session left
     "seed_users": 3000,

@@ -30,6 +30,9 @@ from mongo_migration.users import seed_users
 from tests.airflow_api import DAG_ID, AirflowApi
 from tests.compose import ROOT, OnThisMachine, read_env_file
 
+# It runs the deployment's processes (Redis, PgBouncer, Celery workers) itself.
+pytestmark = [pytest.mark.system, pytest.mark.services]
+
 # The backing services' stand-ins, on ports of their own: scripts/stack.sh with these.
 STACK = {
     "STACK_DIR": str(ROOT / ".stack-compose"),

@@ -20,6 +20,8 @@ from tests.bson_equality import canonical_bson
 from tests.conftest import SPARSE_USERS
 from tests.staging import USERS, users
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 ROOT = Path(__file__).resolve().parents[1]
 EXTENDED_JSON = json_util.JSONOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
 RAW = CodecOptions(document_class=RawBSONDocument)
@@ -38,6 +40,7 @@ def task_states(dag_run) -> dict:
     return {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
 
 
+@pytest.mark.smoke  # the quick loop's one run of the DAG
 def test_every_document_arrives_exactly_once_with_equal_fields(dag, mongo_collection, pg_conn, target_table):
     dag_run = run(
         dag,

@@ -28,6 +28,8 @@ from tests.conftest import FAILPOINT_FILE, SPARSE_USERS, STACK_ENV, stack
 from tests.staging import drop_tables, staged
 from tests.writer import old_object_id, published_and_expected, writing
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 TABLE = "fault_users"
 CONF = {
     "mode": "full",  # every run copies page by page, where the faults strike

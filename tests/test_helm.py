@@ -18,6 +18,8 @@ import yaml
 
 from include import config
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 ROOT = Path(__file__).resolve().parents[1]
 HELM = ROOT / "deploy" / "helm"
 SHARED = re.compile(r"^(AIRFLOW_CONN_|MONGO_MIGRATION_)")

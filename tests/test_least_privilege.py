@@ -15,6 +15,8 @@ from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from tests.conftest import SPARSE_USERS
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 ROOT = Path(__file__).resolve().parents[1]
 ROLE_SCRIPT = ROOT / "deploy" / "roles" / "postgres.sql"
 PSQL = "/usr/lib/postgresql/15/bin/psql"

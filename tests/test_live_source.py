@@ -12,6 +12,8 @@ from tests.conftest import SPARSE_USERS
 from tests.dag_runs import label, result
 from tests.writer import old_object_id, published_and_expected, read_log, writing
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = 6000
 

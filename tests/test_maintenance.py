@@ -6,6 +6,9 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
+
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86_400

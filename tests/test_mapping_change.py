@@ -21,6 +21,8 @@ from mongo_migration.documents import id_key
 from tests.dag_runs import label, result, state
 from tests.staging import drop_tables
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -17,6 +17,8 @@ from tests.conftest import FAILPOINT_FILE, local_airflow
 from tests.pages_at_once import COMPOSE_SHAPE, hold_every_page, page_timings
 from tests.staging import drop_tables
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 TABLE = "ninety_users"
 CONF = {
     "mode": "full",

@@ -25,6 +25,8 @@ from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.users import seed_users
 from tests.staging import drop_tables
 
+pytestmark = pytest.mark.system  # runs the DAG or the deployment's processes
+
 ORDERS_DAG = "mongo_orders_to_postgres"
 USERS = {
     "mode": "full",

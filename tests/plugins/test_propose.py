@@ -18,6 +18,8 @@ from mongo_migration.mapping import Column, Mapping, load_mapping
 from mongo_migration.propose import ProposeError, check, main, propose, render
 from mongo_migration.type_survey import Sample, observe, sample
 
+pytestmark = pytest.mark.slow  # each proposal reads its collection for a minute
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = 3000
 SAMPLE = 1000  # a third of the collection: the proposal reads a sample, not every document
