@@ -31,20 +31,19 @@ from airflow.providers.postgres.assets.postgres import create_asset as postgres_
 from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from psycopg import Connection, DatabaseError, OperationalError
+from psycopg import Connection
 from pydantic import ValidationError
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from include import config
 from mongo_migration import copy_mode, preflight, target
 from mongo_migration.changes import (
     CATCH_UP_GRACE_SECONDS,
+    CatchUp,
     ChangeHistoryLost,
     Position,
     StreamInvalidated,
-    advance_to,
     catch_up,
     changed_since,
     consistency,
@@ -52,37 +51,26 @@ from mongo_migration.changes import (
     session_as_of,
 )
 from mongo_migration.connections import (
-    CertificateFileError,
     UnreachableError,
     mongo_hook,
     mongo_hosts,
     postgres_connection,
-    transaction,
 )
 from mongo_migration.documents import CODEC_OPTIONS, Conversion, ViolationFailsRun
 from mongo_migration.mapping import Mapping
 from mongo_migration.page_copy import copy_page, read_page
-from mongo_migration.pages import (
-    Page,
-    count_all,
-    fewer_pages,
-    matching_otherwise,
-    plan_pages,
-    planned_range_filter,
-)
-from mongo_migration.report import copy_line, markdown_report, summarize, summary_line
+from mongo_migration.pages import Page, fewer_pages, mismatch, plan_and_check
+from mongo_migration.report import summarize
 from mongo_migration.run_options import RunOptions
 from mongo_migration.target import Owner, Tables
 from mongo_migration.users import seed_users
 from mongo_migration.verification import (
     ROUNDS,
-    Comparison,
-    KeyCheck,
     Proof,
-    compare,
     count_staged,
     failure,
-    settle,
+    prove,
+    verify_against,
 )
 
 
@@ -232,51 +220,20 @@ class PreflightOperator(_SourceToTargetOperator):
     def execute(self, context: Any) -> dict:
         options = self.run_options()
         tables = self.tables()
-        found, unreachable = preflight.Findings(), []
         with ExitStack() as stack:
-            source = conn = hello = None
-            try:
-                source = self.source(stack.enter_context(mongo_hook(self.mongo_conn_id)))
-                hello = source.database.client.admin.command("hello")  # a replica set, a mongos, or neither
-                seeding = options.seed_users > 0  # a run that seeds may find no collection yet
-                checked = preflight.source_problems(source, self.source_name(), hello, must_exist=not seeding)
-                found.problems += checked.problems
-                found.notes += checked.notes
-            except (UnreachableError, ConnectionFailure) as error:
-                unreachable.append(f"MongoDB connection {self.mongo_conn_id!r}: {str(error).splitlines()[0]}")
-            except (PyMongoError, CertificateFileError) as error:  # a wrong password, a privilege missing
-                found.problems.append(
-                    f"MongoDB connection {self.mongo_conn_id!r}: {str(error).splitlines()[0]}"
-                )
-            point_time = full_copy_seconds = None
-            try:
-                conn = stack.enter_context(self.target_connection())
-                checked = preflight.target_problems(conn, tables)
-                found.problems += checked.problems
-                if not checked.problems:
-                    point_time, full_copy_seconds, changed = copy_mode.published_history(
-                        conn, tables, options.mode, copy_mode.versions_of(self.mapping)
-                    )
-                    found.notes += [changed] if changed and not options.dry_run else []  # else: its copy line
-            except (UnreachableError, OperationalError) as error:
-                unreachable.append(
-                    f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
-                )
-            except DatabaseError as error:  # a privilege missing on a table the run reads
-                found.problems.append(
-                    f"PostgreSQL connection {self.postgres_conn_id!r}: {str(error).splitlines()[0]}"
-                )
-            problems = unreachable + found.problems
-            if problems:
-                message = (
-                    f"preflight of {self.source_name()} → {tables} found {len(problems)} "
-                    f"problem{'s' if len(problems) > 1 else ''}, nothing was written: " + "; ".join(problems)
-                )
+            found, opened = preflight.check(
+                lambda: self.source(stack.enter_context(mongo_hook(self.mongo_conn_id))),
+                lambda: stack.enter_context(self.target_connection()),
+                (self.mongo_conn_id, self.postgres_conn_id),
+                tables,
+                must_exist=options.seed_users == 0,  # a run that seeds may find no collection yet
+                mode=options.mode,
+                versions=copy_mode.versions_of(self.mapping),
+                note_mapping_change=not options.dry_run,  # a dry run's copy line names it
+            )
+            if refused := preflight.refusal(found, self.source_name(), tables):
                 # A server that did not answer may answer the task's retry; a wrong privilege will not.
-                raise UnreachableError(message) if unreachable else AirflowFailException(message)
-            history = preflight.oplog_window(source, hello, point_time, time.time(), full_copy_seconds)
-            found.notes += history.notes
-            found.facts += history.facts
+                raise UnreachableError(refused) if found.unreachable else AirflowFailException(refused)
             for note in found.notes:
                 self.log.warning("Preflight: %s", note)
             for fact in found.facts:
@@ -284,9 +241,10 @@ class PreflightOperator(_SourceToTargetOperator):
             self.log.info("Preflight: source %s and target %s are ready", self.source_name(), tables)
             if not options.dry_run:
                 return {"notes": found.notes}
-            most = conf.getint("core", "max_map_length")
-            dag_id = context["dag_run"].dag_id
-            report = copy_mode.dry_run_report(source, conn, tables, self.mapping, options, most, dag_id)
+            most, dag_id = conf.getint("core", "max_map_length"), context["dag_run"].dag_id
+            report = copy_mode.dry_run_report(
+                opened.source, opened.conn, tables, self.mapping, options, most, dag_id
+            )
             report += [f"- note: {note}" for note in found.notes + found.facts]
         self.log.info("Dry run: what this run would do, had it not been a dry run:\n%s", "\n".join(report))
         raise AirflowSkipException(
@@ -446,62 +404,39 @@ class PlanPagesOperator(_SourceOperator):
                     f"{self.mongo_database!r} (connection {self.mongo_conn_id!r})"
                 )
             with session_as_of(source, stream_start) as session:  # on a secondary: as of the start or later
-                before = count_all(source, session)
-                pages = plan_pages(source, items_per_page, session)
-                planned = sum(page.planned_documents for page in pages)
-                in_ranges = source.count_documents(planned_range_filter(pages), session=session)
-                after = count_all(source, session)
-            counts = (
-                f"{before} documents before the plan's scan and {after} after it, which saw {planned}; "
-                f"its _id ranges now match {in_ranges}"
-            )
+                pages, check = plan_and_check(source, items_per_page, session)
             if stream_start and changed_since(source, Position.from_json(stream_start)):
                 self.log.info(
                     "%s changed while it was planned (%s): the catch-up applies those changes",
-                    self.source_name(),
-                    counts,
+                    source.full_name,
+                    check,
                 )
-            elif in_ranges != planned or before == after != planned:
-                raise AirflowException(  # retried: a write while planning (with no change stream) goes away
-                    f"The plan of {self.source_name()} does not match the source"
-                    + (", which did not change meanwhile" if stream_start else "")
-                    + f": {counts}; "
-                    + "; ".join(matching_otherwise(source, pages) or ["no page differs"])
-                    + ". The scan missed documents, a range cannot express what it saw"
-                    + ("" if stream_start else ", or the source was written to (a retry plans again)")
-                )
-        pages = self._as_many_as_airflow_maps(pages, items_per_page)
-        self.log.info(
-            "Planned %s pages of at most %s documents for %s documents of %s",
-            len(pages),
-            max((page.planned_documents for page in pages), default=0),
-            planned,
-            self.source_name(),
-        )
-        return [page.to_xcom() for page in pages]
-
-    def _as_many_as_airflow_maps(self, pages: list[Page], items_per_page: int) -> list[Page]:
-        """The pages, merged where there are more than one task maps (``[core] max_map_length``)."""
-        most = conf.getint("core", "max_map_length")
-        if len(pages) <= most:
-            return pages
+            elif not check.matches():  # retried: a write while planning (with no change stream) goes away
+                raise AirflowException(mismatch(source, pages, check, streaming=bool(stream_start)))
+        most = conf.getint("core", "max_map_length")  # the most tasks Airflow maps
         try:
             merged = fewer_pages(pages, most)
         except ValueError as error:
-            raise AirflowFailException(
-                f"{self.source_name()} cannot be planned: {error}; raise [core] max_map_length"
-            ) from None
-        self.log.warning(
-            "%s pages of %s documents would be more than [core] max_map_length (%s) mapped tasks: "
-            "merged into %s pages of up to %s documents (raise max_map_length, on the scheduler and the "
-            "API server alike, to keep the smaller pages)",
-            len(pages),
-            items_per_page,
-            most,
+            hint = "raise [core] max_map_length"
+            raise AirflowFailException(f"{self.source_name()} cannot be planned: {error}; {hint}") from None
+        if len(merged) < len(pages):
+            biggest = max(page.planned_documents for page in merged)
+            self.log.warning(MERGED, len(pages), items_per_page, most, len(merged), biggest)
+        self.log.info(
+            "Planned %s pages of at most %s documents for %s documents of %s",
             len(merged),
-            max(page.planned_documents for page in merged),
+            max((page.planned_documents for page in merged), default=0),
+            check.planned,
+            self.source_name(),
         )
-        return merged
+        return [page.to_xcom() for page in merged]
+
+
+MERGED = (
+    "%s pages of %s documents would be more than [core] max_map_length (%s) mapped tasks: merged into %s "
+    "pages of up to %s documents (raise max_map_length, on the scheduler and the API server alike, to keep "
+    "the smaller pages)"
+)
 
 
 class MigratePageOperator(_SourceToTargetOperator):
@@ -646,8 +581,17 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
         self.declare_source_inlet()
         copy = copy_mode.Copy.from_xcom(self.start)
         content = self.run_options().verify_content  # every document's content, not only its _id
+        owner, conversion = _owner(context), Conversion(self.mapping)
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
-            tables, check = self.compare_with_source(self.source(hook), conn, _owner(context), content)
+            source = self.source(hook)
+
+            def catch_up_again(tables: Tables, keys: set[str]) -> CatchUp:
+                return _catch_up_or_fail(self, source, conn, tables, owner, keys, grace_seconds=0)
+
+            with _violations_fail_the_run():
+                tables, check = verify_against(
+                    source, conn, self.tables(), conversion, content, catch_up_again
+                )
             wall_seconds = (datetime.now(UTC) - context["dag_run"].start_date).total_seconds()
             run = summarize(page_results, wall_seconds, self.caught_up)
             staged = count_staged(conn, tables, self.mapping, copy.mode == "full", run)
@@ -669,62 +613,16 @@ class VerifyMigrationOperator(_SourceToTargetOperator):
             self.log.warning(STILL_CHANGING_IN_VERIFY, len(check.changing), ROUNDS, check.changing[:10])
         if staged.position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
-        point = consistency(staged.position)
+        seconds = _stream_seconds(copy.position)
+        proof = prove(copy, check, staged, run, self.source_name(), tables, content, seconds)
         self.log.info(
             "Verified: the target holds every _id of the source, %s as rejects; consistent with it %s",
             staged.rejected,
-            point,
+            consistency(staged.position),
         )
-        line = copy_line(copy.mode, copy.reason, content, len(check.changing))
-        report = markdown_report(
-            run,
-            self.source_name(),
-            str(tables),
-            staged.rows,
-            line,
-            point,
-            staged.rejects_by_column,
-            staged.columns["columns"],
-        )
-        summary = summary_line(run)
-        self.log.info("Run summary: %s", summary)
-        self.log.info("Run report:\n%s", report)
-        proof = Proof(
-            mode=copy.mode,
-            reason=copy.reason,
-            source=check.source,
-            target=staged.rows,
-            rejected=staged.rejected,
-            rejects_by_column=staged.rejects_by_column,
-            columns=staged.columns,
-            position=staged.position,
-            stream_seconds=_stream_seconds(copy.position),
-            catch_up_rounds=check.rounds,
-            still_changing=check.changing[:100],
-            run=run,
-            summary=summary,
-            report=report,
-        )
+        self.log.info("Run summary: %s", proof.summary)
+        self.log.info("Run report:\n%s", proof.report)
         return proof.to_xcom()
-
-    def compare_with_source(
-        self, source: Collection, conn: Connection, owner: Owner, content: bool
-    ) -> tuple[Tables, KeyCheck]:
-        """The source against the copy (``verification``), catching up again where a change explains a
-        difference; the tables as this run loads them."""
-        with transaction(conn):
-            caught_up = target.staging_position(conn, self.tables())
-            tables = target.loaded(conn, self.tables())
-        with session_as_of(source, caught_up) as session, _violations_fail_the_run():
-
-            def catch_up_again(keys: set[str]) -> set[str]:  # what changed since; no waiting for quiet
-                caught = _catch_up_or_fail(self, source, conn, tables, owner, keys, grace_seconds=0)
-                advance_to(session, caught.position)
-                return caught.touched
-
-            comparison = Comparison(source, conn, tables, Conversion(self.mapping), session, content)
-            check = compare(comparison)
-            return tables, settle(check, comparison, catch_up_again if caught_up is not None else None)
 
 
 def _stream_seconds(start: dict | None) -> float | None:

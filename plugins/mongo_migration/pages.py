@@ -251,6 +251,8 @@ def fewer_pages(pages: list[Page], most: int) -> list[Page]:
     rather than planning larger ones keeps every bound the server found. A group
     cannot merge with another, so more groups than ``most`` cannot fit.
     """
+    if len(pages) <= most:
+        return pages
     merging = math.ceil(len(pages) / most)
     while len(merged := _merge(pages, merging)) > most and merging < len(pages):
         merging += 1
@@ -306,3 +308,49 @@ def matching_otherwise(source: Collection, pages: list[Page], most: int = 10) ->
             if len(problems) == most:
                 break
     return problems
+
+
+@dataclass(frozen=True)
+class PlanCheck:
+    """The counts a plan is checked by: the collection before and after its scan, what the scan saw, and
+    what the planned ranges match now."""
+
+    before: int
+    after: int
+    planned: int
+    in_ranges: int
+
+    def matches(self) -> bool:
+        """What the ranges match is what the scan saw, and a collection that did not change meanwhile
+        holds no more than that."""
+        return self.in_ranges == self.planned and not (self.before == self.after != self.planned)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.before} documents before the plan's scan and {self.after} after it, which saw "
+            f"{self.planned}; its _id ranges now match {self.in_ranges}"
+        )
+
+
+def plan_and_check(
+    source: Collection, items_per_page: int, session: ClientSession
+) -> tuple[list[Page], PlanCheck]:
+    """The pages of ``source``, with the counts that check them against it."""
+    before = count_all(source, session)
+    pages = plan_pages(source, items_per_page, session)
+    planned = sum(page.planned_documents for page in pages)
+    in_ranges = source.count_documents(planned_range_filter(pages), session=session)
+    return pages, PlanCheck(before, count_all(source, session), planned, in_ranges)
+
+
+def mismatch(source: Collection, pages: list[Page], check: PlanCheck, streaming: bool) -> str:
+    """Why a plan that does not match its source is refused, naming the pages that match otherwise;
+    ``streaming``: the source has a change stream, and did not change while it was planned."""
+    return (
+        f"The plan of {source.full_name} does not match the source"
+        + (", which did not change meanwhile" if streaming else "")
+        + f": {check}; "
+        + "; ".join(matching_otherwise(source, pages) or ["no page differs"])
+        + ". The scan missed documents, a range cannot express what it saw"
+        + ("" if streaming else ", or the source was written to (a retry plans again)")
+    )

@@ -8,15 +8,18 @@ no change stream, which the run copies in full, every night.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bson.objectid import ObjectId
-from psycopg import Connection
+from psycopg import Connection, DatabaseError, OperationalError
 from pymongo.collection import Collection
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
-from mongo_migration import target
+from mongo_migration import copy_mode, target
+from mongo_migration.connections import CertificateFileError, UnreachableError
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.target import Tables
 
@@ -32,6 +35,73 @@ class Findings:
     problems: list[str] = field(default_factory=list)  # each fails the run
     notes: list[str] = field(default_factory=list)  # worth a warning, not wrong
     facts: list[str] = field(default_factory=list)  # worth a line in the log
+    unreachable: list[str] = field(default_factory=list)  # servers that did not answer: a retry may
+
+
+@dataclass
+class Opened:
+    """What ``check`` opened, for what the run does next (a dry run's report); None: not reached."""
+
+    source: Collection | None = None
+    conn: Connection | None = None
+
+
+def check(
+    open_source: Callable[[], Collection],
+    open_target: Callable[[], Connection],
+    names: tuple[str, str],
+    tables: Tables,
+    must_exist: bool,
+    mode: str,
+    versions: dict,
+    note_mapping_change: bool,
+) -> tuple[Findings, Opened]:
+    """Every check of the source and the target, every problem at once, sorted by what a retry can mend:
+    a server that did not answer (``unreachable``) or a wrong password, privilege or name (``problems``).
+    ``names`` are the source's and the target's connection ids; with no problem, the oplog's window
+    against the published point is checked too."""
+    found, opened = Findings(), Opened()
+    mongo_id, postgres_id = names
+    hello = point_time = full_copy_seconds = None
+    try:
+        opened.source = open_source()
+        hello = opened.source.database.client.admin.command("hello")  # a replica set, a mongos, or neither
+        checked = source_problems(opened.source, opened.source.full_name, hello, must_exist)
+        found.problems += checked.problems
+        found.notes += checked.notes
+    except (UnreachableError, ConnectionFailure) as error:
+        found.unreachable.append(f"MongoDB connection {mongo_id!r}: {str(error).splitlines()[0]}")
+    except (PyMongoError, CertificateFileError) as error:  # a wrong password, a privilege missing
+        found.problems.append(f"MongoDB connection {mongo_id!r}: {str(error).splitlines()[0]}")
+    try:
+        opened.conn = open_target()
+        checked = target_problems(opened.conn, tables)
+        found.problems += checked.problems
+        if not checked.problems:
+            point_time, full_copy_seconds, changed = copy_mode.published_history(
+                opened.conn, tables, mode, versions
+            )
+            found.notes += [changed] if changed and note_mapping_change else []
+    except (UnreachableError, OperationalError) as error:
+        found.unreachable.append(f"PostgreSQL connection {postgres_id!r}: {str(error).splitlines()[0]}")
+    except DatabaseError as error:  # a privilege missing on a table the run reads
+        found.problems.append(f"PostgreSQL connection {postgres_id!r}: {str(error).splitlines()[0]}")
+    if not (found.unreachable or found.problems):
+        history = oplog_window(opened.source, hello, point_time, time.time(), full_copy_seconds)
+        found.notes += history.notes
+        found.facts += history.facts
+    return found, opened
+
+
+def refusal(found: Findings, source: str, tables: Tables) -> str | None:
+    """Why the run cannot start, every problem named (None: it can)."""
+    problems = found.unreachable + found.problems
+    if not problems:
+        return None
+    return (
+        f"preflight of {source} → {tables} found {len(problems)} problem{'s' if len(problems) > 1 else ''}, "
+        "nothing was written: " + "; ".join(problems)
+    )
 
 
 def source_problems(source: Collection, name: str, hello: dict, must_exist: bool = True) -> Findings:

@@ -28,9 +28,11 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
 from mongo_migration import copy_mode, target
+from mongo_migration.changes import CatchUp, advance_to, consistency, session_as_of
 from mongo_migration.connections import transaction
 from mongo_migration.documents import Conversion, id_keys, id_value
 from mongo_migration.mapping import Mapping
+from mongo_migration.report import copy_line, markdown_report, summary_line
 from mongo_migration.target import Tables
 
 KEYS_PER_READ = 10_000
@@ -116,6 +118,46 @@ def count_staged(conn: Connection, tables: Tables, mapping: Mapping, full: bool,
         )
 
 
+def prove(
+    copy: copy_mode.Copy,
+    check: KeyCheck,
+    staged: Staged,
+    run: dict,
+    source: str,
+    tables: Tables,
+    content: bool,
+    stream_seconds: float | None,
+) -> Proof:
+    """The proof of a comparison that found no difference, with the run's summary and report."""
+    line = copy_line(copy.mode, copy.reason, content, len(check.changing))
+    report = markdown_report(
+        run,
+        source,
+        str(tables),
+        staged.rows,
+        line,
+        consistency(staged.position),
+        staged.rejects_by_column,
+        staged.columns["columns"],
+    )
+    return Proof(
+        mode=copy.mode,
+        reason=copy.reason,
+        source=check.source,
+        target=staged.rows,
+        rejected=staged.rejected,
+        rejects_by_column=staged.rejects_by_column,
+        columns=staged.columns,
+        position=staged.position,
+        stream_seconds=stream_seconds,
+        catch_up_rounds=check.rounds,
+        still_changing=check.changing[:100],
+        run=run,
+        summary=summary_line(run),
+        report=report,
+    )
+
+
 def failure(check: KeyCheck, source: str, tables: Tables) -> str | None:
     """Why the source and the copy differ, naming the ``_id`` values (None: they do not)."""
     if not (check.differences or check.duplicates):
@@ -148,6 +190,32 @@ class Comparison:
     conversion: Conversion
     session: ClientSession
     content: bool
+
+
+def verify_against(
+    source: Collection,
+    conn: Connection,
+    tables: Tables,
+    conversion: Conversion,
+    content: bool,
+    catch_up: Callable[[Tables, set[str]], CatchUp],
+) -> tuple[Tables, KeyCheck]:
+    """The source, read as of the copy's position or later, against the copy, settled by catching up
+    where a change explains a difference (``catch_up(tables, keys)``: the changes since, applied); the
+    tables as the run loads them, and what the comparison found."""
+    with transaction(conn):
+        caught_up = target.staging_position(conn, tables)
+        tables = target.loaded(conn, tables)
+    with session_as_of(source, caught_up) as session:
+
+        def catch_up_again(keys: set[str]) -> set[str]:  # what changed since; no waiting for quiet
+            caught = catch_up(tables, keys)
+            advance_to(session, caught.position)
+            return caught.touched
+
+        comparison = Comparison(source, conn, tables, conversion, session, content)
+        check = compare(comparison)
+        return tables, settle(check, comparison, catch_up_again if caught_up is not None else None)
 
 
 def compare(comparison: Comparison) -> KeyCheck:

@@ -175,7 +175,7 @@ def test_planning_fails_naming_the_page_when_its_ranges_do_not_match_what_its_sc
     mongo_collection.insert_many([{"_id": value} for value in (float("nan"), float("-inf"), 1, 2, 3)])
     start = open_stream(mongo_collection, table, context)
     monkeypatch.setattr(  # a plan that saw 5 documents but whose range leaves NaN and -inf out, on purpose
-        "mongo_migration.operators.plan_pages",
+        "mongo_migration.pages.plan_pages",
         lambda collection, size, session: [Page(0, -1e308, 3, True, 5)],
     )
 
@@ -192,7 +192,7 @@ def test_planning_fails_naming_the_page_when_its_ranges_do_not_match_what_its_sc
 def test_planning_fails_when_a_quiet_collection_holds_more_than_the_scan_saw(mongo_collection, monkeypatch):
     mongo_collection.insert_many([{"_id": value} for value in range(1, 6)])
     monkeypatch.setattr(  # a scan that missed the document 5, on purpose
-        "mongo_migration.operators.plan_pages", lambda collection, size, session: [Page(0, 1, 4, True, 4)]
+        "mongo_migration.pages.plan_pages", lambda collection, size, session: [Page(0, 1, 4, True, 4)]
     )
 
     with pytest.raises(
@@ -208,7 +208,7 @@ def test_planning_leaves_a_collection_that_changed_since_the_stream_opened_to_th
     start = open_stream(mongo_collection, table, context)
     mongo_collection.insert_one({"_id": 6})  # after the stream opened, before the scan
     monkeypatch.setattr(  # a scan that missed the document 6, as a busy source makes it
-        "mongo_migration.operators.plan_pages", lambda collection, size, session: [Page(0, 1, 5, True, 5)]
+        "mongo_migration.pages.plan_pages", lambda collection, size, session: [Page(0, 1, 5, True, 5)]
     )
 
     assert len(planner(mongo_collection, start).execute({})) == 1

@@ -26,6 +26,7 @@ from pymongo.errors import BulkWriteError
 from mongo_migration.documents import CODEC_OPTIONS
 from mongo_migration.pages import (
     Page,
+    PlanCheck,
     comparison_group,
     fewer_pages,
     plan_pages,
@@ -235,3 +236,24 @@ def test_more_types_than_pages_allowed_cannot_merge():
 
     with pytest.raises(ValueError, match="more types"):
         fewer_pages(pages, 2)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "planned", "in_ranges", "matches"),
+    [
+        (10, 10, 10, 10, True),  # a quiet collection, planned whole
+        (10, 12, 11, 11, True),  # written to while scanned: the ranges match what the scan saw
+        (10, 10, 10, 8, False),  # the ranges miss what the scan saw
+        (12, 12, 10, 10, False),  # quiet, yet holding more than the scan saw
+    ],
+)
+def test_a_plan_matches_when_its_ranges_match_its_scan_and_a_quiet_collection_holds_no_more(
+    before, after, planned, in_ranges, matches
+):
+    check = PlanCheck(before, after, planned, in_ranges)
+
+    assert check.matches() is matches
+    assert str(check) == (
+        f"{before} documents before the plan's scan and {after} after it, which saw {planned}; "
+        f"its _id ranges now match {in_ranges}"
+    )

@@ -7,8 +7,10 @@ import uuid
 import pytest
 from airflow.models.connection import Connection
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from psycopg import errors
+from pymongo.errors import ServerSelectionTimeoutError
 
-from mongo_migration import copy_mode
+from mongo_migration import copy_mode, preflight
 from mongo_migration.operators import PreflightOperator
 from mongo_migration.preflight import history_findings, oplog_window
 from tests.plugins.test_changes import next_run, operator, publish_run
@@ -198,3 +200,26 @@ def test_a_role_that_may_not_use_the_schemas_is_a_problem_named_with_its_grant_n
     assert f"role {role} may not use schema {role} (GRANT USAGE ON SCHEMA {role} TO {role})" in message
     staging = "mongo_migration_staging"
     assert f"may not use and create tables in schema {staging}, where the staging tables go" in message
+
+
+def test_preflight_sorts_what_a_retry_can_mend_from_what_it_cannot_and_names_every_one():
+    def no_answer():
+        raise ServerSelectionTimeoutError("127.0.0.1:9: [Errno 111] Connection refused")
+
+    def no_privilege():
+        raise errors.InsufficientPrivilege("permission denied for schema public")
+
+    found, opened = preflight.check(
+        no_answer, no_privilege, ("mongo_default", "postgres_default"), users("users"), True, "full", {}, True
+    )
+
+    assert found.unreachable == [
+        "MongoDB connection 'mongo_default': 127.0.0.1:9: [Errno 111] Connection refused"
+    ]
+    assert found.problems == ["PostgreSQL connection 'postgres_default': permission denied for schema public"]
+    assert (opened.source, opened.conn) == (None, None)
+    assert preflight.refusal(found, "app.users", users("users")) == (
+        "preflight of app.users → public.users found 2 problems, nothing was written: "
+        f"{found.unreachable[0]}; {found.problems[0]}"
+    )
+    assert preflight.refusal(preflight.Findings(notes=["a note"]), "app.users", users("users")) is None
