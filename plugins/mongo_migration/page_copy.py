@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
-from psycopg import Connection, Cursor
+from psycopg import Connection
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import CursorNotFound
@@ -115,11 +115,11 @@ def copy_page(
     stats = PageStats()
     lap = _Laps()
     batches = iter(raw_batches)
-    with transaction(conn), conn.cursor() as cursor:
+    with transaction(conn):
         target.start_page(conn, tables, owner, page.number)
         more = True
         while more:
-            held, more = _copy_rows(cursor, tables, conversion, page, batches, stats, lap)
+            held, more = _copy_rows(conn, tables, conversion, page, batches, stats, lap)
             target.copy_children(conn, tables, {name: b"".join(rows) for name, rows in held.children.items()})
             target.copy_rejects(conn, tables, held.rejects, page.number)
             stats.copy_seconds += lap()
@@ -141,7 +141,7 @@ class _Held:
 
 
 def _copy_rows(
-    cursor: Cursor,
+    conn: Connection,
     tables: Tables,
     conversion: Conversion,
     page: Page,
@@ -151,7 +151,7 @@ def _copy_rows(
 ) -> tuple[_Held, bool]:
     """COPY the table's rows of the next batches; what they hold back, and whether batches are left."""
     held = _Held()
-    with cursor.copy(target.statement("copy_into_staging", tables)) as copy:
+    with target.copy_into_staging(conn, tables) as copy:
         stats.copy_seconds += lap()
         for raw_batch in batches:
             stats.read_seconds += lap()

@@ -334,24 +334,21 @@ def _differences(
             )
         )
     blank = (None,) * (len(tables.columns()) - 1)
-    copy_source_rows = target.statement("copy_source_rows", tables, source=sql.Identifier("source_rows"))
-    with conn.cursor() as cursor:
-        for raw_batch in batches:  # a COPY per batch of KEYS_PER_READ documents and per child table
-            with cursor.copy(copy_source_rows) as copy:
-                if content:
-                    rows = conversion.rows(raw_batch, 0)
-                    copy.write(rows.rows)
-                    for reject in rows.rejects:  # compared by _id only
-                        copy.write_row((reject.key or "", *blank))
-                    documents += rows.documents
-                else:
-                    for key in id_keys(raw_batch):
-                        copy.write_row((key, *blank))
-                        documents += 1
-            for child, relation, source_rows in children if content else ():
-                statement = target.statement("copy_source_rows", tables, relation, source=source_rows)
-                with cursor.copy(statement) as copy:
-                    copy.write(rows.children[child.name])
+    for raw_batch in batches:  # a COPY per batch of KEYS_PER_READ documents and per child table
+        with target.copy_into_source_rows(conn, tables, tables.table, sql.Identifier("source_rows")) as copy:
+            if content:
+                rows = conversion.rows(raw_batch, 0)
+                copy.write(rows.rows)
+                for reject in rows.rejects:  # compared by _id only
+                    copy.write_row((reject.key or "", *blank))
+                documents += rows.documents
+            else:
+                for key in id_keys(raw_batch):
+                    copy.write_row((key, *blank))
+                    documents += 1
+        for child, relation, source_rows in children if content else ():
+            with target.copy_into_source_rows(conn, tables, relation, source_rows) as copy:
+                copy.write(rows.children[child.name])
     limits = {"content": content, "keys": keys, "most": MOST_DIFFERENCES + 1}
     found = dict(conn.execute(target.statement("differences", tables), limits).fetchall())
     for _, relation, source_rows in children if content else ():

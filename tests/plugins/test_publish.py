@@ -286,8 +286,8 @@ def publish_in_own_connection(table: str) -> None:
 def test_a_busy_table_is_waited_for_in_short_attempts_then_named_with_who_holds_it(
     pg_conn, live, monkeypatch
 ):
-    monkeypatch.setattr("mongo_migration.target.PUBLISH_LOCK_TIMEOUT", "200ms")
-    monkeypatch.setattr("mongo_migration.target.PUBLISH_RETRY_PAUSE_SECONDS", 0.1)
+    monkeypatch.setattr("mongo_migration.target.publishing.PUBLISH_LOCK_TIMEOUT", "200ms")
+    monkeypatch.setattr("mongo_migration.target.publishing.PUBLISH_RETRY_PAUSE_SECONDS", 0.1)
     with PostgresHook().get_conn() as person, PostgresHook().get_conn() as reader:
         reader.execute("SET application_name = 'a reader'")
         reader.execute(f"SELECT count(*) FROM {live}")  # ACCESS SHARE, until its transaction ends
@@ -312,8 +312,8 @@ def test_a_busy_table_is_waited_for_in_short_attempts_then_named_with_who_holds_
     ],
 )
 def test_publish_waits_for_a_lock_released_while_it_tries(pg_conn, live, monkeypatch, hold):
-    monkeypatch.setattr("mongo_migration.target.PUBLISH_LOCK_TIMEOUT", "200ms")
-    monkeypatch.setattr("mongo_migration.target.PUBLISH_RETRY_PAUSE_SECONDS", 0.1)
+    monkeypatch.setattr("mongo_migration.target.publishing.PUBLISH_LOCK_TIMEOUT", "200ms")
+    monkeypatch.setattr("mongo_migration.target.publishing.PUBLISH_RETRY_PAUSE_SECONDS", 0.1)
     person = PostgresHook().get_conn()
     person.execute(hold.format(live=live, key=users(live).lock_key))  # until the person's transaction ends
     publishing = threading.Thread(target=lambda: publish(pg_conn, live, SECOND, wait_seconds=60))

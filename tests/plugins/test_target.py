@@ -126,7 +126,7 @@ def test_a_run_that_ended_is_taken_over_and_can_no_longer_write_or_publish(pg_co
 def test_a_session_holding_the_load_lock_keeps_every_run_off_the_table(pg_conn, target_table, monkeypatch):
     load(pg_conn, target_table)
     monkeypatch.setattr("mongo_migration.connections.POSTGRES_LOCK_TIMEOUT_MS", 200)
-    monkeypatch.setattr("mongo_migration.target.PUBLISH_LOCK_TIMEOUT", "200ms")
+    monkeypatch.setattr("mongo_migration.target.publishing.PUBLISH_LOCK_TIMEOUT", "200ms")
     with PostgresHook().get_conn() as person:
         person.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [users(target_table).lock_key])
 

@@ -1,0 +1,88 @@
+"""The PostgreSQL side, along its four jobs: ``tables`` (names, the SQL of ``include/sql`` and its
+placeholders, locks and ownership), ``staging`` (a run's staging tables), ``state`` (what was published,
+as of when) and ``publishing`` (the live tables made equal to the verified copy). The rest of the project
+uses the names below, as ``target.<name>``."""
+
+from mongo_migration.mapping import STAGING_SCHEMA
+from mongo_migration.target.publishing import (
+    Guards,
+    emptied_columns,
+    publish,
+)
+from mongo_migration.target.staging import (
+    CAUGHT_UP_PAGE,
+    apply_changes,
+    column_counts,
+    copy_children,
+    copy_into_source_rows,
+    copy_into_staging,
+    copy_rejects,
+    record_start,
+    reject_reasons,
+    rejects_by_column,
+    reset_table,
+    save_position,
+    staging_position,
+    start_page,
+)
+from mongo_migration.target.state import (
+    FINGERPRINT_FORM,
+    PublishedState,
+    all_live_tables_exist,
+    forget_published_point,
+    live_rows,
+    live_tables_unchanged,
+    owns_live_tables,
+    published_by,
+    published_state,
+    start_incremental,
+)
+from mongo_migration.target.tables import (
+    PUBLISHED_TABLE,
+    Owner,
+    Tables,
+    count_rows,
+    ensure_state_tables,
+    loaded,
+    staging_owner,
+    statement,
+)
+
+__all__ = [
+    "CAUGHT_UP_PAGE",
+    "FINGERPRINT_FORM",
+    "PUBLISHED_TABLE",
+    "STAGING_SCHEMA",
+    "Guards",
+    "Owner",
+    "PublishedState",
+    "Tables",
+    "all_live_tables_exist",
+    "apply_changes",
+    "column_counts",
+    "copy_children",
+    "copy_into_source_rows",
+    "copy_into_staging",
+    "copy_rejects",
+    "count_rows",
+    "emptied_columns",
+    "ensure_state_tables",
+    "forget_published_point",
+    "live_rows",
+    "live_tables_unchanged",
+    "loaded",
+    "owns_live_tables",
+    "publish",
+    "published_by",
+    "published_state",
+    "record_start",
+    "reject_reasons",
+    "rejects_by_column",
+    "reset_table",
+    "save_position",
+    "staging_owner",
+    "staging_position",
+    "start_incremental",
+    "start_page",
+    "statement",
+]
