@@ -66,49 +66,11 @@ def bson_type(value: Any) -> str:
     return _BSON_TYPES.get(kind, kind.__name__)
 
 
-# What pymongo decodes each BSON type into (a symbol decodes as a string and
-# undefined as null: they cannot be told apart once decoded; a DBRef is an object).
-_BSON_TYPES: dict[type, str] = {
-    float: "double",
-    str: "string",
-    dict: "object",
-    DBRef: "object",
-    list: "array",
-    bytes: "binData",
-    ObjectId: "objectId",
-    bool: "bool",
-    dt.datetime: "date",
-    DatetimeMS: "date",
-    type(None): "null",
-    Regex: "regex",
-    int: "int",
-    Timestamp: "timestamp",
-    Int64: "long",
-    Decimal128: "decimal",
-    MinKey: "minKey",
-    MaxKey: "maxKey",
-}
-BSON_TYPES = (
-    "double",
-    "string",
-    "object",
-    "array",
-    "binData",
-    "uuid",
-    "objectId",
-    "bool",
-    "date",
-    "regex",
-    "javascript",
-    "javascriptWithScope",
-    "int",
-    "timestamp",
-    "long",
-    "decimal",
-    "minKey",
-    "maxKey",
-)
-# The Python types a BSON type decodes into (binary of subtype 4 is a Binary, checked by its writer).
+# Every BSON type, by MongoDB's ``$type`` name, in the contract's order, with the Python types pymongo
+# decodes it into: the one registry of BSON types (a new one is a line here and its writers in PG_TYPES).
+# A symbol decodes as a string and undefined as null: they cannot be told apart once decoded; a DBRef is
+# an object; a binary of subtype 4 is a "uuid" and any other a "binData", and a javascript with a scope a
+# "javascriptWithScope" (told apart by ``bson_type``).
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "double": (float,),
     "string": (str,),
@@ -128,6 +90,17 @@ PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "decimal": (Decimal128,),
     "minKey": (MinKey,),
     "maxKey": (MaxKey,),
+}
+BSON_TYPES = tuple(PYTHON_TYPES)
+# A decoded value's type → its BSON type, where the type alone says it (null is no column's type: a NULL).
+_BSON_TYPES = {
+    type(None): "null",
+    **{
+        python: name
+        for name, pythons in PYTHON_TYPES.items()
+        for python in pythons
+        if python not in (Binary, Code)
+    },
 }
 
 

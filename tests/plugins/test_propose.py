@@ -15,7 +15,9 @@ from bson.raw_bson import RawBSONDocument
 
 from mongo_migration.documents import Conversion
 from mongo_migration.mapping import Column, Mapping, load_mapping
-from mongo_migration.propose import ProposeError, check, main, propose, render
+from mongo_migration.proposal import propose
+from mongo_migration.proposal_file import ProposeError, check, render
+from mongo_migration.propose import main
 from mongo_migration.type_survey import Sample, observe, sample
 
 pytestmark = pytest.mark.slow  # each proposal reads its collection for a minute
