@@ -119,3 +119,25 @@ def copy_line(mode: str, reason: str | None, content: bool, changing: int) -> st
     if changing:
         line += f", but {changing} documents changing in every round, as the stream showed them"
     return line
+
+
+def published_line(result: dict) -> str:
+    """What publish did, in one line (``target.publish``'s result)."""
+    return (
+        f"{result['method']}: {result['rows']} rows and {result['rejects']} rejects ({result['inserted']} "
+        f"inserted, {result['updated']} updated, {result['deleted']} deleted)"
+    )
+
+
+def asset_extra(run_id: str, source: str, mode: str | None, summary: str, result: dict) -> dict:
+    """The extra of the published table's asset event: the run, its source, how it copied, its summary and
+    what publish did, with the versions but the mapping's whole shape (the published state keeps it)."""
+    versions = {key: value for key, value in (result.get("versions") or {}).items() if key != "shape"}
+    return {
+        "run_id": run_id,
+        "source": source,
+        "mode": mode,
+        "summary": summary,
+        **result,
+        "versions": versions,
+    }
