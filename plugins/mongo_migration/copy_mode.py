@@ -17,10 +17,11 @@ from psycopg import Connection
 from pymongo.collection import Collection
 
 from mongo_migration import target
-from mongo_migration.changes import Position, session_as_of, why_not_from
+from mongo_migration.changes import why_not_from
 from mongo_migration.documents import CONVERSION_VERSION
 from mongo_migration.mapping import Mapping, changed_columns, shape_changes
 from mongo_migration.pages import count_all
+from mongo_migration.positions import Position, session_as_of
 from mongo_migration.run_options import RunOptions
 from mongo_migration.target import Tables
 

@@ -29,14 +29,7 @@ from mongo_migration.proposal_evidence import (
     type_counts,
     type_evidence,
 )
-from mongo_migration.type_survey import (
-    ARRAY_ELEMENTS,
-    ELEMENT,
-    SMALL_BINARY_BYTES,
-    Observed,
-    Sample,
-    Seen,
-)
+from mongo_migration.type_survey import ARRAY_ELEMENTS, ELEMENT, SMALL_BINARY_BYTES, Observed, Sample, Seen
 
 MINORITY_SHARE = 0.05  # a type this rare beside another may be an old client's: propose its coercion
 

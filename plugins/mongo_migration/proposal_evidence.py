@@ -12,14 +12,7 @@ from typing import Any
 from bson.datetime_ms import DatetimeMS
 
 from mongo_migration import contract
-from mongo_migration.type_survey import (
-    ARRAY_ELEMENTS,
-    ELEMENT,
-    MAX_DEPTH,
-    SMALL_BINARY_BYTES,
-    Observed,
-    Seen,
-)
+from mongo_migration.type_survey import ARRAY_ELEMENTS, ELEMENT, MAX_DEPTH, SMALL_BINARY_BYTES, Observed, Seen
 
 MAX_OBJECT_FIELDS = 100  # a nested object with more distinct field names is a map: jsonb keeps it whole
 

@@ -13,16 +13,9 @@ from typing import Any
 import yaml
 
 from include import config
-from mongo_migration.mapping import (
-    MappingError,
-    load_mapping,
-)
+from mongo_migration.mapping import MappingError, load_mapping
 from mongo_migration.proposal import Note, Proposal, ProposedChild, ProposedColumn
-from mongo_migration.type_survey import (
-    ARRAY_ELEMENTS,
-    MAX_DEPTH,
-    SMALL_BINARY_BYTES,
-)
+from mongo_migration.type_survey import ARRAY_ELEMENTS, MAX_DEPTH, SMALL_BINARY_BYTES
 
 COMMENT_WIDTH = 110  # of the file's comment lines
 

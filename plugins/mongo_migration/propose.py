@@ -27,9 +27,7 @@ from pymongo.errors import ExecutionTimeout, PyMongoError
 from include import config
 from mongo_migration import type_survey
 from mongo_migration.connections import UnreachableError, mongo_hook
-from mongo_migration.mapping import (
-    Mapping,
-)
+from mongo_migration.mapping import Mapping
 from mongo_migration.proposal import Proposal, default_dag_id, default_table, propose
 from mongo_migration.proposal_file import ProposeError, check, clashes, render, write
 from mongo_migration.type_survey import (

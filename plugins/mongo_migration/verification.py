@@ -28,10 +28,11 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
 from mongo_migration import copy_mode, target
-from mongo_migration.changes import CatchUp, advance_to, consistency, session_as_of
+from mongo_migration.changes import CatchUp
 from mongo_migration.connections import transaction
 from mongo_migration.documents import Conversion, id_keys, id_value
 from mongo_migration.mapping import Mapping
+from mongo_migration.positions import advance_to, consistency, session_as_of
 from mongo_migration.report import copy_line, markdown_report, summary_line
 from mongo_migration.target import Tables
 

@@ -19,8 +19,7 @@ from psycopg.types.json import Jsonb
 from pymongo import monitoring
 from pymongo.errors import OperationFailure
 
-from mongo_migration import changes, target, verification
-from mongo_migration.changes import Position
+from mongo_migration import changes, positions, target, verification
 from mongo_migration.demo_orders import fake_orders, fill_orders, order_id
 from mongo_migration.documents import id_key
 from mongo_migration.failpoint import FAILPOINT_VARIABLE
@@ -33,6 +32,7 @@ from mongo_migration.operators import (
     VerifyMigrationOperator,
 )
 from mongo_migration.pages import plan_pages
+from mongo_migration.positions import Position
 from tests.conftest import ROOT, STACK_ENV, mongo_connection
 from tests.staging import ORDERS, USERS, staged, users
 
@@ -357,7 +357,7 @@ class FindCommands(monitoring.CommandListener):
     def started(self, event):
         command = event.command
         ours = event.command_name == "find" and command["find"] == self.collection
-        if self.on and ours and command.get("comment") != changes.MAJORITY_TIME:  # the time, not data
+        if self.on and ours and command.get("comment") != positions.MAJORITY_TIME:  # the time, not data
             self.seen.append(command)
 
     def succeeded(self, event):
@@ -525,7 +525,7 @@ class HeldBack:
     wait behind it."""
 
     def __init__(self, stream, empty: int):
-        start = changes.token_time(stream.resume_token)
+        start = positions.token_time(stream.resume_token)
         self.stream, self.empty, self.released = stream, empty, False
         self.start = {"_data": f"82{start.time:08X}{start.inc:08X}2B0229296E04"}
 
@@ -648,7 +648,7 @@ def test_a_stream_that_stays_behind_the_sources_majority_time_leaves_a_point_tha
 
     assert (caught["changes"], caught["quiet"]) == (0, False)
     behind = "not exactly: the change stream stayed behind the source's majority-committed time"
-    assert behind in changes.consistency(caught["position"])  # what the report and the comment say
+    assert behind in positions.consistency(caught["position"])  # what the report and the comment say
 
 
 def test_verify_with_content_ends_while_a_document_changes_faster_than_it_reads_and_says_so(
@@ -692,7 +692,7 @@ def test_the_cluster_time_of_a_resume_token_is_read_from_mongodbs_form_and_the_l
     mongodb = (
         "82612E8513000000012B022C0100296E5A1004A5093ABB38FE4B9EA67F01BB1A96D812463C5F6964003C5F5F5F78000004"
     )
-    assert changes.token_time({"_data": mongodb}) == bson.Timestamp(1630438675, 1)
+    assert positions.token_time({"_data": mongodb}) == bson.Timestamp(1630438675, 1)
     local = bson.encode({"t": bson.Timestamp(1796468841, 6), "padding": "x" * 100}).hex()  # 130 bytes: 0x82
-    assert changes.token_time({"_data": local}) == bson.Timestamp(1796468841, 6)
-    assert changes.token_time({"_data": "not hex"}) is None and changes.token_time({}) is None
+    assert positions.token_time({"_data": local}) == bson.Timestamp(1796468841, 6)
+    assert positions.token_time({"_data": "not hex"}) is None and positions.token_time({}) is None

@@ -26,16 +26,8 @@ from pymongo.collection import Collection
 from pymongo.read_concern import ReadConcern
 
 from mongo_migration import target
-from mongo_migration.changes import (
-    CATCH_UP_GRACE_SECONDS,
-    ChangeHistoryLost,
-    StreamInvalidated,
-    catch_up,
-)
-from mongo_migration.connections import (
-    mongo_hosts,
-    postgres_connection,
-)
+from mongo_migration.changes import CATCH_UP_GRACE_SECONDS, ChangeHistoryLost, StreamInvalidated, catch_up
+from mongo_migration.connections import mongo_hosts, postgres_connection
 from mongo_migration.documents import CODEC_OPTIONS, Conversion, ViolationFailsRun
 from mongo_migration.mapping import Mapping
 from mongo_migration.run_options import RunOptions

@@ -11,15 +11,8 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from mongo_migration import copy_mode
-from mongo_migration.changes import (
-    Position,
-    changed_since,
-    consistency,
-    session_as_of,
-)
-from mongo_migration.connections import (
-    mongo_hook,
-)
+from mongo_migration.changes import changed_since
+from mongo_migration.connections import mongo_hook
 from mongo_migration.documents import Conversion
 from mongo_migration.operators.base import (
     NO_CHANGE_STREAM,
@@ -33,6 +26,7 @@ from mongo_migration.operators.base import (
 )
 from mongo_migration.page_copy import copy_page, read_page
 from mongo_migration.pages import Page, fewer_pages, mismatch, plan_and_check
+from mongo_migration.positions import Position, consistency, session_as_of
 
 
 class PlanPagesOperator(SourceOperator):
@@ -104,7 +98,7 @@ class MigratePageOperator(SourceToTargetOperator):
 
     The page's old rows are deleted and its documents copied in one
     transaction, so running a page again replaces it exactly. It reads the
-    source as of the run's ``start`` or later (``changes.session_as_of``), on a
+    source as of the run's ``start`` or later (``positions.session_as_of``), on a
     secondary too.
     """
 

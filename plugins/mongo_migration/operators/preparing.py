@@ -13,14 +13,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from include import config
 from mongo_migration import copy_mode, preflight, target
-from mongo_migration.changes import (
-    Position,
-    open_position,
-)
-from mongo_migration.connections import (
-    UnreachableError,
-    mongo_hook,
-)
+from mongo_migration.changes import open_position
+from mongo_migration.connections import UnreachableError, mongo_hook
 from mongo_migration.operators.base import (
     NO_CHANGE_STREAM,
     SOURCE_FIELDS,
@@ -30,6 +24,7 @@ from mongo_migration.operators.base import (
     TargetOperator,
     owner_of,
 )
+from mongo_migration.positions import Position
 from mongo_migration.target import Owner
 from mongo_migration.users import seed_users
 

@@ -11,13 +11,8 @@ from airflow.sdk import AssetAlias
 from airflow.sdk.exceptions import AirflowFailException
 
 from mongo_migration import copy_mode, target
-from mongo_migration.changes import (
-    CatchUp,
-    consistency,
-)
-from mongo_migration.connections import (
-    mongo_hook,
-)
+from mongo_migration.changes import CatchUp
+from mongo_migration.connections import mongo_hook
 from mongo_migration.documents import Conversion
 from mongo_migration.operators.base import (
     NO_CHANGE_STREAM,
@@ -28,6 +23,7 @@ from mongo_migration.operators.base import (
     owner_of,
     violations_fail_the_run,
 )
+from mongo_migration.positions import consistency
 from mongo_migration.report import asset_extra, published_line, summarize
 from mongo_migration.run_options import RunOptions
 from mongo_migration.target import Tables
