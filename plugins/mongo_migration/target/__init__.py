@@ -4,7 +4,8 @@ as of when) and ``publishing`` (the live tables made equal to the verified copy)
 uses the names below, as ``target.<name>``."""
 
 from mongo_migration.mapping import STAGING_SCHEMA
-from mongo_migration.target.publishing import Guards, emptied_columns, publish
+from mongo_migration.target.guards import Guards, emptied_columns
+from mongo_migration.target.publishing import publish
 from mongo_migration.target.staging import (
     CAUGHT_UP_PAGE,
     apply_changes,

@@ -5,7 +5,7 @@ everything that is not their rows stays."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from psycopg import Connection, errors, sql
@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from mongo_migration.connections import transaction
 from mongo_migration.failpoint import failpoint
 from mongo_migration.mapping import STAGING_SCHEMA
-from mongo_migration.run_options import RunOptions
+from mongo_migration.target.guards import Guards, added_rejects, check_guards
 from mongo_migration.target.staging import staging_position
 from mongo_migration.target.state import fingerprint_after_changes, fingerprint_of
 from mongo_migration.target.tables import (
@@ -36,17 +36,6 @@ from mongo_migration.target.tables import (
     staging_owner,
     statement,
 )
-
-
-@dataclass(frozen=True)
-class Guards:
-    """What ``publish`` refuses unless a person allows it, each by its Param, for one run."""
-
-    verified: tuple[int, int] | None  # the rows and rejects verify proved; None: it returned nothing
-    options: RunOptions = field(
-        default_factory=RunOptions
-    )  # the Params that allow what is refused, and the limits
-    columns: dict | None = None  # verify's column_counts (a full copy's); None: not counted
 
 
 def publish(
@@ -122,6 +111,7 @@ def _publish_once(
     versions: dict,
     full_copy_seconds: float | None,
 ) -> dict:
+    """One attempt, in one transaction: who may publish, the locks, the guards, the rows, the record."""
     with transaction(conn):
         conn.execute(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT}'")
         lock_target(conn, tables, shared=False)
@@ -129,86 +119,15 @@ def _publish_once(
         last = conn.execute(statement("published_by", tables), names).fetchone()
         if last and Owner(last[0], last[1]) == owner and staging_owner(conn, tables) != owner:
             return {**last[2], "already_published": True}  # a retry of a publish that committed
-        check_owner(conn, tables, owner)
-        tables = loaded(conn, tables)
+        tables, existing = _may_publish(conn, tables, owner, last)
         previous = last[2] if last else {}
-        existing = existing_relations(conn, tables)
-        if existing and (last is None or last[0] != owner.dag_id):
-            raise AirflowFailException(_not_ours(tables, owner, existing, last and last[0]))
-        if tables.incremental and len(existing) != len(tables.relations):
-            gone = ", ".join(live_relation_names(tables, set(tables.relations) - set(existing)))
-            raise AirflowFailException(
-                f"{gone} went away while this incremental run copied the changes since its publish: "
-                f"nothing was published. A new run copies {tables} in full."
-            )
-        if (
-            existing
-            and not conn.execute(
-                statement("live_owned", tables), {"names": live_relation_names(tables, existing)}
-            ).fetchone()[0]
-        ):
-            user = conn.execute("SELECT current_user").fetchone()[0]
-            raise AirflowFailException(
-                f"role {user} does not own {tables} (or its rejects or child tables), so its ANALYZE "
-                f"after changing the rows would do nothing: nothing was published. Give it the "
-                f"owner's privileges (own the tables, or inherit from their owner)."
-            )
-        staging = sql.SQL(", ").join(tables.staging(relation) for relation in tables.relations)
-        conn.execute(statement("lock_own_staging", tables, relations=staging))
-        changes = _column_changes(conn, tables, existing, previous)
-        gone_children = [
-            relation
-            for relation in previous.get("children", [])
-            if relation not in tables.children and relation_exists(conn, tables, relation)
-        ]
-        reshaped = [relation for relation in existing if relation in changes] + gone_children
-        for mode, relations in (
-            ("SHARE UPDATE EXCLUSIVE", [relation for relation in existing if relation not in changes]),
-            ("ACCESS EXCLUSIVE", reshaped),  # only the tables whose columns change, or that go
-        ):
-            if relations:
-                live = sql.SQL(", ").join(tables.live(relation) for relation in relations)
-                conn.execute(statement("lock_live", tables, relations=live, mode=sql.SQL(mode)))
-        _refuse_dependants(conn, tables, changes, gone_children)
-        rows, rejects = count_rows(conn, tables)
-        live_rows = count_live(conn, tables) if tables.table in existing else None
-        added = _added_rejects(conn, tables) if tables.rejects in existing else rejects
-        _check_guards(guards, rows, rejects, added, live_rows, str(tables))
+        changes, gone_children = _lock_for_publish(conn, tables, existing, previous)
+        result = _guarded_counts(conn, tables, guards, existing)
         if tables.incremental:  # the live tables' as the run found them, with the changes
             fingerprint = fingerprint_after_changes(conn, tables, last[3])
         else:  # the staging tables', which the live tables take
             fingerprint = fingerprint_of(conn, tables)
-        result = {"rows": rows, "rejects": rejects, "added_rejects": added, "live_rows_before": live_rows}
-        if tables.incremental:
-            result |= {"method": "changes applied in place", "deleted": 0, "updated": 0, "inserted": 0}
-        elif tables.table in existing:
-            result |= {"method": "applied in place", "deleted": 0, "updated": 0, "inserted": 0}
-        else:
-            result |= {"method": "moved in (first publish)", "deleted": 0, "updated": 0, "inserted": rows}
-        for relation in [tables.table, *tables.children]:
-            if relation in existing:
-                not_null = _apply_column_changes(conn, tables, relation, changes.get(relation, {}))
-                counts = _apply_rows(conn, tables, relation)
-                if relation == tables.table:
-                    result |= counts
-                for column in not_null:
-                    conn.execute(statement("set_not_null", tables, relation, column=sql.Identifier(column)))
-            else:
-                _move_in(conn, tables, relation)
-        if tables.table in existing:
-            now = count_live(conn, tables)
-            if now != rows:
-                raise AirflowFailException(
-                    f"{tables} holds {now} rows after publishing {rows}; nothing was published. "
-                    f"Does a row-level security policy hide rows from this connection's role?"
-                )
-        if tables.rejects in existing:
-            _apply_column_changes(conn, tables, tables.rejects, changes.get(tables.rejects, {}))
-            conn.execute(statement("replace_rejects", tables, tables.rejects))
-        else:
-            _move_in(conn, tables, tables.rejects)
-        for relation in gone_children:
-            conn.execute(statement("drop_live", tables, relation))
+        _apply(conn, tables, existing, changes, gone_children, result)
         position = staging_position(conn, tables)
         result |= {
             "position": position,
@@ -224,18 +143,114 @@ def _publish_once(
                 conn.execute(statement("analyze_live", tables, relation))
             conn.execute(statement("drop_staging", tables, relation))
         conn.execute(statement("drop_changed", tables))
-        conn.execute(
-            statement("record_published", tables),
-            {
-                **asdict(owner),
-                **names,
-                "result": Jsonb(result),
-                "position": Jsonb(position),
-                "fingerprint": fingerprint,
-            },
-        )
+        record = {**asdict(owner), **names, "result": Jsonb(result), "position": Jsonb(position)}
+        conn.execute(statement("record_published", tables), {**record, "fingerprint": fingerprint})
         failpoint("publish_before_commit")
         return result
+
+
+def _may_publish(
+    conn: Connection, tables: Tables, owner: Owner, last: tuple | None
+) -> tuple[Tables, list[str]]:
+    """The tables as the owner loaded them, and which live ones exist; refused where this run may not
+    publish them (another's staging tables, another DAG's live tables, live tables gone under an incremental
+    run, or not owned by the role)."""
+    check_owner(conn, tables, owner)
+    tables = loaded(conn, tables)
+    existing = existing_relations(conn, tables)
+    if existing and (last is None or last[0] != owner.dag_id):
+        raise AirflowFailException(_not_ours(tables, owner, existing, last and last[0]))
+    if tables.incremental and len(existing) != len(tables.relations):
+        gone = ", ".join(live_relation_names(tables, set(tables.relations) - set(existing)))
+        raise AirflowFailException(
+            f"{gone} went away while this incremental run copied the changes since its publish: "
+            f"nothing was published. A new run copies {tables} in full."
+        )
+    owned = {"names": live_relation_names(tables, existing)}
+    if existing and not conn.execute(statement("live_owned", tables), owned).fetchone()[0]:
+        user = conn.execute("SELECT current_user").fetchone()[0]
+        raise AirflowFailException(
+            f"role {user} does not own {tables} (or its rejects or child tables), so its ANALYZE "
+            f"after changing the rows would do nothing: nothing was published. Give it the "
+            f"owner's privileges (own the tables, or inherit from their owner)."
+        )
+    return tables, existing
+
+
+def _lock_for_publish(
+    conn: Connection, tables: Tables, existing: list[str], previous: dict
+) -> tuple[dict, list[str]]:
+    """Lock the run's staging tables and the live ones (only those whose columns change, or that go, so
+    that readers wait; the others against concurrent changes of their shape); the column changes and the
+    child tables gone from the mapping. Refuses what depends on a column that changes."""
+    staging = sql.SQL(", ").join(tables.staging(relation) for relation in tables.relations)
+    conn.execute(statement("lock_own_staging", tables, relations=staging))
+    changes = _column_changes(conn, tables, existing, previous)
+    gone_children = [
+        relation
+        for relation in previous.get("children", [])
+        if relation not in tables.children and relation_exists(conn, tables, relation)
+    ]
+    reshaped = [relation for relation in existing if relation in changes] + gone_children
+    for mode, relations in (
+        ("SHARE UPDATE EXCLUSIVE", [relation for relation in existing if relation not in changes]),
+        ("ACCESS EXCLUSIVE", reshaped),  # only the tables whose columns change, or that go
+    ):
+        if relations:
+            live = sql.SQL(", ").join(tables.live(relation) for relation in relations)
+            conn.execute(statement("lock_live", tables, relations=live, mode=sql.SQL(mode)))
+    _refuse_dependants(conn, tables, changes, gone_children)
+    return changes, gone_children
+
+
+def _guarded_counts(conn: Connection, tables: Tables, guards: Guards, existing: list[str]) -> dict:
+    """The copy's counts, refused by the guards (``check_guards``); the start of publish's result."""
+    rows, rejects = count_rows(conn, tables)
+    live_rows = count_live(conn, tables) if tables.table in existing else None
+    added = added_rejects(conn, tables) if tables.rejects in existing else rejects
+    check_guards(guards, rows, rejects, added, live_rows, str(tables))
+    result = {"rows": rows, "rejects": rejects, "added_rejects": added, "live_rows_before": live_rows}
+    if tables.incremental:
+        return result | {"method": "changes applied in place", "deleted": 0, "updated": 0, "inserted": 0}
+    if tables.table in existing:
+        return result | {"method": "applied in place", "deleted": 0, "updated": 0, "inserted": 0}
+    return result | {"method": "moved in (first publish)", "deleted": 0, "updated": 0, "inserted": rows}
+
+
+def _apply(
+    conn: Connection,
+    tables: Tables,
+    existing: list[str],
+    changes: dict,
+    gone_children: list[str],
+    result: dict,
+) -> None:
+    """The live tables made equal to the copy: columns changed, rows deleted, updated and inserted in place
+    (counted into ``result``), or a first table moved in; the rejects replaced; gone child tables dropped."""
+    for relation in [tables.table, *tables.children]:
+        if relation in existing:
+            not_null = _apply_column_changes(conn, tables, relation, changes.get(relation, {}))
+            counts = _apply_rows(conn, tables, relation)
+            if relation == tables.table:
+                result |= counts
+            for column in not_null:
+                conn.execute(statement("set_not_null", tables, relation, column=sql.Identifier(column)))
+        else:
+            _move_in(conn, tables, relation)
+    if tables.table in existing:
+        now = count_live(conn, tables)
+        if now != result["rows"]:
+            raise AirflowFailException(
+                f"{tables} holds {now} rows after publishing {result['rows']}; nothing was published. "
+                f"Does a row-level security policy hide rows from this connection's role?"
+            )
+    if tables.rejects in existing:
+        _apply_column_changes(conn, tables, tables.rejects, changes.get(tables.rejects, {}))
+        conn.execute(statement("replace_rejects", tables, tables.rejects))
+    else:
+        _move_in(conn, tables, tables.rejects)
+    for relation in gone_children:
+        conn.execute(statement("drop_live", tables, relation))
 
 
 def _not_ours(tables: Tables, owner: Owner, existing: list[str], published_by: str | None) -> str:
@@ -382,109 +397,3 @@ def _set_comment(conn: Connection, tables: Tables, owner: Owner, position: dict 
         point += f", not exactly: {position.get('inexact') or 'the source never fell quiet'}"
     line = f"{COMMENT_MARK} published by {owner}; {point}"
     conn.execute(statement("set_table_comment", tables, comment=sql.Literal("\n".join([*kept, line]))))
-
-
-def _check_guards(
-    guards: Guards, rows: int, rejects: int, added: int, live_rows: int | None, live: str
-) -> None:
-    """Refuse to publish an unproven, empty, shrunken or emptied copy, or one that sets aside many more
-    documents than the published table (``added``), naming the Param that allows it."""
-    options = guards.options
-    if guards.verified != (rows, rejects) and not options.publish_unverified:
-        proved = (
-            "returned no result (was it marked successful by hand?)"
-            if guards.verified is None
-            else f"proved {guards.verified[0]} rows and {guards.verified[1]} rejects"
-        )
-        raise AirflowFailException(
-            f"verify of this run {proved}, and the copy of {live} holds {rows} rows and "
-            f"{rejects} rejects now: nothing was published. Set the Param publish_unverified in a new run "
-            f"to publish an unverified copy."
-        )
-    if live_rows and rows + rejects == 0:
-        if options.publish_empty:
-            return
-        raise AirflowFailException(
-            f"the copy is empty while {live} holds {live_rows} rows: nothing was published. "
-            f"Set the Param publish_empty in a new run to empty the table."
-        )
-    if added and added * 100 > options.max_reject_percent * (rows + rejects):
-        share = 100 * added / (rows + rejects)
-        raise AirflowFailException(
-            f"the copy set aside {added} of its {rows + rejects} documents ({share:.2f}%)"
-            f" that the published table had not set aside ({rejects} set aside in all, for {live}_rejects), "
-            "more than "
-            f"the Param max_reject_percent ({options.max_reject_percent:g}) allows: nothing was published. "
-            "See why in verify's log and the staging rejects table. To accept this level for every run, "
-            "set max_reject_percent in the mapping's params; for one run, raise it in a new run's form."
-        )
-    emptied = emptied_columns(
-        guards.columns or {"columns": [], "children": []},
-        options.max_null_rise_percent,
-        options.max_shrink_percent,
-    )
-    if emptied:
-        raise AirflowFailException(
-            f"publish refuses what the mapping's new or changed columns emptied in {live}: "
-            + "; ".join(emptied)
-            + ". Nothing was published. A path typed wrong does this "
-            "(verify's report lists every column's NULLs): mend the mapping. If the data is so, raise the "
-            f"Param max_null_rise_percent (now {options.max_null_rise_percent}; 100: any) or, for a child "
-            "table, max_shrink_percent, in a new run to publish it."
-        )
-    smallest = live_rows * (100 - options.max_shrink_percent) / 100 if live_rows else 0
-    if rows < smallest:
-        raise AirflowFailException(
-            f"the copy holds {rows} rows, {100 - 100 * rows / live_rows:.1f}% fewer than the "
-            f"{live_rows} of {live}, more than the Param max_shrink_percent ({options.max_shrink_percent}) "
-            f"allows: nothing was published. Raise max_shrink_percent in a new run to publish it."
-        )
-
-
-def emptied_columns(counted: dict, max_rise: int, max_shrink: int) -> list[str]:
-    """What a changed mapping emptied (of ``column_counts``, only what it ``judged``), each as a sentence
-    with its numbers: a column whose share of NULL rows rose by more than ``max_rise`` percentage points
-    against the live table, or, with no live rows to compare, whose path no document read had (unless
-    ``max_rise`` is 100); a child table with ``max_shrink`` percent fewer rows than the live one."""
-    emptied = []
-    for found in counted["columns"]:
-        rows, nulls, live_rows, live_nulls = (
-            found[key] for key in ("rows", "nulls", "live_rows", "live_nulls")
-        )
-        if not found["judged"] or not rows:
-            continue
-        share = 100 * nulls / rows
-        said = (
-            f"{found['table']}.{found['column']} (path [{', '.join(found['path'])}]) is NULL in {nulls:,} of "
-        )
-        said += f"the copy's {rows:,} rows"
-        if live_rows:
-            live_share = 100 * live_nulls / live_rows
-            if share - live_share <= max_rise:
-                continue
-            said += f" ({share:.1f}%), against {live_nulls:,} of {live_rows:,} ({live_share:.1f}%) in the "
-            said += "live table"
-        elif nulls < rows or found["absent"] < rows or max_rise >= 100:
-            continue
-        else:
-            said += (
-                ", a column new to the live table"
-                if live_rows is None
-                else ", and the live table has no rows"
-            )
-        if found["absent"]:
-            said += f"; its path was absent in {found['absent']:,} of the documents or elements read"
-        emptied.append(said)
-    for found in counted["children"]:
-        rows, live_rows = found["rows"], found["live_rows"]
-        if found["judged"] and live_rows and rows < live_rows * (100 - max_shrink) / 100:
-            emptied.append(
-                f"the child table {found['table']} (array [{', '.join(found['path'])}]) holds {rows:,} rows "
-                f"against the live one's {live_rows:,}, more than max_shrink_percent ({max_shrink}) fewer"
-            )
-    return emptied
-
-
-def _added_rejects(conn: Connection, tables: Tables) -> int:
-    """The copy's rejects that the live rejects table does not hold: new, or newly broken."""
-    return conn.execute(statement("new_rejects", tables, tables.rejects)).fetchone()[0]
