@@ -64,36 +64,38 @@ def versions_of(mapping: Mapping) -> dict:
 
 def why_full(mode: str, versions: dict, source: Collection, conn: Connection, tables: Tables) -> Choice:
     """The point and fingerprint the live tables were published with, or why a run in ``mode`` cannot
-    start there without looking at the tables; a changed mapping is named whatever the reason, so that
-    a person reads what the copy will change."""
-
-    def full(reason: str) -> Choice:
-        return Choice(None, None, reason)
-
+    start there without looking at the tables (``reason_for``, then whether the source's stream can still
+    resume from that point)."""
     published = target.published_state(conn, tables)
+    reason = reason_for(mode, published, versions, str(tables))
+    if reason is not None:
+        return Choice(None, None, reason)
+    point = published.position
+    return Choice(point, published.fingerprint, why_not_from(source, Position.from_json(point)))
+
+
+def reason_for(mode: str, published: target.PublishedState | None, versions: dict, tables: str) -> str | None:
+    """Why a run in ``mode`` copies in full, from what the last publish of ``tables`` recorded (None: it
+    may start from the published point, if the stream still holds it); a changed mapping is named whatever
+    the reason, so that a person reads what the copy will change."""
     changed = versions_differ(published.versions or {}, versions) if published else None
     also = f"; and {changed}" if changed else ""
     if mode == "full":
-        return full("the Param mode asks for one" + also)
+        return "the Param mode asks for one" + also
     if published and published.point_lost:
-        return full(
-            f"an earlier run could not resume the change stream from {tables}'s point: "
-            f"{published.point_lost}{also}"
-        )
+        lost = published.point_lost
+        return f"an earlier run could not resume the change stream from {tables}'s point: {lost}{also}"
     if published is None or published.position is None:
-        return full(
-            f"{tables} has no published point to start from (no publish of this DAG with a change stream)"
-            + also
-        )
-    position, fingerprint = published.position, published.fingerprint
+        why = "no publish of this DAG with a change stream"
+        return f"{tables} has no published point to start from ({why}){also}"
     if changed:
-        return full(changed)
-    if not (fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
-        return full(
+        return changed
+    if not (published.fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
+        return (
             f"{tables} was published by an earlier version of this project, which fingerprinted its "
             "rows otherwise: this copy records the fingerprint the next runs check"
         )
-    return Choice(position, fingerprint, why_not_from(source, Position.from_json(position)))
+    return None
 
 
 def versions_differ(published: dict, now: dict) -> str | None:
