@@ -214,7 +214,7 @@ def local_executor(documents: int, items_per_page: int) -> Result:
         if run["state"] != "success":
             raise RuntimeError(f"the LocalExecutor run ended {run['state']}: {run['dag_run_id']}")
         tasks = api.task_instances(run["dag_run_id"])
-        summary = api.result(run["dag_run_id"], "verify")
+        proof = api.result(run["dag_run_id"], "verify")  # verification.Proof
         pages = sorted((t["map_index"], t["duration"]) for t in tasks if t["task_id"] == "migrate_page")
         parallelism = os.environ.get("AIRFLOW_PARALLELISM", "4")
         return Result(
@@ -223,7 +223,7 @@ def local_executor(documents: int, items_per_page: int) -> Result:
             _seconds_between(run["start_date"], run["end_date"]),
             _count_published(table),
             [duration for _, duration in pages],
-            summary["peak_memory_mb"],
+            proof["run"]["peak_memory_mb"],
         )
     finally:
         subprocess.run(["bash", script, "stop"], check=True, capture_output=True)

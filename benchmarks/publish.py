@@ -18,6 +18,7 @@ from psycopg import sql
 
 from benchmarks.machine import machine, measured_on, save_results
 from mongo_migration import target
+from mongo_migration.run_options import RunOptions
 from tests.staging import OUTSIDE_A_RUN, drop_tables, reset_staging, staged, users
 
 TABLE = "benchmark_publish"
@@ -45,7 +46,9 @@ def stage(conn, rows: int, version: int = 0, every: int = 1) -> None:
 
 
 def timed_publish(conn) -> tuple[float, dict]:
-    guards = target.Guards(verified=target.count_rows(conn, TABLES), max_shrink_percent=100)
+    guards = target.Guards(
+        verified=target.count_rows(conn, TABLES), options=RunOptions(max_shrink_percent=100)
+    )
     started = time.perf_counter()
     result = target.publish(conn, TABLES, OUTSIDE_A_RUN, guards, wait_seconds=0)
     return time.perf_counter() - started, result

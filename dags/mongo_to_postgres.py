@@ -64,7 +64,7 @@ from mongo_migration.operators import (
     VerifyMigrationOperator,
     asset_alias,
 )
-from mongo_migration.run_options import SECTIONS, RunOptions
+from mongo_migration.run_options import SECTIONS
 
 
 def whole(pattern: str) -> str:
@@ -76,6 +76,9 @@ def whole(pattern: str) -> str:
 # check again, with the rejects and child tables, before any SQL is built).
 TABLE_NAME = r"(?!.*_rejects$)[a-z_][a-z0-9_]{0,54}"
 SCHEMA_NAME = rf"(?!{STAGING_SCHEMA}$)[a-z_][a-z0-9_]{{0,62}}"
+
+
+SEEDING_HERE = "This deployment"  # the form says whether this deployment allows seeding
 
 
 def params(mapping: Mapping) -> dict[str, Param]:
@@ -122,6 +125,9 @@ def params(mapping: Mapping) -> dict[str, Param]:
         name: Param(default, description=schema.pop("description"), **schema)
         for name, (default, schema) in run_options.form(mapping.params, mapping.seed_users).items()
     }
+    if "seed_users" in options:
+        allowed = "allows it" if config.seeding_allowed() else "refuses it"
+        options["seed_users"].description += f" {SEEDING_HERE} {allowed}."
     fields = {**names, **options}
     return dict(sorted(fields.items(), key=lambda field: SECTIONS.index(field[1].schema["section"])))
 
@@ -154,9 +160,8 @@ def migration_dag(mapping: Mapping) -> DAG:
         "mongo_conn_id": config.MONGO_CONN_ID,
         "mongo_database": "{{ params.mongo_database }}",
         "mongo_collection": "{{ params.mongo_collection }}",
-        # each task reads the options it needs from these (RunOptions.read)
-        "options": RunOptions.templates(list(run_options.form(mapping.params, mapping.seed_users))),
     }
+    options = run_options.templates(mapping.seed_users)  # what the tasks that read options render
     target = {
         "mapping": mapping,
         "postgres_conn_id": config.POSTGRES_CONN_ID,
@@ -188,6 +193,7 @@ def migration_dag(mapping: Mapping) -> DAG:
     def migration():
         preflight = PreflightOperator(
             task_id="preflight",
+            options=options,
             execution_timeout=timeout["preflight"],
             **source,
             **target,
@@ -197,6 +203,7 @@ def migration_dag(mapping: Mapping) -> DAG:
         )
         open_change_stream = OpenChangeStreamOperator(
             task_id="open_change_stream",
+            options=options,
             map_index_template="{{ copy_mode }}",  # full or incremental, and why, in the run's task list
             execution_timeout=timeout["open_change_stream"],
             **source,
@@ -205,6 +212,7 @@ def migration_dag(mapping: Mapping) -> DAG:
         if mapping.seed_users:
             seed_users = SeedUsersOperator(
                 task_id="seed_users",
+                options=options,
                 faker_seed=config.FAKER_SEED,
                 execution_timeout=timeout["seed_users"],
                 **source,
@@ -214,6 +222,7 @@ def migration_dag(mapping: Mapping) -> DAG:
             preflight >> reset_table >> open_change_stream
         plan_pages = PlanPagesOperator(
             task_id="plan_pages",
+            options=options,
             start=open_change_stream.output,
             execution_timeout=timeout["plan_pages"],
             **source,
@@ -241,6 +250,7 @@ def migration_dag(mapping: Mapping) -> DAG:
         )
         verify = VerifyMigrationOperator(
             task_id="verify",
+            options=options,
             page_results=migrate_page.output,
             caught_up=catch_up.output,
             start=open_change_stream.output,
@@ -251,6 +261,7 @@ def migration_dag(mapping: Mapping) -> DAG:
         )
         publish = PublishOperator(
             task_id="publish",
+            options=options,
             verified=verify.output,
             asset_alias=asset_alias(mapping.dag_id),
             execution_timeout=timeout["publish"],

@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS {published} (
 );
 
 -- Where each target's staging tables stand in the source's change stream (see
--- plugins/mongo_migration/changes.py), keyed by their staging name "<schema>.<table>":
+-- plugins/mongo_migration/changes.py and positions.py), keyed by their staging name "<schema>.<table>":
 -- open_change_stream writes where the run starts, the catch-up advances it in the
 -- transaction that applies the changes up to it. A null position: none yet, or the
 -- source has no change stream.

@@ -1,6 +1,7 @@
 """Extended JSON, exact: the ``document`` column and ``jsonb`` columns (``extended_json``), and the spelling
 of a Decimal128 from its bits, which both the JSON and a numeric column use. A value that cannot be
-written faithfully raises ``Violation``, the contract's error (``contract.py``)."""
+written faithfully raises ``Violation``, defined here and raised by the contract's writers too
+(``contract.py``)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """The options of a run, declared once: their defaults, bounds, titles, descriptions and sections.
 
-The DAG's trigger form is generated from these declarations (``form``), a
-mapping's ``params`` may change the defaults of those in ``Params``, and
-each task reads the rendered values once, into a ``RunOptions``
-(``RunOptions.read``): no default or bound is written anywhere else, and
-``docs/params.md``'s table is tested against the form. Adding an option is
-a field here and the line of the task that reads it.
+The DAG's trigger form is generated from these declarations (``form``), in
+their order; a mapping's ``params`` may change the defaults of those in
+``MAPPING_DEFAULTS`` (``Params``); and each task reads the rendered values
+once, into a ``RunOptions`` (``RunOptions.read``): no default or bound is
+written anywhere else, and ``docs/params.md``'s table is tested against the
+form. Adding an option is a field here and the line of the task that reads it.
 
 The source's and the target's names are not options but the mapping's; the
 DAG file declares their fields, and they stay text all the way through.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from include import config
 
@@ -24,20 +24,26 @@ SECTIONS = ("Source", "Pages", "Target", "Publish", "For one run only")  # the f
 
 def _option(default: Any, section: str, title: str, description: str, **bounds: Any) -> Any:
     """A field of the form: its section, title and description, as Airflow's Param shows them."""
-    return Field(
-        default=default,
-        title=title,
-        description=description,
-        json_schema_extra={"section": section},
-        **bounds,
-    )
+    extra = {"section": section}
+    return Field(default=default, title=title, description=description, json_schema_extra=extra, **bounds)
 
 
-class Params(BaseModel):
-    """The options whose defaults a mapping's ``params`` may change, for its own DAG."""
+class RunOptions(BaseModel):
+    """Every option of a run, in the form's order, as a task reads it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    seed_users: int = _option(
+        0,  # seeding happens only when a run asks for it
+        "Source",
+        "Users to seed (0: none)",
+        f"Fake users 0 to N-1 to ensure in the collection before copying (the seed project's amount: "
+        f"{config.SEED_USERS:,}): missing ones, wherever they are, are inserted again; other documents are "
+        "left alone. 0, the default, copies the collection as it is. Writes into the source: only in "
+        f"manually triggered runs, and only where the deployment sets {config.ALLOW_SEEDING_VARIABLE}=true.",
+        ge=0,
+        le=100_000_000,
+    )
     mode: Literal["incremental", "full"] = _option(
         config.COPY_MODE,
         "Source",
@@ -51,9 +57,9 @@ class Params(BaseModel):
         config.ITEMS_PER_PAGE,
         "Pages",
         "Items per page (documents)",
-        f"Documents per migrate_page task, each one a range of _id values; up to {config.CLUSTER_SIZE} pages "
-        "run at once. More per page when the collection would need more pages than Airflow's "
-        "[core] max_map_length (1024 by default).",
+        "Documents per migrate_page task, each one a range of _id values; as many pages run at once as "
+        f"the deployment's {config.CLUSTER_SIZE_VARIABLE} (90 when unset). More per page when the collection "
+        "would need more pages than Airflow's [core] max_map_length (1024 by default).",
         ge=1,
         le=100_000,
     )
@@ -99,25 +105,10 @@ class Params(BaseModel):
         config.PUBLISH_WAIT_SECONDS,
         "Publish",
         "Wait for a busy table (seconds)",
-        "How long publish keeps trying, in short attempts, while other sessions lock the live table.",
+        "How long publish keeps trying, in attempts of at most 5 s, while other sessions lock the live "
+        "table.",
         ge=0,
         le=1800,  # leaves publish's execution_timeout (1 h) half its time to work
-    )
-
-
-class RunOptions(Params):
-    """Every option of a run, as a task reads it."""
-
-    seed_users: int = _option(
-        0,  # seeding happens only when a run asks for it
-        "Source",
-        "Users to seed (0: none)",
-        f"Fake users 0 to N-1 to ensure in the collection before copying (the seed project's amount: "
-        f"{config.SEED_USERS:,}); 0, the default, copies it as it is. Writes into the source: only in "
-        f"manually triggered runs, and only where the deployment sets {config.ALLOW_SEEDING_VARIABLE}=true. "
-        "The users DAG only.",
-        ge=0,
-        le=100_000_000,
     )
     publish_empty: bool = _option(
         False,
@@ -140,26 +131,60 @@ class RunOptions(Params):
         "pages, what publish would say of the live table) and stop there: nothing is written anywhere.",
     )
 
+    @field_validator("verify_content", "publish_empty", "publish_unverified", "dry_run", mode="before")
+    @classmethod
+    def _true_or_false(cls, value: Any) -> Any:
+        """A boolean Param renders as "True" or "False": any other text is refused by name, never read as
+        either (pydantic alone would take "yes", "on" or "1")."""
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{value!r} is neither true nor false")
+
     @classmethod
     def read(cls, rendered: dict[str, Any]) -> RunOptions:
         """The options as a task's templates rendered them: text, turned into their types and checked."""
         return cls.model_validate(rendered)
 
-    @staticmethod
-    def templates(names: list[str]) -> dict[str, str]:
-        """What a task's ``options`` field renders: the run's value of each of ``names``."""
-        return {name: f"{{{{ params.{name} }}}}" for name in names}
+
+# The options a mapping's ``params`` may give its own defaults for.
+MAPPING_DEFAULTS = (
+    "mode",
+    "items_per_page",
+    "max_shrink_percent",
+    "max_reject_percent",
+    "max_null_rise_percent",
+    "verify_content",
+    "publish_wait_seconds",
+)
+Params = create_model(
+    "Params",
+    __config__=ConfigDict(extra="forbid", frozen=True),
+    __doc__="The defaults a mapping's ``params`` may change, for its own DAG.",
+    **{
+        name: (RunOptions.model_fields[name].annotation, RunOptions.model_fields[name])
+        for name in MAPPING_DEFAULTS
+    },
+)
 
 
-def form(defaults: Params, seeding: bool) -> dict[str, tuple[Any, dict]]:
-    """Each option of the trigger form: its default (the mapping's) and its JSON schema, as Airflow's
-    ``Param(default, **schema)`` takes them; ``seed_users`` only where the DAG seeds."""
+def names(seeding: bool) -> list[str]:
+    """The options of a DAG's form, and so of its tasks: ``seed_users`` only where the DAG seeds."""
+    return [name for name in RunOptions.model_fields if seeding or name != "seed_users"]
+
+
+def templates(seeding: bool) -> dict[str, str]:
+    """What a task's ``options`` field renders: the run's value of each option."""
+    return {name: f"{{{{ params.{name} }}}}" for name in names(seeding)}
+
+
+def form(defaults: BaseModel, seeding: bool) -> dict[str, tuple[Any, dict]]:
+    """Each option of the trigger form: its default (the mapping's ``Params``) and its JSON schema, as
+    Airflow's ``Param(default, **schema)`` takes them."""
     values = RunOptions(**defaults.model_dump())
     schema = RunOptions.model_json_schema()["properties"]
-    fields = {}
-    for name in RunOptions.model_fields:
-        if name == "seed_users" and not seeding:
-            continue
-        field = {key: value for key, value in schema[name].items() if key != "default"}
-        fields[name] = (getattr(values, name), field)
-    return fields
+    return {
+        name: (getattr(values, name), {key: value for key, value in schema[name].items() if key != "default"})
+        for name in names(seeding)
+    }

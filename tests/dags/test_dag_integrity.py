@@ -256,7 +256,7 @@ def params_table(dag) -> str:
         "| --- | --- | --- | --- | --- |",
         *(
             f"| {param.schema['section']} | `{name}` | {shown(param.value)} | {allowed(param.schema)} | "
-            f"{param.schema['title']}: {param.description} |"
+            f"{param.schema['title']}: {param.description.split(' This deployment ')[0]} |"
             for name, param in dag.params.items()
         ),
     ]

@@ -54,3 +54,9 @@ def test_verify_proof_reads_back_as_written_and_publish_refuses_one_it_cannot_re
     options = RunOptions(max_shrink_percent=50)
     guards = PublishOperator.guards(PROOF, options)
     assert (guards.verified, guards.columns, guards.options) == ((248, 2), PROOF.columns, options)
+
+
+def test_a_proof_verify_wrote_before_the_proof_was_typed_still_reads_with_its_summary_under_run():
+    before = {key: value for key, value in PROOF.to_xcom().items() if key != "run"} | PROOF.run
+
+    assert Proof.from_xcom(before) == PROOF

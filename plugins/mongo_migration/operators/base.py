@@ -39,10 +39,11 @@ def asset_alias(dag_id: str) -> str:
     return f"{dag_id}_target"
 
 
-SOURCE_FIELDS = ("mongo_database", "mongo_collection", "options")
+SOURCE_FIELDS = ("mongo_database", "mongo_collection")
 
 
 TARGET_FIELDS = ("target_table", "target_schema")
+OPTION_FIELDS = ("options",)  # of the operators that read the run's options
 
 
 def owner_of(context: Any) -> Owner:
@@ -50,10 +51,25 @@ def owner_of(context: Any) -> Owner:
     return Owner(dag_id=context["dag_run"].dag_id, run_id=context["dag_run"].run_id)
 
 
-class SourceOperator(BaseOperator):
-    """An operator that reads the source collection through the ``mongo_conn_id`` connection, and the
-    run's ``options`` (rendered from the Params by ``RunOptions.templates``; unset ones take their
-    defaults)."""
+class MigrationOperator(BaseOperator):
+    """An operator of the migration DAGs, which may read the run's ``options``: the form's values as its
+    templates rendered them (``run_options.templates``); an option left out takes its default."""
+
+    def __init__(self, *, options: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.options = options or {}
+
+    def run_options(self) -> RunOptions:
+        """The options, typed and checked: a value that is none of its type fails the task by name, not to
+        be retried (a run triggered through the API or a CLI's --conf, which no form checked)."""
+        try:
+            return RunOptions.read(self.options)
+        except ValidationError as error:
+            raise AirflowFailException(f"the run's options cannot be used: {error}") from None
+
+
+class SourceOperator(MigrationOperator):
+    """An operator that reads the source collection through the ``mongo_conn_id`` connection."""
 
     def __init__(
         self,
@@ -61,20 +77,12 @@ class SourceOperator(BaseOperator):
         mongo_database: str,
         mongo_collection: str,
         mongo_conn_id: str = "mongo_default",
-        options: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.mongo_database = mongo_database
         self.mongo_collection = mongo_collection
         self.mongo_conn_id = mongo_conn_id
-        self.options = options or {}
-
-    def run_options(self) -> RunOptions:
-        try:
-            return RunOptions.read(self.options)
-        except ValidationError as error:  # a form the trigger did not check (the API, a CLI's --conf)
-            raise AirflowFailException(f"the run's options cannot be used: {error}") from None
 
     def source(self, hook: MongoHook) -> Collection:
         """The collection, read at read concern "majority": what the change stream shows, so that a write
@@ -100,7 +108,7 @@ class SourceOperator(BaseOperator):
         return asset
 
 
-class TargetOperator(BaseOperator):
+class TargetOperator(MigrationOperator):
     """An operator that works on the target table, shaped by ``mapping``, through the ``postgres_conn_id``
     connection."""
 

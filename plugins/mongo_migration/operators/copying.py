@@ -16,6 +16,7 @@ from mongo_migration.connections import mongo_hook
 from mongo_migration.documents import Conversion
 from mongo_migration.operators.base import (
     NO_CHANGE_STREAM,
+    OPTION_FIELDS,
     SOURCE_FIELDS,
     TARGET_FIELDS,
     SourceOperator,
@@ -40,7 +41,7 @@ class PlanPagesOperator(SourceOperator):
     ``open_change_stream``) has no pages to copy.
     """
 
-    template_fields: Sequence[str] = ("start", *SOURCE_FIELDS)
+    template_fields: Sequence[str] = ("start", *SOURCE_FIELDS, *OPTION_FIELDS)
 
     def __init__(self, *, start: dict | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -67,9 +68,8 @@ class PlanPagesOperator(SourceOperator):
             with session_as_of(source, stream_start) as session:  # on a secondary: as of the start or later
                 pages, check = plan_and_check(source, items_per_page, session)
             if stream_start and changed_since(source, Position.from_json(stream_start)):
-                self.log.info(
-                    "%s changed while planned (%s): the catch-up applies it", self.source_name(), check
-                )
+                changed = "%s changed while it was planned (%s): the catch-up applies those changes"
+                self.log.info(changed, self.source_name(), check)
             elif not check.matches():  # retried: a write while planning (with no change stream) goes away
                 raise AirflowException(mismatch(source, pages, check, streaming=bool(stream_start)))
         most = conf.getint("core", "max_map_length")  # the most tasks Airflow maps

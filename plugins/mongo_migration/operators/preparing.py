@@ -17,6 +17,7 @@ from mongo_migration.changes import open_position
 from mongo_migration.connections import UnreachableError, mongo_hook
 from mongo_migration.operators.base import (
     NO_CHANGE_STREAM,
+    OPTION_FIELDS,
     SOURCE_FIELDS,
     TARGET_FIELDS,
     SourceOperator,
@@ -61,7 +62,7 @@ class PreflightOperator(SourceToTargetOperator):
     skips the rest of the run: nothing is written anywhere.
     """
 
-    template_fields: Sequence[str] = (*TARGET_FIELDS, *SOURCE_FIELDS)
+    template_fields: Sequence[str] = (*TARGET_FIELDS, *SOURCE_FIELDS, *OPTION_FIELDS)
 
     def execute(self, context: Any) -> dict:
         options = self.run_options()
@@ -107,7 +108,7 @@ class SeedUsersOperator(SourceOperator):
     never a scheduled one.
     """
 
-    template_fields: Sequence[str] = SOURCE_FIELDS
+    template_fields: Sequence[str] = (*SOURCE_FIELDS, *OPTION_FIELDS)
 
     def __init__(self, *, faker_seed: int, **kwargs):
         super().__init__(**kwargs)
@@ -159,7 +160,7 @@ class OpenChangeStreamOperator(SourceToTargetOperator):
     only if nothing writes to it meanwhile.
     """
 
-    template_fields: Sequence[str] = (*TARGET_FIELDS, *SOURCE_FIELDS)
+    template_fields: Sequence[str] = (*TARGET_FIELDS, *SOURCE_FIELDS, *OPTION_FIELDS)
 
     def execute(self, context: Any) -> dict:
         mode = self.run_options().mode

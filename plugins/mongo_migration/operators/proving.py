@@ -16,6 +16,7 @@ from mongo_migration.connections import mongo_hook
 from mongo_migration.documents import Conversion
 from mongo_migration.operators.base import (
     NO_CHANGE_STREAM,
+    OPTION_FIELDS,
     SOURCE_FIELDS,
     TARGET_FIELDS,
     SourceToTargetOperator,
@@ -55,7 +56,14 @@ class VerifyMigrationOperator(SourceToTargetOperator):
     (``verification.Proof``) that publish checks.
     """
 
-    template_fields: Sequence[str] = ("page_results", "caught_up", "start", *TARGET_FIELDS, *SOURCE_FIELDS)
+    template_fields: Sequence[str] = (
+        "page_results",
+        "caught_up",
+        "start",
+        *TARGET_FIELDS,
+        *SOURCE_FIELDS,
+        *OPTION_FIELDS,
+    )
 
     def __init__(
         self, *, page_results: list[dict], caught_up: dict | None = None, start: dict | None = None, **kw
@@ -130,7 +138,7 @@ class PublishOperator(SourceToTargetOperator):
     source collection, the run summary and what changed in its extra.
     """
 
-    template_fields: Sequence[str] = ("verified", *TARGET_FIELDS, *SOURCE_FIELDS)
+    template_fields: Sequence[str] = ("verified", *TARGET_FIELDS, *SOURCE_FIELDS, *OPTION_FIELDS)
 
     def __init__(self, *, verified: dict | None, asset_alias: str, **kwargs):
         super().__init__(outlets=[AssetAlias(asset_alias)], **kwargs)

@@ -21,9 +21,8 @@ class Guards:
     """What ``publish`` refuses unless a person allows it, each by its Param, for one run."""
 
     verified: tuple[int, int] | None  # the rows and rejects verify proved; None: it returned nothing
-    options: RunOptions = field(
-        default_factory=RunOptions
-    )  # the Params that allow what is refused, and the limits
+    # the limits, and the Params that allow for one run what is refused
+    options: RunOptions = field(default_factory=RunOptions)
     columns: dict | None = None  # verify's column_counts (a full copy's); None: not counted
 
 

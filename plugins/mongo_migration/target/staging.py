@@ -185,8 +185,8 @@ def staging_position(conn: Connection, tables: Tables) -> dict | None:
 
 @contextmanager
 def copy_into_staging(conn: Connection, tables: Tables, relation: str | None = None) -> Iterator[Copy]:
-    """A COPY into a staging table (the table's by default), in the caller's transaction: every COPY of
-    the project's rows goes through here or ``copy_into_source_rows``."""
+    """A COPY into a staging table (the table's by default), in the caller's transaction: every COPY the
+    DAGs make goes through here or ``copy_into_source_rows``."""
     with conn.cursor() as cursor, cursor.copy(statement("copy_into_staging", tables, relation)) as copy:
         yield copy
 
