@@ -5,7 +5,9 @@ their order; a mapping's ``params`` may change the defaults of those in
 ``MAPPING_DEFAULTS`` (``Params``); and each task reads the rendered values
 once, into a ``RunOptions`` (``RunOptions.read``): no default or bound is
 written anywhere else, and ``docs/params.md``'s table is tested against the
-form. Adding an option is a field here and the line of the task that reads it.
+form. Adding an option is a field here and the line of the task that reads it (a task that reads
+options has ``OPTION_FIELDS`` in its template fields and is given ``options`` in the DAG file; a test
+checks both); a mapping may set its default when it is in ``MAPPING_DEFAULTS``.
 
 The source's and the target's names are not options but the mapping's; the
 DAG file declares their fields, and they stay text all the way through.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from include import config
 
@@ -57,9 +59,10 @@ class RunOptions(BaseModel):
         config.ITEMS_PER_PAGE,
         "Pages",
         "Items per page (documents)",
-        "Documents per migrate_page task, each one a range of _id values; as many pages run at once as "
-        f"the deployment's {config.CLUSTER_SIZE_VARIABLE} (90 when unset). More per page when the collection "
-        "would need more pages than Airflow's [core] max_map_length (1024 by default).",
+        "Documents per migrate_page task, each one a range of _id values; up to "
+        f"{config.CLUSTER_SIZE_VARIABLE} (90 when unset) pages run at once, across the DAGs that share the "
+        "page pool. More per page when the collection would need more pages than Airflow's "
+        "[core] max_map_length (1024 by default).",
         ge=1,
         le=100_000,
     )
@@ -131,11 +134,14 @@ class RunOptions(BaseModel):
         "pages, what publish would say of the live table) and stop there: nothing is written anywhere.",
     )
 
-    @field_validator("verify_content", "publish_empty", "publish_unverified", "dry_run", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _true_or_false(cls, value: Any) -> Any:
+    def _true_or_false(cls, value: Any, info: ValidationInfo) -> Any:
         """A boolean Param renders as "True" or "False": any other text is refused by name, never read as
-        either (pydantic alone would take "yes", "on" or "1")."""
+        either (pydantic alone would take "yes", "on" or "1"). A mapping's ``params`` are read as before,
+        by pydantic alone."""
+        if cls.model_fields[info.field_name].annotation not in (bool, "bool"):
+            return value
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return value.strip().lower() == "true"
         if isinstance(value, bool):

@@ -33,7 +33,7 @@ from mongo_migration.connections import transaction
 from mongo_migration.documents import Conversion, id_keys, id_value
 from mongo_migration.mapping import Mapping
 from mongo_migration.positions import advance_to, consistency, session_as_of
-from mongo_migration.report import copy_line, markdown_report, summary_line
+from mongo_migration.report import copy_line, markdown_report, summarize, summary_line
 from mongo_migration.target import Tables
 
 KEYS_PER_READ = 10_000
@@ -86,8 +86,8 @@ class Proof:
     def from_xcom(cls, value: dict) -> Proof:
         """``value`` as ``to_xcom`` wrote it, or as the version before wrote it (the pages' summary spread
         beside the proof, not under ``run``), so that a run verified before a deploy still publishes."""
-        if "run" not in value and "report" in value:
-            fields = {name for name in cls.__dataclass_fields__ if name != "run"}
+        fields = {name for name in cls.__dataclass_fields__ if name != "run"}
+        if "run" not in value and set(value) - fields <= set(summarize([], 1.0)):
             value = {
                 **{name: found for name, found in value.items() if name in fields},
                 "run": {name: found for name, found in value.items() if name not in fields},

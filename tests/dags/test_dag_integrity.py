@@ -1,6 +1,7 @@
 """The DAG file: imports cleanly, is configured as promised, and touches no service at import."""
 
 import datetime as dt
+import inspect
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 from airflow.sdk import DeadlineReference
 
 from include import config
+from mongo_migration.run_options import RunOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +37,7 @@ print(json.dumps({
     "import_errors": {str(k): v for k, v in bag.import_errors.items()},
     "dag_ids": sorted(bag.dag_ids),
     "seed_users": bag.dags["mongo_to_postgres"].params["seed_users"],
+    "seed_users_description": bag.dags["mongo_to_postgres"].params.get_param("seed_users").description,
     "warnings": [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if sys.argv[2] in w.filename],
 }))
 """
@@ -98,8 +101,9 @@ def test_a_malformed_mapping_is_an_import_error_naming_its_file_and_field_and_th
     )
 
 
-def test_a_deployment_that_does_not_allow_seeding_offers_no_seeding_by_default(parsed):
+def test_a_deployment_that_does_not_allow_seeding_offers_no_seeding_by_default_and_says_so(parsed):
     assert parsed["seed_users"] == 0
+    assert parsed["seed_users_description"].endswith("This deployment refuses it.")
 
 
 def test_project_code_raises_no_deprecation_or_other_warnings_at_import(parsed):
@@ -269,3 +273,22 @@ def test_the_params_page_shows_the_trigger_form_as_declared(dag):
         "docs/params.md's table is not the DAG's form (plugins/mongo_migration/run_options.py); "
         f"write this one in its place:\n{table}"
     )
+
+
+@pytest.fixture(scope="module")
+def bag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=ROOT / "dags")
+
+
+@pytest.mark.parametrize("dag_id", ["mongo_to_postgres", "mongo_orders_to_postgres"])
+def test_every_task_that_reads_the_runs_options_renders_every_option_of_its_form(bag, dag_id):
+    dag = bag.dags[dag_id]
+    form = [name for name in dag.params if name in RunOptions.model_fields]
+    for task in dag.tasks:
+        operator = getattr(task, "operator_class", type(task))
+        reads = "self.run_options()" in inspect.getsource(operator)
+        assert ("options" in task.template_fields) is reads, task.task_id
+        if reads:
+            assert task.options == {name: f"{{{{ params.{name} }}}}" for name in form}, task.task_id

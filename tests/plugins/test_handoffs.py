@@ -1,11 +1,14 @@
 """What one task hands the next through XCom reads back as written, and a field named otherwise on one
 side only fails by its name, not with a KeyError at 3 a.m."""
 
+from dataclasses import replace
+
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from mongo_migration.copy_mode import Copy
 from mongo_migration.operators import PublishOperator
+from mongo_migration.report import summarize
 from mongo_migration.run_options import RunOptions
 from mongo_migration.verification import Proof
 from tests.staging import USERS
@@ -57,6 +60,15 @@ def test_verify_proof_reads_back_as_written_and_publish_refuses_one_it_cannot_re
 
 
 def test_a_proof_verify_wrote_before_the_proof_was_typed_still_reads_with_its_summary_under_run():
-    before = {key: value for key, value in PROOF.to_xcom().items() if key != "run"} | PROOF.run
+    summary = {**summarize([], 10.0), "documents": 250, "rejected": 5}  # the pages' rejects
+    before = {
+        **summary,
+        **{key: value for key, value in PROOF.to_xcom().items() if key != "run"},
+    }  # as it was
 
-    assert Proof.from_xcom(before) == PROOF
+    read = Proof.from_xcom(before)
+
+    assert read.rejected == PROOF.rejected == 2  # the copy's, which the old publish read too
+    assert read == replace(PROOF, run={key: value for key, value in summary.items() if key != "rejected"})
+    with pytest.raises(TypeError, match="pages_run"):
+        Proof.from_xcom(renamed(PROOF.to_xcom(), "run", "pages_run"))  # a rename, not the old shape

@@ -1,6 +1,6 @@
 """The operators of the DAGs that copy a collection, one DAG per mapping (``dags/mongo_to_postgres.py``).
 
-Each one reads the run's options once, creates its hooks in ``execute``, calls
+Each one creates its hooks in ``execute`` (and reads the run's options once, where it needs them), calls
 the step it is named for and returns a typed result: ``preparing`` (reset,
 preflight, seeding, the copy's mode), ``copying`` (the plan, a page, the
 catch-up) and ``proving`` (verify, publish), on what ``base`` shares. The work

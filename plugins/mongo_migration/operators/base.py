@@ -61,7 +61,7 @@ class MigrationOperator(BaseOperator):
 
     def run_options(self) -> RunOptions:
         """The options, typed and checked: a value that is none of its type fails the task by name, not to
-        be retried (a run triggered through the API or a CLI's --conf, which no form checked)."""
+        be retried (Airflow checks a run's conf against the Params when it is triggered: a safety net)."""
         try:
             return RunOptions.read(self.options)
         except ValidationError as error:
