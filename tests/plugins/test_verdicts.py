@@ -19,3 +19,5 @@ def test_verify_passes_only_without_differences_or_duplicates_and_names_ten_ids_
         f"{sorted(missing)[:10]}; 1 _id not in the source: ['x']; 1 _id of another content: ['y']: "
         "no change explains; _id held more than once by the target: [('d', 2)]"
     )
+    twice = failure(KeyCheck(source=3, duplicates=[("d", 2)]), "app.users", table)
+    assert twice is not None and twice.endswith("_id held more than once by the target: [('d', 2)]")
