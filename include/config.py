@@ -48,6 +48,9 @@ MAX_REJECT_PERCENT = 1.0
 # this many percentage points against the live table (a path typed wrong), or a new column whose path no
 # document has
 MAX_NULL_RISE_PERCENT = 10
+# An incremental run proves the changes; the full proof (every _id read again) runs when the last is this
+# many days old
+FULL_PROOF_DAYS = 7
 PUBLISH_WAIT_SECONDS = 300  # how long publish keeps trying while other sessions lock the live table
 
 # The mappings, one DAG each (the users DAG's schedule, nightly at 02:00 UTC, is in users.yaml);

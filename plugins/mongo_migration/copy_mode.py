@@ -84,7 +84,7 @@ def reason_for(mode: str, published: target.PublishedState | None, versions: dic
         return "the Param mode asks for one" + also
     if published and published.point_lost:
         lost = published.point_lost
-        return f"an earlier run could not resume the change stream from {tables}'s point: {lost}{also}"
+        return f"an earlier run could not start from {tables}'s published point: {lost}{also}"
     if published is None or published.position is None:
         why = "no publish of this DAG with a change stream"
         return f"{tables} has no published point to start from ({why}){also}"

@@ -111,11 +111,9 @@ def _share(part: int, whole: int) -> str:
     return f"{part:,} of {whole:,}" + (f" ({100 * part / whole:.1f}%)" if whole else "")
 
 
-def copy_line(mode: str, reason: str | None, content: bool, changing: int) -> str:
-    """How the run copied and what verify proved, for the report's "Copy" row."""
-    line = (f"{mode}: {reason}" if reason else mode) + (
-        "; verified: every document's _id and content" if content else "; verified: every _id"
-    )
+def copy_line(mode: str, reason: str | None, verified: str, changing: int) -> str:
+    """How the run copied and what verify proved (``verified``), for the report's "Copy" row."""
+    line = (f"{mode}: {reason}" if reason else mode) + f"; verified: {verified}"
     if changing:
         line += f", but {changing} documents changing in every round, as the stream showed them"
     return line

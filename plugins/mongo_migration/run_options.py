@@ -104,6 +104,16 @@ class RunOptions(BaseModel):
         "verify reads every document of the source again and compares it with its row and child rows, "
         "not only every _id: a second full read of the collection, for a run that must prove it.",
     )
+    full_proof_days: int = _option(
+        config.FULL_PROOF_DAYS,
+        "Publish",
+        "Full proof every (days)",
+        "An incremental run proves what changed: each changed document read again from the source, and the "
+        "source's count against the table's rows and rejects. The full proof, which reads every _id of the "
+        "source again, runs on full copies and when the last one is this many days old (0: every run).",
+        ge=0,
+        le=366,
+    )
     publish_wait_seconds: int = _option(
         config.PUBLISH_WAIT_SECONDS,
         "Publish",
@@ -162,6 +172,7 @@ MAPPING_DEFAULTS = (
     "max_reject_percent",
     "max_null_rise_percent",
     "verify_content",
+    "full_proof_days",
     "publish_wait_seconds",
 )
 Params = create_model(

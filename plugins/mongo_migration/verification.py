@@ -1,19 +1,32 @@
-"""Verify against the source itself: every ``_id`` it holds, read again after the catch-up.
+"""Verify against the source itself: what the copy holds, read again from the source after the catch-up.
 
-The source's ``_id`` keys (a covered query on the ``_id`` index of a real
-MongoDB) stream into a temporary table beside the staging tables, and one
-query finds the keys the copy misses and the keys it holds that the source
-does not. The copy is the staging tables; an incremental run's is their rows
-of the documents changed since the published point with the live rows of the
-others (``target.Tables``), so nothing of the live table is copied to check it.
-With ``content``, the source's whole documents are read again and converted as
-the pages convert them, and the query also finds the rows whose columns or
+Two proofs. The full proof reads every ``_id`` of the source again (a
+covered query on the ``_id`` index of a real MongoDB) into a temporary table
+beside the staging tables, and one query finds the keys the copy misses and
+the keys it holds that the source does not. The copy is the staging tables;
+an incremental run's is their rows of the documents changed since the
+published point with the live rows of the others (``target.Tables``), so
+nothing of the live table is copied to check it. It runs on full copies and,
+in incremental runs, when the last full proof is older than the run's
+``full_proof_days`` (``proof_to_make``).
+
+The proof of the changes, every other incremental run, costs what changed:
+the documents the change stream touched since the published point are read
+again by ``_id`` and compared with their rows, and the source's count of
+documents must equal the published rows and rejects with the changes applied
+(``target.count_rows``, from the counts publish recorded and checked). A
+difference the stream cannot explain (a row someone left in the live table,
+a source restored from an older snapshot) fails the run, and the operator
+then makes the next run copy in full.
+
+With ``content``, the source's documents are read whole and converted as the
+pages convert them, and the query also finds the rows whose columns or
 document differ, or whose child rows differ (rejects are compared by ``_id``
-only). On a source that keeps changing, a document can differ only because it
-changed after the catch-up's point: then the stream holds that change. So each
-round catches up again and re-reads the differing documents: one that still
-differs though no change touched it since the last round is a real difference,
-and fails the run by name.
+only). On a source that keeps changing, a document (or the count) can differ
+only because it changed after the catch-up's point: then the stream holds that
+change. So each round catches up again and reads the differing documents (or
+the count) again: one that still differs though no change touched it since
+the last round is a real difference, and fails the run by name.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from mongo_migration.changes import CatchUp
 from mongo_migration.connections import transaction
 from mongo_migration.documents import Conversion, id_keys, id_value
 from mongo_migration.mapping import Mapping
+from mongo_migration.pages import count_all
 from mongo_migration.positions import advance_to, consistency, session_as_of
 from mongo_migration.report import copy_line, markdown_report, summarize, summary_line
 from mongo_migration.target import Tables
@@ -57,6 +71,11 @@ class KeyCheck:
     # Keys that differed in every one of ROUNDS rounds, each time because they had changed again:
     # their rows are as the stream last showed them, not proven against a read of the source.
     changing: list[str] = field(default_factory=list)
+    proof: str = "full"  # "full": every _id read again; "changes": the changed documents and the counts
+    counts: str = ""  # the proof of the changes: how the source's count and the copy's differ, when they do
+    # The proof of the changes: the source's count differed in every one of ROUNDS rounds, each time
+    # with changes since, so the counts are not proven.
+    count_changing: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,7 @@ class Proof:
     run: dict  # what the pages and the catch-up did (report.summarize)
     summary: str  # the run in one line
     report: str  # the run in Markdown
+    proof: str = "full"  # which proof verify made (KeyCheck.proof); older results made the full one
 
     def to_xcom(self) -> dict:
         return asdict(self)
@@ -107,6 +127,20 @@ class Staged:
     columns: dict
 
 
+def proof_to_make(mode: str, full_proof_at: float | None, days: int, now: float) -> tuple[str, str]:
+    """Which proof verify makes of a copy in ``mode``, and why: ``"full"`` (every ``_id`` read again) on a
+    full copy and when the last full proof of the live table (at ``full_proof_at``, seconds since the
+    epoch; None: none recorded) is ``days`` old or older; otherwise ``"changes"``."""
+    if mode == "full":
+        return "full", "a full copy"
+    if full_proof_at is None:
+        return "full", "no full proof of the live table is recorded"
+    age = (now - full_proof_at) / 86_400
+    if age >= days:
+        return "full", f"the last full proof is {age:.1f} days old, and full_proof_days is {days}"
+    return "changes", f"the last full proof is {age:.1f} days old (full_proof_days: {days})"
+
+
 def count_staged(conn: Connection, tables: Tables, mapping: Mapping, full: bool, run: dict) -> Staged:
     """The copy's rows and rejects, and of a full copy each column against the live tables: what publish
     judges of a changed mapping. An incremental run's mapping is the published one, and counting would
@@ -127,6 +161,20 @@ def count_staged(conn: Connection, tables: Tables, mapping: Mapping, full: bool,
         )
 
 
+def verified_line(check: KeyCheck, content: bool, why_proof: str) -> str:
+    """What verify proved, and why that proof, for the report."""
+    what = "every document's _id and content" if content else "every _id"
+    if check.proof == "full":
+        return f"{what}, the full proof ({why_proof})"
+    what = "the changed documents' _id and content" if content else "the changed documents' _id"
+    counts = (
+        "the counts not proven: the source changed in each of their rounds"
+        if check.count_changing
+        else "the counts"
+    )
+    return f"{what} and {counts}, the proof of the changes ({why_proof})"
+
+
 def prove(
     copy: copy_mode.Copy,
     check: KeyCheck,
@@ -135,10 +183,11 @@ def prove(
     source: str,
     tables: Tables,
     content: bool,
+    why_proof: str,
     stream_seconds: float | None,
 ) -> Proof:
     """The proof of a comparison that found no difference, with the run's summary and report."""
-    line = copy_line(copy.mode, copy.reason, content, len(check.changing))
+    line = copy_line(copy.mode, copy.reason, verified_line(check, content, why_proof), len(check.changing))
     report = markdown_report(
         run,
         source,
@@ -164,11 +213,14 @@ def prove(
         run=run,
         summary=summary_line(run),
         report=report,
+        proof=check.proof,
     )
 
 
 def failure(check: KeyCheck, source: str, tables: Tables) -> str | None:
     """Why the source and the copy differ, naming the ``_id`` values (None: they do not)."""
+    if check.counts:
+        return f"Source {source} and target {tables} differ: {check.counts}"
     if not (check.differences or check.duplicates):
         return None
     twice = f"; _id held more than once by the target: {check.duplicates}" if check.duplicates else ""
@@ -208,23 +260,30 @@ def verify_against(
     conversion: Conversion,
     content: bool,
     catch_up: Callable[[Tables, set[str]], CatchUp],
+    proof: str = "full",
 ) -> tuple[Tables, KeyCheck]:
     """The source, read as of the copy's position or later, against the copy, settled by catching up
     where a change explains a difference (``catch_up(tables, keys)``: the changes since, applied); the
-    tables as the run loads them, and what the comparison found."""
+    tables as the run loads them, and what the comparison found. ``proof``: ``"full"``, or
+    ``"changes"`` (``proof_to_make``; only an incremental copy has changes to prove)."""
     with transaction(conn):
         caught_up = target.staging_position(conn, tables)
         tables = target.loaded(conn, tables)
     with session_as_of(source, caught_up) as session:
 
-        def catch_up_again(keys: set[str]) -> set[str]:  # what changed since; no waiting for quiet
+        def catch_up_again(keys: set[str]) -> CatchUp:  # the changes since; no waiting for quiet
             caught = catch_up(tables, keys)
             advance_to(session, caught.position)
-            return caught.touched
+            return caught
 
+        again = catch_up_again if caught_up is not None else None
         comparison = Comparison(source, conn, tables, conversion, session, content)
-        check = compare(comparison)
-        return tables, settle(check, comparison, catch_up_again if caught_up is not None else None)
+        if proof == "changes" and tables.incremental:
+            check = settle(compare_changes(comparison), comparison, again)
+            if not (check.differences or check.duplicates):
+                check = settle_count(check, comparison, again)
+            return tables, check
+        return tables, settle(compare(comparison), comparison, again)
 
 
 def compare(comparison: Comparison) -> KeyCheck:
@@ -233,12 +292,56 @@ def compare(comparison: Comparison) -> KeyCheck:
     with transaction(comparison.conn):
         check.source, check.differences = _differences(comparison, [{}])
         duplicates = target.statement("duplicate_keys", comparison.tables)
-        check.duplicates = comparison.conn.execute(duplicates).fetchall()
+        check.duplicates = comparison.conn.execute(duplicates, {"keys": None}).fetchall()
+    return check
+
+
+def compare_changes(comparison: Comparison) -> KeyCheck:
+    """The documents changed since the published point (an incremental run's ``changed`` keys), read again
+    by ``_id``, against the copy: its ``_id``, or all of it. ``source`` is counted by ``settle_count``."""
+    check = KeyCheck(proof="changes")
+    conn, tables = comparison.conn, comparison.tables
+    with transaction(conn):
+        keys = [key for (key,) in conn.execute(target.statement("changed_keys", tables))]
+        if keys:
+            _, check.differences = _differences(comparison, _in_chunks(keys, RECHECK_QUERY_BYTES), keys)
+            duplicates = target.statement("duplicate_keys", tables)
+            check.duplicates = conn.execute(duplicates, {"keys": keys}).fetchall()
+    return check
+
+
+def settle_count(
+    check: KeyCheck, comparison: Comparison, catch_up: Callable[[set[str]], CatchUp] | None
+) -> KeyCheck:
+    """The proof of the changes' counts: the source's documents against the copy's rows and rejects (the
+    published counts with the changes applied), counted again after each catch-up that applied changes.
+
+    Equal: proven. A difference that stays though the catch-up found no
+    change since is real (``differences`` names the counts). After ``ROUNDS``
+    rounds each with changes, ``count_changing``: the source changes faster
+    than the counts are read, and the counts are not proven this run.
+    """
+    conn, tables = comparison.conn, comparison.tables
+    for _ in range(ROUNDS):
+        check.source = count_all(comparison.source, comparison.session)
+        with transaction(conn):
+            rows, rejects = target.count_rows(conn, tables)
+        if check.source == rows + rejects:
+            return check
+        if catch_up is None or not catch_up(set()).changes:
+            check.counts = (
+                f"the source holds {check.source:,} documents, and the live table with this run's changes "
+                f"would hold {rows:,} rows and {rejects:,} rejects ({rows + rejects:,}); no change of the "
+                "source since explains it"
+            )
+            return check
+        check.rounds += 1
+    check.count_changing = True
     return check
 
 
 def settle(
-    check: KeyCheck, comparison: Comparison, catch_up: Callable[[set[str]], set[str]] | None
+    check: KeyCheck, comparison: Comparison, catch_up: Callable[[set[str]], CatchUp] | None
 ) -> KeyCheck:
     """Catch up and re-read the differing documents until none differs, or one that no change explains does.
 
@@ -247,8 +350,8 @@ def settle(
     holds them as the stream showed them last, and verify says so.
 
     ``catch_up(keys)`` applies the changes since the last catch-up, makes
-    ``session`` read from its point on, and returns which of ``keys`` they
-    touched; None where the source has no change stream, so a difference stays one.
+    ``session`` read from its point on, and returns what it applied (``touched``:
+    which of ``keys``); None where the source has no change stream, so a difference stays one.
     """
     while check.differences:
         if catch_up is None:
@@ -258,7 +361,7 @@ def settle(
         else:
             check.rounds += 1
             differing = set(check.differences)
-            touched = catch_up(differing)
+            touched = catch_up(differing).touched
             unexplained = differing - touched
             if not unexplained and check.rounds == ROUNDS:
                 check.changing, check.differences = sorted(differing), {}
@@ -270,11 +373,6 @@ def settle(
                 check.why = (
                     f"no change of the source since it was read explains them (catch-up round {check.rounds})"
                 )
-                if comparison.tables.incremental:
-                    check.why += (
-                        "; in an incremental run, rows someone changed in the live table since the run began "
-                        "differ too, and the next run then copies in full"
-                    )
         break
     return check
 

@@ -165,6 +165,7 @@ def test_params_default_to_the_mapping_and_the_configuration_module(dag):
         "max_null_rise_percent": config.MAX_NULL_RISE_PERCENT,
         "publish_empty": False,
         "verify_content": False,
+        "full_proof_days": config.FULL_PROOF_DAYS,
         "publish_unverified": False,
         "publish_wait_seconds": config.PUBLISH_WAIT_SECONDS,
         "dry_run": False,

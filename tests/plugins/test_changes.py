@@ -63,11 +63,11 @@ def copy(collection, table, context, conn_id="mongo_default", mode="incremental"
     return start
 
 
-def publish_run(collection, table, context, mode="incremental", mapping=USERS) -> dict:
+def publish_run(collection, table, context, mode="incremental", mapping=USERS, verify_options=None) -> dict:
     """A whole run, task by task; what verify returned."""
     start = copy(collection, table, context, mode=mode, mapping=mapping)
     operator(CatchUpOperator, collection, table, mapping=mapping).execute(context)
-    fields = {"page_results": [], "start": start, "mapping": mapping}
+    fields = {"page_results": [], "start": start, "mapping": mapping, "options": verify_options or {}}
     verified = operator(VerifyMigrationOperator, collection, table, **fields).execute(context)
     # max_null_rise_percent: these tests' documents are often bare _ids, with none of the users' fields
     fields = {
@@ -586,7 +586,7 @@ def test_an_incremental_run_copies_in_full_when_its_stream_cannot_resume_and_the
 
     assert reasons[0].startswith("the collection was changed by 'rename' at cluster time")
     assert "ChangeStreamFatalError (the resume token was not found), error 280" in reasons[1]
-    assert reasons[2].startswith("an earlier run could not resume the change stream from public.")
+    assert reasons[2].startswith("an earlier run could not start from public.")
     assert "the collection was changed by 'rename'" in reasons[2]
 
 

@@ -66,7 +66,7 @@ def test_a_run_copies_in_full_for_each_reason_a_publish_recorded_and_may_start_f
     assert why(state=None).startswith("public.users has no published point to start from")
     assert why(state=published(position=None)).startswith("public.users has no published point")
     assert why(state=published(lost="history lost")) == (
-        "an earlier run could not resume the change stream from public.users's point: history lost"
+        "an earlier run could not start from public.users's published point: history lost"
     )
     assert why(now=typo).startswith("the mapping changed since the last publish (column email: path [email]")
     assert why(mode="full", now=typo).startswith("the Param mode asks for one; and the mapping changed")

@@ -35,6 +35,7 @@ from mongo_migration.verification import (
     Staged,
     count_staged,
     failure,
+    proof_to_make,
     prove,
     verify_against,
 )
@@ -46,13 +47,22 @@ STILL_CHANGING_IN_VERIFY = (
 )
 
 
+COUNT_STILL_CHANGING = (
+    "%s changed in each of %s rounds of counting its documents: the counts of this incremental run are not "
+    "proven (the changed documents are); the next full proof (full_proof_days) reads every _id again"
+)
+
+
 class VerifyMigrationOperator(SourceToTargetOperator):
     """Fail unless the staging tables hold exactly the ``_id`` values the source holds (``verification``).
 
-    Every ``_id`` of the source is read again and compared with the staging
-    tables. A difference that a change since the catch-up explains is caught
-    up and read again; one that no change explains fails the run, naming the
-    ``_id`` values, and so does an ``_id`` held twice. Returns the proof
+    The full proof reads every ``_id`` of the source again; an incremental
+    run's proof of the changes reads the changed documents again and compares
+    the counts, and the full proof runs when the last is ``full_proof_days``
+    old. A difference that a change since the catch-up explains is caught up
+    and read again; one that no change explains fails the run, naming the
+    ``_id`` values (or the counts), and so does an ``_id`` held twice; in an
+    incremental run it also makes the next run copy in full. Returns the proof
     (``verification.Proof``) that publish checks.
     """
 
@@ -77,31 +87,41 @@ class VerifyMigrationOperator(SourceToTargetOperator):
         # A slice fetches every page's result in one request, not one request per page.
         page_results = list((self.page_results or [])[:])
         self.declare_source_inlet()
-        copy = copy_mode.Copy.from_xcom(self.start)
-        content = self.run_options().verify_content  # every document's content, not only its _id
+        copy, options = copy_mode.Copy.from_xcom(self.start), self.run_options()
+        content = options.verify_content  # every document's content, not only its _id
         owner, conversion = owner_of(context), Conversion(self.mapping)
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
+            published = target.published_state(conn, self.tables())
+            kind, why_proof = proof_to_make(
+                copy.mode, published and published.full_proof_at, options.full_proof_days, time.time()
+            )
+            self.log.info("Verify makes the %s proof: %s", kind, why_proof)
 
             def catch_up_again(tables: Tables, keys: set[str]) -> CatchUp:
                 return catch_up_or_fail(self, source, conn, tables, owner, keys, grace_seconds=0)
 
             with violations_fail_the_run():
                 tables, check = verify_against(
-                    source, conn, self.tables(), conversion, content, catch_up_again
+                    source, conn, self.tables(), conversion, content, catch_up_again, kind
                 )
             wall_seconds = (datetime.now(UTC) - context["dag_run"].start_date).total_seconds()
             run = summarize(page_results, wall_seconds, self.caught_up)
             staged = count_staged(conn, tables, self.mapping, copy.mode == "full", run)
-        _log_counts(self.log, self.source_name(), check, staged, tables)
-        if differ := failure(check, self.source_name(), tables):
-            raise AirflowFailException(differ)
+            _log_counts(self.log, self.source_name(), check, staged, tables)
+            if differ := failure(check, self.source_name(), tables):
+                if tables.incremental:  # the stream cannot explain it: a full copy will not meet it again
+                    target.forget_published_point(conn, tables, f"verify found a difference: {differ}")
+                    differ += f". The next run copies {tables} in full."
+                raise AirflowFailException(differ)
         if check.changing:
             self.log.warning(STILL_CHANGING_IN_VERIFY, len(check.changing), ROUNDS, check.changing[:10])
+        if check.count_changing:
+            self.log.warning(COUNT_STILL_CHANGING, self.source_name(), ROUNDS)
         if staged.position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
         seconds = _stream_seconds(copy.position)
-        proof = prove(copy, check, staged, run, self.source_name(), tables, content, seconds)
+        proof = prove(copy, check, staged, run, self.source_name(), tables, content, why_proof, seconds)
         self.log.info(
             "Verified: the target holds every _id of the source, %s as rejects; consistent with it %s",
             staged.rejected,
@@ -154,7 +174,8 @@ class PublishOperator(SourceToTargetOperator):
         with self.target_connection() as conn:
             guards, versions = self.guards(proof, options), copy_mode.versions_of(self.mapping)
             wait = options.publish_wait_seconds
-            result = target.publish(conn, self.tables(), owner, guards, wait, versions, full_copy)
+            full_proof = proof is not None and proof.proof == "full"
+            result = target.publish(conn, self.tables(), owner, guards, wait, versions, full_copy, full_proof)
         if result.get("already_published"):
             self.log.warning("%s was already published by %s (this is a retry)", table.name, owner)
         self.log.info("Published %s, %s", table.name, published_line(result))

@@ -16,7 +16,7 @@ from mongo_migration.failpoint import failpoint
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.target.guards import Guards, added_rejects, check_guards
 from mongo_migration.target.staging import staging_position
-from mongo_migration.target.state import fingerprint_after_changes, fingerprint_of
+from mongo_migration.target.state import fingerprint_after_changes, fingerprint_of, forget_published_point
 from mongo_migration.target.tables import (
     PUBLISHED_TABLE,
     LoadLockBusy,
@@ -46,6 +46,7 @@ def publish(
     wait_seconds: float,
     versions: dict | None = None,
     full_copy_seconds: float | None = None,
+    full_proof: bool = False,
 ) -> dict:
     """Make the live tables equal to the owner's verified staging tables, in one transaction.
 
@@ -57,12 +58,14 @@ def publish(
     publish that committed returns what that publish did. ``versions`` (of the
     mapping and the conversion) are recorded with the point, and so is how long
     a full copy needed the source's oplog to keep its start
-    (``full_copy_seconds``; an incremental run keeps the last).
+    (``full_copy_seconds``; an incremental run keeps the last), and when, if
+    verify made the full proof (``full_proof``; a run without keeps the last).
     """
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return _publish_once(conn, tables, owner, guards, versions or {}, full_copy_seconds)
+            proved_at = time.time() if full_proof else None
+            return _publish_once(conn, tables, owner, guards, versions or {}, full_copy_seconds, proved_at)
         except LoadLockBusy as busy:
             if time.monotonic() >= deadline:
                 raise LoadLockBusy(f"{busy}; publish tried for {wait_seconds:.0f} s") from None
@@ -78,6 +81,9 @@ def publish(
                     f"{PUBLISH_LOCK_TIMEOUT} attempts ({str(error).splitlines()[0]}); sessions that "
                     f"hold locks on it other than readers': {sessions}"
                 ) from None
+        except LiveCountDiffers as error:  # the counts an incremental run starts from would be wrong
+            forget_published_point(conn, tables, str(error))
+            raise AirflowFailException(f"{error}. The next run copies {tables} in full.") from None
         except _BROKEN_BY_THE_COPY as error:  # a retry would meet the same rows
             raise AirflowFailException(
                 f"publishing {tables} breaks a constraint, so nothing was published: "
@@ -97,6 +103,11 @@ _BROKEN_BY_THE_COPY = (
 )
 
 
+class LiveCountDiffers(Exception):
+    """A live table holds another number of rows than publish wrote: the counts an incremental run takes
+    from the last publish would be wrong."""
+
+
 PUBLISH_LOCK_TIMEOUT = "5s"  # a longer wait would stall every reader queued behind publish
 
 
@@ -110,6 +121,7 @@ def _publish_once(
     guards: Guards,
     versions: dict,
     full_copy_seconds: float | None,
+    full_proof_at: float | None,
 ) -> dict:
     """One attempt, in one transaction: who may publish, the locks, the guards, the rows, the record."""
     with transaction(conn):
@@ -122,7 +134,7 @@ def _publish_once(
         tables, existing = _may_publish(conn, tables, owner, last)
         previous = last[2] if last else {}
         changes, gone_children = _lock_for_publish(conn, tables, existing, previous)
-        result = _guarded_counts(conn, tables, guards, existing)
+        result = _guarded_counts(conn, tables, guards, existing, previous)
         if tables.incremental:  # the live tables' as the run found them, with the changes
             fingerprint = fingerprint_after_changes(conn, tables, last[3])
         else:  # the staging tables', which the live tables take
@@ -133,6 +145,7 @@ def _publish_once(
             "position": position,
             "versions": versions,
             "full_copy_seconds": full_copy_seconds,
+            "full_proof_at": full_proof_at,
             "columns": {relation: list(tables.columns(relation)) for relation in tables.relations},
             "children": tables.children,
             "dropped": gone_children,
@@ -203,10 +216,17 @@ def _lock_for_publish(
     return changes, gone_children
 
 
-def _guarded_counts(conn: Connection, tables: Tables, guards: Guards, existing: list[str]) -> dict:
-    """The copy's counts, refused by the guards (``check_guards``); the start of publish's result."""
+def _guarded_counts(
+    conn: Connection, tables: Tables, guards: Guards, existing: list[str], previous: dict
+) -> dict:
+    """The copy's counts, refused by the guards (``check_guards``); the start of publish's result. An
+    incremental run's are the last publish's (``previous``) with the changes: the one count of the live
+    table is ``_apply``'s, after the changes."""
     rows, rejects = count_rows(conn, tables)
-    live_rows = count_live(conn, tables) if tables.table in existing else None
+    if tables.incremental:
+        live_rows = previous["rows"]
+    else:
+        live_rows = count_live(conn, tables) if tables.table in existing else None
     added = added_rejects(conn, tables) if tables.rejects in existing else rejects
     check_guards(guards, rows, rejects, added, live_rows, str(tables))
     result = {"rows": rows, "rejects": rejects, "added_rejects": added, "live_rows_before": live_rows}
@@ -240,13 +260,19 @@ def _apply(
     if tables.table in existing:
         now = count_live(conn, tables)
         if now != result["rows"]:
-            raise AirflowFailException(
+            raise LiveCountDiffers(
                 f"{tables} holds {now} rows after publishing {result['rows']}; nothing was published. "
                 f"Does a row-level security policy hide rows from this connection's role?"
             )
     if tables.rejects in existing:
         _apply_column_changes(conn, tables, tables.rejects, changes.get(tables.rejects, {}))
         conn.execute(statement("replace_rejects", tables, tables.rejects))
+        (now,) = conn.execute(statement("count_live", tables, tables.rejects)).fetchone()
+        if now != result["rejects"]:
+            raise LiveCountDiffers(
+                f"{tables.schema}.{tables.rejects} holds {now} rejects after publishing {result['rejects']}; "
+                "nothing was published"
+            )
     else:
         _move_in(conn, tables, tables.rejects)
     for relation in gone_children:

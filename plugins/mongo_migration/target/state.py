@@ -30,8 +30,9 @@ class PublishedState(NamedTuple):
     position: dict | None  # the point of the source's change stream it is consistent with
     fingerprint: str | None  # of its rows, as that publish left them
     versions: dict | None  # of the mapping (with its shape) and of the conversion that wrote them
-    point_lost: str | None  # why the stream could not resume from that point since
+    point_lost: str | None  # why a run could not start from that point since
     full_copy_seconds: float | None  # how long the last full copy needed the oplog to keep its start
+    full_proof_at: float | None = None  # when the last full proof was published, in seconds since the epoch
 
 
 def published_state(conn: Connection, tables: Tables) -> PublishedState | None:

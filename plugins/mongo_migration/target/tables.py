@@ -198,6 +198,7 @@ def statement(
         "staging": lambda: tables.staging(relation),
         "staging_rejects": lambda: tables.staging(tables.rejects),
         "live": lambda: tables.live(relation),
+        "live_rejects": lambda: tables.live(tables.rejects),
         "changed": lambda: tables.changed_keys,
         "copy": lambda: copy_of(tables, relation),
         "copy_rejects": lambda: copy_of(tables, tables.rejects),
@@ -358,5 +359,10 @@ def lock_holder(row: tuple) -> str:
 
 
 def count_rows(conn: Connection, tables: Tables) -> tuple[int, int]:
-    """The rows and the rejects of the run's copy of the target."""
-    return conn.execute(statement("count_rows", loaded(conn, tables))).fetchone()
+    """The rows and the rejects of the run's copy of the target; an incremental run's from the counts its
+    last publish recorded and the changes, without counting the live tables."""
+    tables = loaded(conn, tables)
+    if not tables.incremental:
+        return conn.execute(statement("count_rows", tables)).fetchone()
+    names = {"schema": tables.schema, "table": tables.table}
+    return conn.execute(statement("count_changed_rows", tables), names).fetchone()

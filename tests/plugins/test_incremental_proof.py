@@ -1,0 +1,142 @@
+"""An incremental run's proof: the changed documents and the counts, the full proof on its cadence, and a
+difference the stream cannot explain making the next run copy in full."""
+
+import collections
+import time
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from pymongo import monitoring
+
+from mongo_migration import target
+from mongo_migration.documents import id_key
+from mongo_migration.operators import CatchUpOperator, PublishOperator
+from mongo_migration.verification import proof_to_make
+from tests.plugins.test_changes import (
+    EventsOfAlias,
+    FindCommands,
+    copy,
+    next_run,
+    operator,
+    publish_run,
+)
+from tests.staging import staged
+
+PUBLISHED = f'{target.STAGING_SCHEMA}."{target.PUBLISHED_TABLE}"'
+
+
+def test_the_full_proof_is_made_on_full_copies_and_when_the_last_is_full_proof_days_old():
+    now = 1_000 * 86_400.0
+    assert proof_to_make("full", now, 7, now)[0] == "full"
+    assert proof_to_make("incremental", None, 7, now) == (
+        "full",
+        "no full proof of the live table is recorded",
+    )
+    assert proof_to_make("incremental", now - 6.9 * 86_400, 7, now)[0] == "changes"
+    assert proof_to_make("incremental", now - 7 * 86_400, 7, now) == (
+        "full",
+        "the last full proof is 7.0 days old, and full_proof_days is 7",
+    )
+    assert proof_to_make("incremental", now, 0, now)[0] == "full"
+
+
+class Commands(monitoring.CommandListener):
+    """The commands clients send to one collection while ``on``, by name."""
+
+    def __init__(self, collection: str):
+        self.collection, self.on, self.seen = collection, False, []
+
+    def started(self, event):
+        if self.on and event.command.get(event.command_name) == self.collection:
+            self.seen.append((event.command_name, event.command))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_an_incremental_run_proves_the_changed_documents_read_by_id_and_the_counts(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n, "v": 0} for n in range(200)])
+    assert publish_run(mongo_collection, target_table, context)["proof"] == "full"
+    mongo_collection.update_one({"_id": 1}, {"$set": {"v": 1}})
+    mongo_collection.delete_one({"_id": 2})
+    mongo_collection.insert_one({"_id": 200, "v": 0})
+    finds = FindCommands(mongo_collection.name)
+    monitoring.register(finds)  # for the clients made from now on
+    finds.on = True
+    try:
+        verified = publish_run(mongo_collection, target_table, next_run(context), verify_options={})
+    finally:
+        finds.on = False
+
+    assert (verified["mode"], verified["proof"], verified["source"], verified["target"]) == (
+        "incremental",
+        "changes",
+        200,
+        200,
+    )
+    assert "the proof of the changes" in verified["report"]
+    read_again = [find["filter"] for find in finds.seen if find.get("filter")]
+    assert read_again == [{"_id": {"$in": [1, 2, 200]}}]  # the changed documents alone, by _id
+    assert not [find for find in finds.seen if not find.get("filter")]  # no read of every document
+    live = dict(pg_conn.execute(f"SELECT _id, document->>'v' FROM {target_table}").fetchall())
+    assert live == {id_key(n): ("1" if n == 1 else "0") for n in range(201) if n != 2}
+
+
+def test_the_full_proof_runs_in_an_incremental_run_when_the_last_is_older_than_full_proof_days(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(50)])
+    publish_run(mongo_collection, target_table, context)
+    eight_days_ago = time.time() - 8 * 86_400
+    pg_conn.execute(
+        f"UPDATE {PUBLISHED} SET result = result || jsonb_build_object('full_proof_at', %s::float) "
+        "WHERE target_table = %s",
+        [eight_days_ago, target_table],
+    )
+
+    weekly = publish_run(mongo_collection, target_table, next_run(context))
+    after = publish_run(mongo_collection, target_table, next_run(context))
+    every_run = publish_run(
+        mongo_collection, target_table, next_run(context), verify_options={"full_proof_days": "0"}
+    )
+
+    assert (weekly["mode"], weekly["proof"]) == ("incremental", "full")
+    assert "the last full proof is 8.0 days old, and full_proof_days is 7" in weekly["report"]
+    assert (after["mode"], after["proof"]) == ("incremental", "changes")  # the weekly proof was recorded
+    assert (every_run["mode"], every_run["proof"]) == ("incremental", "full")
+
+
+def test_a_row_the_stream_cannot_explain_fails_the_incremental_proof_and_the_next_night_copies_in_full(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(30)])
+    publish_run(mongo_collection, target_table, context)  # proven in full: the next proof is the changes'
+    # A full run whose staging table gains a row no document has, published without verify's proof (the
+    # Param publish_unverified), as a person might after a verify that failed.
+    unverified = next_run(context)
+    start = copy(mongo_collection, target_table, unverified, mode="full")
+    operator(CatchUpOperator, mongo_collection, target_table).execute(unverified)
+    pg_conn.execute(f"INSERT INTO {staged(target_table)} (_id, page, document) VALUES ('stray', 0, '{{}}')")
+    fields = {"verified": None, "asset_alias": "tests_target", "options": {"publish_unverified": "true"}}
+    publish = operator(PublishOperator, mongo_collection, target_table, **fields)
+    publish.execute({**unverified, "outlet_events": collections.defaultdict(EventsOfAlias)})
+    assert start["mode"] == "full"
+
+    with pytest.raises(AirflowFailException) as first_night:
+        publish_run(mongo_collection, target_table, next_run(context))
+    second_night = publish_run(mongo_collection, target_table, next_run(context))
+
+    assert str(first_night.value).endswith(f"The next run copies public.{target_table} in full.")
+    assert "the source holds 30 documents, and the live table with this run's changes would hold 31" in str(
+        first_night.value
+    )
+    assert (second_night["mode"], second_night["proof"]) == ("full", "full")
+    assert second_night["reason"].startswith(
+        f"an earlier run could not start from public.{target_table}'s published point: verify found"
+    )
+    assert pg_conn.execute(f"SELECT count(*) FROM {target_table} WHERE _id = 'stray'").fetchone() == (0,)
