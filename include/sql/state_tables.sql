@@ -27,4 +27,23 @@ CREATE TABLE IF NOT EXISTS {positions} (
 );
 
 ALTER TABLE {published} ADD COLUMN IF NOT EXISTS position jsonb,
-                        ADD COLUMN IF NOT EXISTS fingerprint text;
+                        ADD COLUMN IF NOT EXISTS fingerprint text,
+                        ADD COLUMN IF NOT EXISTS written_by_others text;
+
+-- What the watch on every live table runs (watch_live.sql): once per statement
+-- that writes to it, outside publish (which sets mongo_migration.publishing for its
+-- transaction), it records the first such write in the published state, so that the
+-- next run copies in full. As the state's owner, since the writer may not write the
+-- state; a write after the first is a lookup of the one row.
+CREATE OR REPLACE FUNCTION {note_write}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF current_setting('mongo_migration.publishing', true) IS DISTINCT FROM 'on' THEN
+        UPDATE {published}
+        SET written_by_others = TG_OP || ' on ' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || ' by role '
+                                || session_user || ' at ' || statement_timestamp()
+        WHERE target_schema = TG_TABLE_SCHEMA AND target_table = TG_ARGV[0] AND written_by_others IS NULL;
+    END IF;
+    RETURN NULL;
+END
+$$;

@@ -3,7 +3,7 @@
 A run is incremental only when the live table's last publish recorded a point
 of the same collection, with the same mapping and conversion, that the
 source's change stream can still resume from, and nobody changed the table
-since (its fingerprint, checked by the caller). Any other case copies in full,
+since (its watch, checked by the caller: ``target.changed_since_publish``). Any other case copies in full,
 saying why in words a person acts on; a changed mapping is named column by
 column whatever else makes the copy full.
 """
@@ -26,16 +26,15 @@ from mongo_migration.run_options import RunOptions
 from mongo_migration.target import Tables
 
 CHANGED_BY_SOMEONE_ELSE = (
-    "{tables}, its rejects or its child tables were changed by someone else since its publish"
+    "{tables}, its rejects or its child tables were changed by someone else since its publish ({why})"
 )
 
 
 class Choice(NamedTuple):
-    """Where an incremental run would start (the published point, and the live tables' fingerprint
-    then), or why the run copies in full (``reason``; then no point)."""
+    """Where an incremental run would start (the published point), or why the run copies in full
+    (``reason``; then no point)."""
 
     start: dict | None
-    fingerprint: str | None
     reason: str | None
 
 
@@ -63,15 +62,15 @@ def versions_of(mapping: Mapping) -> dict:
 
 
 def why_full(mode: str, versions: dict, source: Collection, conn: Connection, tables: Tables) -> Choice:
-    """The point and fingerprint the live tables were published with, or why a run in ``mode`` cannot
-    start there without looking at the tables (``reason_for``, then whether the source's stream can still
+    """The point the live tables were published as of, or why a run in ``mode`` cannot start there
+    without looking at the tables (``reason_for``, then whether the source's stream can still
     resume from that point)."""
     published = target.published_state(conn, tables)
     reason = reason_for(mode, published, versions, str(tables))
     if reason is not None:
-        return Choice(None, None, reason)
+        return Choice(None, reason)
     point = published.position
-    return Choice(point, published.fingerprint, why_not_from(source, Position.from_json(point)))
+    return Choice(point, why_not_from(source, Position.from_json(point)))
 
 
 def reason_for(mode: str, published: target.PublishedState | None, versions: dict, tables: str) -> str | None:
@@ -90,10 +89,10 @@ def reason_for(mode: str, published: target.PublishedState | None, versions: dic
         return f"{tables} has no published point to start from ({why}){also}"
     if changed:
         return changed
-    if not (published.fingerprint or "").startswith(target.FINGERPRINT_FORM + ":"):
+    if published.watch != target.WATCHED:
         return (
-            f"{tables} was published by an earlier version of this project, which fingerprinted its "
-            "rows otherwise: this copy records the fingerprint the next runs check"
+            f"{tables} was published by an earlier version of this project, which did not watch its tables "
+            "for others' writes: this copy sets up the watch the next runs check"
         )
     return None
 
@@ -152,8 +151,8 @@ def dry_run_report(
     """What a run would do, from reads alone: the copy and why, its pages, and what publish would say."""
     choice = why_full(options.mode, versions_of(mapping), source, conn, tables)
     reason = choice.reason
-    if reason is None and not target.live_tables_unchanged(conn, tables, choice.fingerprint):
-        reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
+    if reason is None and (why := target.changed_since_publish(conn, tables)):
+        reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables, why=why)
     lines = [
         f"- copy: {'full: ' + reason if reason else 'incremental: the changes since the published point'}"
     ]

@@ -286,7 +286,7 @@ def test_an_incremental_run_copies_in_full_naming_why_when_it_cannot_start_from_
         f'UPDATE {target.STAGING_SCHEMA}."Published" SET fingerprint = %s WHERE target_table = %s',
         ["10:9219338231373641217/0:0", target_table],
     )
-    assert "was published by an earlier version of this project, which fingerprinted its rows" in why()
+    assert "was published by an earlier version of this project, which did not watch its tables" in why()
     publish_run(mongo_collection, target_table, next_run(context), mode="full")
     mongo_collection.drop()
     mongo_collection.insert_many([{"_id": n} for n in range(10)])

@@ -47,8 +47,8 @@ def test_a_publish_judges_what_the_mapping_changed_everything_on_a_first_publish
     assert copy_mode.changed_since_publish(USERS, None) == {"username", "email", "age", "created_at"}
 
 
-def published(position=POINT, fingerprint=f"{target.FINGERPRINT_FORM}:abc", versions=None, lost=None):
-    return target.PublishedState(position, fingerprint, versions or versions_now(), lost, None)
+def published(position=POINT, watch=target.WATCHED, versions=None, lost=None):
+    return target.PublishedState(position, watch, versions or versions_now(), lost, None)
 
 
 PUBLISHED = published()  # a publish an incremental run may start from
@@ -70,6 +70,6 @@ def test_a_run_copies_in_full_for_each_reason_a_publish_recorded_and_may_start_f
     )
     assert why(now=typo).startswith("the mapping changed since the last publish (column email: path [email]")
     assert why(mode="full", now=typo).startswith("the Param mode asks for one; and the mapping changed")
-    assert why(state=published(fingerprint="md5:abc")).startswith(
+    assert why(state=published(watch="sha256:10:9219338231373641217/0:0")).startswith(
         "public.users was published by an earlier version of this project"
     )

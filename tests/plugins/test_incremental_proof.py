@@ -9,8 +9,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from pymongo import monitoring
 
 from mongo_migration import target
+from mongo_migration.demo_orders import fill_orders
 from mongo_migration.documents import id_key
-from mongo_migration.operators import CatchUpOperator, PublishOperator
+from mongo_migration.operators import CatchUpOperator, PublishOperator, VerifyMigrationOperator
 from mongo_migration.verification import proof_to_make
 from tests.plugins.test_changes import (
     EventsOfAlias,
@@ -20,7 +21,7 @@ from tests.plugins.test_changes import (
     operator,
     publish_run,
 )
-from tests.staging import staged
+from tests.staging import ORDERS, staged
 
 PUBLISHED = f'{target.STAGING_SCHEMA}."{target.PUBLISHED_TABLE}"'
 
@@ -140,3 +141,66 @@ def test_a_row_the_stream_cannot_explain_fails_the_incremental_proof_and_the_nex
         f"an earlier run could not start from public.{target_table}'s published point: verify found"
     )
     assert pg_conn.execute(f"SELECT count(*) FROM {target_table} WHERE _id = 'stray'").fetchone() == (0,)
+
+
+def test_the_live_tables_watch_records_others_writes_so_the_next_run_copies_in_full_and_is_set_up_again(
+    mongo_collection, pg_conn, target_table, context
+):
+    fill_orders(mongo_collection, 20)
+    publish_run(mongo_collection, target_table, context, mapping=ORDERS)
+    items = f"{target_table}_items"
+
+    def next_copy() -> dict:
+        return copy(mongo_collection, target_table, next_run(context), mapping=ORDERS)
+
+    def full_again() -> None:
+        publish_run(mongo_collection, target_table, next_run(context), mode="full", mapping=ORDERS)
+
+    for write in [
+        f"UPDATE {items} SET quantity = quantity + 1 WHERE _index = 0",  # a child table
+        f"TRUNCATE {target_table}_rejects",
+        f"DELETE FROM {target_table} WHERE false",  # a statement that changes no row still counts
+    ]:
+        pg_conn.execute(write)
+        reason = next_copy()["reason"]
+        assert "were changed by someone else since its publish (the first write: " in reason, write
+        assert f"by role {pg_conn.info.user} at " in reason
+        full_again()
+        assert next_copy()["mode"] == "incremental"
+
+    pg_conn.execute(f"ALTER TABLE {items} DISABLE TRIGGER mongo_migration_watch")
+    pg_conn.execute(f"UPDATE {items} SET quantity = 0")  # unseen: the watch is off
+    assert f"the watch that records writes to public.{items} is disabled or gone" in next_copy()["reason"]
+    full_again()  # and publish sets the watch up again
+    pg_conn.execute(f"UPDATE {items} SET quantity = 0")
+    assert "(the first write: UPDATE on public." in next_copy()["reason"]
+    full_again()
+
+    pg_conn.execute(f"ALTER TABLE {target_table} ALTER COLUMN total TYPE text")  # no row written
+    assert (
+        f"column total of public.{target_table} was numeric at the publish and is text"
+        in (next_copy()["reason"])
+    )
+
+
+def test_a_write_by_someone_else_during_an_incremental_run_fails_its_publish_and_the_next_run_copies_in_full(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(20)])
+    publish_run(mongo_collection, target_table, context)
+    mongo_collection.delete_one({"_id": 3})
+    run = next_run(context)
+    start = copy(mongo_collection, target_table, run)
+    operator(CatchUpOperator, mongo_collection, target_table).execute(run)
+    fields = {"page_results": [], "start": start}
+    verified = operator(VerifyMigrationOperator, mongo_collection, target_table, **fields).execute(run)
+    pg_conn.execute(f"DELETE FROM {target_table} WHERE _id = %s", [id_key(7)])  # meanwhile, by hand
+
+    fields = {"verified": verified, "asset_alias": "tests_target"}
+    publish = operator(PublishOperator, mongo_collection, target_table, **fields)
+    with pytest.raises(AirflowFailException, match=r"someone else wrote to public.*DELETE on public"):
+        publish.execute({**run, "outlet_events": collections.defaultdict(EventsOfAlias)})
+    after = publish_run(mongo_collection, target_table, next_run(context))
+
+    assert after["mode"] == "full"
+    assert pg_conn.execute(f"SELECT count(*) FROM {target_table}").fetchone() == (19,)

@@ -151,7 +151,7 @@ class OpenChangeStreamOperator(SourceToTargetOperator):
 
     Incremental (the ``mode`` Param's default) when the live table's last publish
     recorded a point of this same collection, the source still holds the changes
-    since, and nobody changed the table's rows since: the staging tables start
+    since, and nobody changed the table's rows since (its watch): the staging tables start
     empty, the catch-up writes there the documents changed since that point, and
     verify and publish take the live rows for the others. Otherwise a full copy,
     saying why: the stream starts now, before anything of this run reads the
@@ -169,11 +169,11 @@ class OpenChangeStreamOperator(SourceToTargetOperator):
         tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
-            start, fingerprint, reason = copy_mode.why_full(
+            start, reason = copy_mode.why_full(
                 mode, copy_mode.versions_of(self.mapping), source, conn, tables
             )
-            if reason is None and not target.start_incremental(conn, tables, owner, start, fingerprint):
-                reason = copy_mode.CHANGED_BY_SOMEONE_ELSE.format(tables=tables)
+            if reason is None and (why := target.start_incremental(conn, tables, owner, start)):
+                reason = copy_mode.CHANGED_BY_SOMEONE_ELSE.format(tables=tables, why=why)
             if reason is not None:
                 position = open_position(source)
                 start = position.to_json() if position else None

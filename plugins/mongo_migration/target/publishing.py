@@ -16,7 +16,7 @@ from mongo_migration.failpoint import failpoint
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.target.guards import Guards, added_rejects, check_guards
 from mongo_migration.target.staging import staging_position
-from mongo_migration.target.state import fingerprint_after_changes, fingerprint_of, forget_published_point
+from mongo_migration.target.state import WATCHED, forget_published_point, live_types, watch_live_tables
 from mongo_migration.target.tables import (
     PUBLISHED_TABLE,
     LoadLockBusy,
@@ -126,27 +126,34 @@ def _publish_once(
     """One attempt, in one transaction: who may publish, the locks, the guards, the rows, the record."""
     with transaction(conn):
         conn.execute(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT}'")
+        conn.execute("SET LOCAL mongo_migration.publishing = 'on'")  # its writes are not someone else's
         lock_target(conn, tables, shared=False)
         names = {"schema": tables.schema, "table": tables.table}
         last = conn.execute(statement("published_by", tables), names).fetchone()
         if last and Owner(last[0], last[1]) == owner and staging_owner(conn, tables) != owner:
             return {**last[2], "already_published": True}  # a retry of a publish that committed
         tables, existing = _may_publish(conn, tables, owner, last)
+        # Locked until the commit: a write by someone else meanwhile is recorded after it, not lost.
+        written_by_others = statement("written_by_others", tables, lock=sql.SQL("FOR UPDATE"))
+        written = last and conn.execute(written_by_others, names).fetchone()[0]
+        if tables.incremental and written:
+            raise AirflowFailException(
+                f"someone else wrote to {tables} (or its rejects or child tables) since its last publish "
+                f"({written}): this incremental run's changes would be applied to rows nobody proved. "
+                f"Nothing was published; the next run copies {tables} in full."
+            )
         previous = last[2] if last else {}
         changes, gone_children = _lock_for_publish(conn, tables, existing, previous)
         result = _guarded_counts(conn, tables, guards, existing, previous)
-        if tables.incremental:  # the live tables' as the run found them, with the changes
-            fingerprint = fingerprint_after_changes(conn, tables, last[3])
-        else:  # the staging tables', which the live tables take
-            fingerprint = fingerprint_of(conn, tables)
         _apply(conn, tables, existing, changes, gone_children, result)
+        watch_live_tables(conn, tables)
         position = staging_position(conn, tables)
         result |= {
             "position": position,
             "versions": versions,
             "full_copy_seconds": full_copy_seconds,
             "full_proof_at": full_proof_at,
-            "columns": {relation: list(tables.columns(relation)) for relation in tables.relations},
+            "columns": {relation: live_types(conn, tables, relation) for relation in tables.relations},
             "children": tables.children,
             "dropped": gone_children,
         }
@@ -157,7 +164,7 @@ def _publish_once(
             conn.execute(statement("drop_staging", tables, relation))
         conn.execute(statement("drop_changed", tables))
         record = {**asdict(owner), **names, "result": Jsonb(result), "position": Jsonb(position)}
-        conn.execute(statement("record_published", tables), {**record, "fingerprint": fingerprint})
+        conn.execute(statement("record_published", tables), {**record, "fingerprint": WATCHED})
         failpoint("publish_before_commit")
         return result
 
@@ -179,6 +186,7 @@ def _may_publish(
             f"{gone} went away while this incremental run copied the changes since its publish: "
             f"nothing was published. A new run copies {tables} in full."
         )
+
     owned = {"names": live_relation_names(tables, existing)}
     if existing and not conn.execute(statement("live_owned", tables), owned).fetchone()[0]:
         user = conn.execute("SELECT current_user").fetchone()[0]

@@ -1,12 +1,12 @@
 """The published state of each live table: the run and the point it was published as of, the versions
-of its rows' form, and the fingerprint that tells whether anyone else changed the live tables since;
-what an incremental run starts from."""
+of its rows' form, and the watch that tells whether anyone else changed the live tables since; what an
+incremental run starts from."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from psycopg import Connection, errors
+from psycopg import Connection, sql
 
 from mongo_migration.connections import transaction
 from mongo_migration.target.staging import save_position, truncate_staging
@@ -15,11 +15,11 @@ from mongo_migration.target.tables import (
     Tables,
     _state_tables_exist,
     check_owner,
+    columns_of,
     count_live,
     existing_relations,
     live_relation_names,
     lock_target,
-    sql_text,
     statement,
 )
 
@@ -28,7 +28,7 @@ class PublishedState(NamedTuple):
     """What the live table's last publish recorded."""
 
     position: dict | None  # the point of the source's change stream it is consistent with
-    fingerprint: str | None  # of its rows, as that publish left them
+    watch: str | None  # WATCHED where that publish set the live tables' watch up (a fingerprint before)
     versions: dict | None  # of the mapping (with its shape) and of the conversion that wrote them
     point_lost: str | None  # why a run could not start from that point since
     full_copy_seconds: float | None  # how long the last full copy needed the oplog to keep its start
@@ -47,21 +47,21 @@ def published_state(conn: Connection, tables: Tables) -> PublishedState | None:
 
 
 def forget_published_point(conn: Connection, tables: Tables, why: str) -> None:
-    """Make the next run copy in full: the change stream cannot resume from the live table's point."""
+    """Make the next run copy in full, saying ``why``: a run cannot start from the live table's point (the
+    change stream cannot resume from it, or a proof found a difference the stream cannot explain)."""
     with transaction(conn):
         names = {"schema": tables.schema, "table": tables.table, "why": why}
         conn.execute(statement("forget_published_point", tables), names)
 
 
-def start_incremental(
-    conn: Connection, tables: Tables, owner: Owner, position: dict, fingerprint: str | None
-) -> bool:
+def start_incremental(conn: Connection, tables: Tables, owner: Owner, position: dict) -> str | None:
     """Make the owner's staging tables start an incremental copy from the live ones, consistent with
     ``position``: empty, to hold only the documents that change from there on.
 
-    Only if the live tables still have the ``fingerprint`` their last publish
-    recorded (one read of their rows, which writes nothing); False (nothing
-    started) when someone else changed or replaced them since, or one is gone.
+    Only if the live tables are as their last publish left them
+    (``changed_since_publish``: catalog reads and one row of the published
+    state, whatever the tables' size); otherwise nothing is started, and the
+    reason is returned.
     """
     with transaction(conn):
         conn.execute(statement("repeatable_read", tables))
@@ -69,11 +69,11 @@ def start_incremental(
         check_owner(conn, tables, owner)
         truncate_staging(conn, tables)
         conn.execute(statement("drop_changed", tables))
-        if not _unchanged(conn, tables, fingerprint):
-            return False
+        if why := _changed_since_publish(conn, tables):
+            return why
         conn.execute(statement("make_incremental", tables))
         save_position(conn, tables, position)
-    return True
+    return None
 
 
 def owns_live_tables(conn: Connection, tables: Tables) -> bool:
@@ -93,21 +93,69 @@ def all_live_tables_exist(conn: Connection, tables: Tables) -> bool:
         return len(existing_relations(conn, tables)) == len(tables.relations)
 
 
-def live_tables_unchanged(conn: Connection, tables: Tables, fingerprint: str | None) -> bool:
-    """Whether the live tables all exist and still have ``fingerprint`` (reads only)."""
+def changed_since_publish(conn: Connection, tables: Tables) -> str | None:
+    """Why the live tables are not as their last publish left them (None: they are), reading only."""
     with transaction(conn):
-        return _unchanged(conn, tables, fingerprint)
+        return _changed_since_publish(conn, tables)
 
 
-def _unchanged(conn: Connection, tables: Tables, fingerprint: str | None) -> bool:
-    """In the caller's transaction: whether the live tables all exist and still have ``fingerprint``."""
-    if len(existing_relations(conn, tables)) != len(tables.relations):
-        return False
-    try:
-        with conn.transaction():
-            return fingerprint_of(conn, tables, live=True) == fingerprint
-    except errors.UndefinedColumn:  # someone dropped one of the mapping's columns
-        return False
+def _changed_since_publish(conn: Connection, tables: Tables) -> str | None:
+    """In the caller's transaction: why the live tables are not as their last publish left them, or
+    cannot be shown to be (None: they are).
+
+    A write by anyone else since is recorded by each table's watch
+    (``watch_live_tables``), so that nothing here reads the rows. What the
+    watch cannot see is checked in the catalog: a table gone, a watch disabled
+    or dropped, a column of the mapping dropped or retyped.
+    """
+    existing = existing_relations(conn, tables)
+    if len(existing) != len(tables.relations):
+        gone = live_relation_names(
+            tables, [relation for relation in tables.relations if relation not in existing]
+        )
+        return f"{', '.join(gone)} no longer exist"
+    names = {"schema": tables.schema, "table": tables.table}
+    written = conn.execute(statement("written_by_others", tables, lock=sql.SQL("")), names).fetchone()
+    if written and written[0]:
+        return f"the first write: {written[0]}"
+    unwatched = sorted(set(live_relation_names(tables)) - _watched(conn, tables))
+    if unwatched:
+        return f"the watch that records writes to {', '.join(unwatched)} is disabled or gone"
+    published = conn.execute(statement("published_by", tables), names).fetchone()
+    recorded = published[2].get("columns", {}) if published else {}
+    for relation in tables.relations:
+        live = {name: pg_type for name, pg_type, _ in columns_of(conn, tables.live(relation))}
+        for name, pg_type in dict(recorded.get(relation) or {}).items():
+            if live.get(name) != pg_type:
+                now = f"is {live[name]}" if name in live else "is gone"
+                return f"column {name} of {tables.schema}.{relation} was {pg_type} at the publish and {now}"
+    return None
+
+
+WATCHED = "watched"  # what publish records where it recorded a fingerprint: the live tables' watch is on
+
+
+def watch_live_tables(conn: Connection, tables: Tables) -> None:
+    """In publish's transaction: the watch (``watch_live.sql``) on each live table that lacks it enabled
+    (a first publish, a new child table, a watch someone disabled or dropped)."""
+    watched = _watched(conn, tables)
+    for relation, name in zip(tables.relations, live_relation_names(tables), strict=True):
+        if name not in watched:
+            conn.execute(statement("unwatch_live", tables, relation))
+            conn.execute(statement("watch_live", tables, relation, target=sql.Literal(tables.table)))
+
+
+def _watched(conn: Connection, tables: Tables) -> set[str]:
+    """The live tables, of those that exist, whose watch is there and enabled."""
+    names = live_relation_names(tables, existing_relations(conn, tables))
+    return {name for (name,) in conn.execute(statement("watched", tables), {"names": names})}
+
+
+def live_types(conn: Connection, tables: Tables, relation: str) -> dict[str, str]:
+    """The types of a live table's columns of the mapping, as PostgreSQL spells them: what publish records
+    and the next run finds again, unless someone dropped or retyped one."""
+    ours = set(tables.columns(relation))
+    return {name: pg_type for name, pg_type, _ in columns_of(conn, tables.live(relation)) if name in ours}
 
 
 def live_rows(conn: Connection, tables: Tables) -> int | None:
@@ -124,40 +172,3 @@ def published_by(conn: Connection, tables: Tables) -> str | None:
         names = {"schema": tables.schema, "table": tables.table}
         last = conn.execute(statement("published_by", tables), names).fetchone()
         return last and last[0]
-
-
-FINGERPRINT_FORM = "sha256"  # how fingerprint_of hashes the rows, the first word of what it returns
-
-
-def fingerprint_of(conn: Connection, tables: Tables, live: bool = False) -> str:
-    """The fingerprint of the target's live tables, or of its staging tables, whatever the session's
-    settings (in the caller's transaction): for each table, its rows and the sum of their hashes."""
-    conn.execute(sql_text("canonical_text"))
-    sums = []
-    for relation in tables.relations:
-        rows = tables.live(relation) if live else tables.staging(relation)
-        sums.append(conn.execute(statement("fingerprint", tables, relation, rows=rows)).fetchone())
-    return _fingerprint_text(sums)
-
-
-def _fingerprint_text(sums: list[tuple[int, int]]) -> str:
-    return FINGERPRINT_FORM + ":" + "/".join(f"{count}:{total}" for count, total in sums)
-
-
-def fingerprint_after_changes(conn: Connection, tables: Tables, before: str) -> str:
-    """The fingerprint an incremental publish leaves: ``before`` (the live tables', checked when the run
-    started), without the hashes of the changed documents' live rows, with those of their staging rows
-    (in the caller's transaction, before the rows change)."""
-    conn.execute(sql_text("canonical_text"))
-    sums = []
-    parts = before.removeprefix(FINGERPRINT_FORM + ":").split("/")
-    for relation, part in zip(tables.relations, parts, strict=True):
-        count, total = map(int, part.split(":"))
-        for rows, sign in [
-            (statement("changed_live_rows", tables, relation), -1),
-            (tables.staging(relation), 1),
-        ]:
-            found = conn.execute(statement("fingerprint", tables, relation, rows=rows)).fetchone()
-            count, total = count + sign * found[0], total + sign * int(found[1])
-        sums.append((count, total))
-    return _fingerprint_text(sums)

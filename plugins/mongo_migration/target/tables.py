@@ -35,6 +35,10 @@ PUBLISHED_TABLE = "Published"
 POSITIONS_TABLE = "Positions"
 
 
+# What the watch on every live table runs when someone else writes to it (state_tables.sql).
+NOTE_WRITE_FUNCTION = "NoteWrite"
+
+
 # Types whose equality hides a difference the copy must carry: compared as text.
 _COMPARED_AS_TEXT = ("jsonb", "numeric", "double precision")
 
@@ -209,6 +213,7 @@ def statement(
         "schema": lambda: sql.Identifier(tables.schema),
         "staging_schema": lambda: sql.Identifier(STAGING_SCHEMA),
         "published": lambda: sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
+        "note_write": lambda: sql.Identifier(STAGING_SCHEMA, NOTE_WRITE_FUNCTION),
         "positions": lambda: sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
         "columns": lambda: names(tables.columns(relation)),
         "content": lambda: names(content()),
@@ -303,6 +308,7 @@ def _state_tables_exist(conn: Connection) -> bool:
     names = {
         "published": f'{STAGING_SCHEMA}."{PUBLISHED_TABLE}"',
         "positions": f'{STAGING_SCHEMA}."{POSITIONS_TABLE}"',
+        "note_write": f'{STAGING_SCHEMA}."{NOTE_WRITE_FUNCTION}"()',
     }
     return conn.execute(sql_text("state_tables_ready"), names).fetchone()[0]
 
@@ -323,6 +329,7 @@ def ensure_state_tables(conn: Connection) -> None:
         sql.SQL(sql_text("state_tables")).format(
             published=sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
             positions=sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
+            note_write=sql.Identifier(STAGING_SCHEMA, NOTE_WRITE_FUNCTION),
         )
     )
 
