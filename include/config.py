@@ -71,7 +71,7 @@ TASK_TIMEOUTS = {
     "preflight": dt.timedelta(hours=2),
     "reset_table": dt.timedelta(minutes=15),  # waits for the table's load lock a minute per try
     "seed_users": dt.timedelta(hours=2),  # only where seeding is allowed; a million users take minutes
-    # Opens the stream; an incremental run also reads the live tables once (their fingerprint).
+    # Opens the stream; an incremental run also reads and applies the changes since its point, once.
     "open_change_stream": dt.timedelta(hours=2),
     "plan_pages": dt.timedelta(hours=1),  # one ordered _id scan and three counts
     "migrate_page": dt.timedelta(minutes=30),  # one page of at most 100,000 documents

@@ -369,18 +369,27 @@ def changed_since(collection: Collection, position: Position) -> bool:
         return stream.try_next() is not None
 
 
-def why_not_from(collection: Collection, position: Position) -> str | None:
-    """Why the collection's changes since ``position`` cannot be read; None when they can.
-
-    The stream is read from there to the source's majority time, for the
-    events that end it alone (the server filters them): a rename away and back
-    keeps the collection's UUID and still ends the stream.
-    """
+def another_collection(collection: Collection, position: Position) -> str | None:
+    """Why ``position`` was not taken on this collection (None: it was): a read of its UUID."""
     if position.collection is None or position.collection != collection_uuid(collection):
         return (
             "the collection is not the one that point was taken on any more (dropped and made again, "
             "or renamed over)"
         )
+    return None
+
+
+def why_not_from(collection: Collection, position: Position) -> str | None:
+    """Why the collection's changes since ``position`` cannot be read; None when they can.
+
+    The stream is read from there to the source's majority time, for the
+    events that end it alone (the server filters them): a rename away and back
+    keeps the collection's UUID and still ends the stream. A second read of
+    the oplog since the point: what a dry run reports; a run reads it once, as
+    its first catch-up (``OpenChangeStreamOperator``).
+    """
+    if other := another_collection(collection, position):
+        return other
     goal = majority_time(collection)
     ends = [{"$match": {"operationType": {"$in": list(_ENDS_STREAM)}}}]
     scanned, deadline = None, time.monotonic() + LAG_WAIT_SECONDS

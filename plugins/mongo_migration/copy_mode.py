@@ -17,7 +17,7 @@ from psycopg import Connection
 from pymongo.collection import Collection
 
 from mongo_migration import target
-from mongo_migration.changes import why_not_from
+from mongo_migration.changes import another_collection, why_not_from
 from mongo_migration.documents import CONVERSION_VERSION
 from mongo_migration.mapping import Mapping, changed_columns, shape_changes
 from mongo_migration.pages import count_all
@@ -46,6 +46,9 @@ class Copy:
     mode: Literal["full", "incremental"]
     reason: str | None
     position: dict | None
+    # What an incremental run's first catch-up applied, reading the changes since the published point
+    # once: open_change_stream's (changes, documents); the catch_up task's adds to it.
+    applied: dict | None = None
 
     def to_xcom(self) -> dict:
         return asdict(self)
@@ -55,6 +58,11 @@ class Copy:
         """``value`` as ``to_xcom`` wrote it; None (a task run without one): a full copy, no stream."""
         return cls(**value) if value is not None else cls("full", None, None)
 
+    def caught_up(self, catch_up_task: dict | None) -> dict:
+        """What the run's catch-ups applied: this one's and the catch_up task's (its result)."""
+        counted = ("changes", "documents")
+        return {key: (self.applied or {}).get(key, 0) + (catch_up_task or {}).get(key, 0) for key in counted}
+
 
 def versions_of(mapping: Mapping) -> dict:
     """What decides the rows' form: a publish records it, and a difference means a full copy."""
@@ -63,14 +71,14 @@ def versions_of(mapping: Mapping) -> dict:
 
 def why_full(mode: str, versions: dict, source: Collection, conn: Connection, tables: Tables) -> Choice:
     """The point the live tables were published as of, or why a run in ``mode`` cannot start there
-    without looking at the tables (``reason_for``, then whether the source's stream can still
-    resume from that point)."""
+    without looking at the tables or reading the stream (``reason_for``, then whether the collection is
+    the one the point was taken on)."""
     published = target.published_state(conn, tables)
     reason = reason_for(mode, published, versions, str(tables))
     if reason is not None:
         return Choice(None, reason)
     point = published.position
-    return Choice(point, why_not_from(source, Position.from_json(point)))
+    return Choice(point, another_collection(source, Position.from_json(point)))
 
 
 def reason_for(mode: str, published: target.PublishedState | None, versions: dict, tables: str) -> str | None:
@@ -150,7 +158,7 @@ def dry_run_report(
 ) -> list[str]:
     """What a run would do, from reads alone: the copy and why, its pages, and what publish would say."""
     choice = why_full(options.mode, versions_of(mapping), source, conn, tables)
-    reason = choice.reason
+    reason = choice.reason or why_not_from(source, Position.from_json(choice.start))
     if reason is None and (why := target.changed_since_publish(conn, tables)):
         reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables, why=why)
     lines = [

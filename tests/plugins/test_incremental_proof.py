@@ -8,10 +8,11 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from pymongo import monitoring
 
-from mongo_migration import target
+from mongo_migration import changes, target
 from mongo_migration.demo_orders import fill_orders
 from mongo_migration.documents import id_key
 from mongo_migration.operators import CatchUpOperator, PublishOperator, VerifyMigrationOperator
+from mongo_migration.positions import Position
 from mongo_migration.verification import proof_to_make
 from tests.plugins.test_changes import (
     EventsOfAlias,
@@ -204,3 +205,25 @@ def test_a_write_by_someone_else_during_an_incremental_run_fails_its_publish_and
 
     assert after["mode"] == "full"
     assert pg_conn.execute(f"SELECT count(*) FROM {target_table}").fetchone() == (19,)
+
+
+def test_an_incremental_run_reads_the_changes_since_its_point_once(
+    mongo_collection, pg_conn, target_table, context, monkeypatch
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(20)])
+    publish_run(mongo_collection, target_table, context)
+    point = pg_conn.execute(f"SELECT position FROM {PUBLISHED} WHERE target_table = %s", [target_table])
+    point = Position.from_json(point.fetchone()[0])
+    mongo_collection.insert_one({"_id": 20})
+    real_watch, reads_from = changes._watch, []
+
+    def watch(collection, since, lean=False, pipeline=()):
+        reads_from.append(since.cluster_time)
+        return real_watch(collection, since, lean, pipeline)
+
+    monkeypatch.setattr(changes, "_watch", watch)
+    verified = publish_run(mongo_collection, target_table, next_run(context))
+
+    assert (verified["mode"], verified["run"]["changes"]) == ("incremental", 1)
+    assert reads_from.count(point.cluster_time) == 1  # later reads start where the last one ended
+    assert all(since > point.cluster_time for since in reads_from[1:])

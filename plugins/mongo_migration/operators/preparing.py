@@ -10,11 +10,14 @@ from typing import Any
 
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from psycopg import Connection
+from pymongo.collection import Collection
 
 from include import config
 from mongo_migration import copy_mode, preflight, target
-from mongo_migration.changes import open_position
+from mongo_migration.changes import ChangeHistoryLost, StreamInvalidated, catch_up, open_position
 from mongo_migration.connections import UnreachableError, mongo_hook
+from mongo_migration.documents import Conversion
 from mongo_migration.operators.base import (
     NO_CHANGE_STREAM,
     OPTION_FIELDS,
@@ -24,9 +27,10 @@ from mongo_migration.operators.base import (
     SourceToTargetOperator,
     TargetOperator,
     owner_of,
+    violations_fail_the_run,
 )
 from mongo_migration.positions import Position
-from mongo_migration.target import Owner
+from mongo_migration.target import Owner, Tables
 from mongo_migration.users import seed_users
 
 
@@ -155,7 +159,10 @@ class OpenChangeStreamOperator(SourceToTargetOperator):
     empty, the catch-up writes there the documents changed since that point, and
     verify and publish take the live rows for the others. Otherwise a full copy,
     saying why: the stream starts now, before anything of this run reads the
-    collection. A source without change streams (a standalone ``mongod``) has no
+    collection. An incremental run reads the changes since the point here, once,
+    applying them as it reads: a stream that cannot be read from there (its
+    history gone, the collection renamed or dropped since) makes the run copy in
+    full instead. A source without change streams (a standalone ``mongod``) has no
     point at all: the run copies it in full, warning that the copy is consistent
     only if nothing writes to it meanwhile.
     """
@@ -169,18 +176,21 @@ class OpenChangeStreamOperator(SourceToTargetOperator):
         tables = self.tables()
         with mongo_hook(self.mongo_conn_id) as hook, self.target_connection() as conn:
             source = self.source(hook)
-            start, reason = copy_mode.why_full(
-                mode, copy_mode.versions_of(self.mapping), source, conn, tables
-            )
+            versions = copy_mode.versions_of(self.mapping)
+            start, reason = copy_mode.why_full(mode, versions, source, conn, tables)
+            applied = None
             if reason is None and (why := target.start_incremental(conn, tables, owner, start)):
                 reason = copy_mode.CHANGED_BY_SOMEONE_ELSE.format(tables=tables, why=why)
+            if reason is None:
+                applied, reason = self.read_changes(source, conn, tables, owner)
             if reason is not None:
                 position = open_position(source)
                 start = position.to_json() if position else None
                 target.record_start(conn, tables, owner, start)
         if reason is None:
             self.log.info(
-                "Incremental: the changes of %s since %s, the point %s was published as of",
+                "Incremental: applied the %s changes of %s since %s, the point %s was published as of",
+                applied["changes"],
                 self.source_name(),
                 Position.from_json(start),
                 tables,
@@ -201,4 +211,17 @@ class OpenChangeStreamOperator(SourceToTargetOperator):
         label = f"full: {reason}" if reason else f"incremental: the changes since {Position.from_json(start)}"
         cut = " … (its log has the rest)"
         context["copy_mode"] = label if len(label) <= LABEL_LENGTH else label[: LABEL_LENGTH - len(cut)] + cut
-        return copy_mode.Copy("full" if reason else "incremental", reason, start).to_xcom()
+        return copy_mode.Copy("full" if reason else "incremental", reason, start, applied).to_xcom()
+
+    def read_changes(
+        self, source: Collection, conn: Connection, tables: Tables, owner: Owner
+    ) -> tuple[dict | None, str | None]:
+        """An incremental run's first catch-up: the changes since the published point, applied to its
+        staging tables as the stream is read, once (the catch_up task reads only what came since). What it
+        applied, or why the run copies in full instead: the stream cannot be read from the point."""
+        try:
+            with violations_fail_the_run():
+                caught = catch_up(source, conn, tables, Conversion(self.mapping), owner)
+        except (ChangeHistoryLost, StreamInvalidated) as error:
+            return None, str(error)
+        return {"changes": caught.changes, "documents": caught.documents}, None

@@ -106,7 +106,7 @@ class VerifyMigrationOperator(SourceToTargetOperator):
                     source, conn, self.tables(), conversion, content, catch_up_again, kind
                 )
             wall_seconds = (datetime.now(UTC) - context["dag_run"].start_date).total_seconds()
-            run = summarize(page_results, wall_seconds, self.caught_up)
+            run = summarize(page_results, wall_seconds, copy.caught_up(self.caught_up))
             staged = count_staged(conn, tables, self.mapping, copy.mode == "full", run)
             _log_counts(self.log, self.source_name(), check, staged, tables)
             if differ := failure(check, self.source_name(), tables):
