@@ -63,7 +63,9 @@ def copy(collection, table, context, conn_id="mongo_default", mode="incremental"
     return start
 
 
-def publish_run(collection, table, context, mode="incremental", mapping=USERS, verify_options=None) -> dict:
+def publish_run(
+    collection, table, context, mode="incremental", mapping=USERS, verify_options=None, publish_options=None
+) -> dict:
     """A whole run, task by task; what verify returned."""
     start = copy(collection, table, context, mode=mode, mapping=mapping)
     operator(CatchUpOperator, collection, table, mapping=mapping).execute(context)
@@ -74,7 +76,7 @@ def publish_run(collection, table, context, mode="incremental", mapping=USERS, v
         "verified": verified,
         "asset_alias": "tests_target",
         "mapping": mapping,
-        "options": {"max_null_rise_percent": "100"},
+        "options": {"max_null_rise_percent": "100", **(publish_options or {})},
     }
     publish = operator(PublishOperator, collection, table, **fields)
     publish.execute({**context, "outlet_events": collections.defaultdict(EventsOfAlias)})
@@ -697,3 +699,23 @@ def test_the_cluster_time_of_a_resume_token_is_read_from_mongodbs_form_and_the_l
     local = bson.encode({"t": bson.Timestamp(1796468841, 6), "padding": "x" * 100}).hex()  # 130 bytes: 0x82
     assert positions.token_time({"_data": local}) == bson.Timestamp(1796468841, 6)
     assert positions.token_time({"_data": "not hex"}) is None and positions.token_time({}) is None
+
+
+def test_a_mapping_that_keeps_no_document_sets_documents_aside_without_them(
+    mongo_collection, pg_conn, target_table, context
+):
+    private = USERS.model_copy(update={"keep_document": False})
+    mongo_collection.insert_many([{"_id": 1, "age": "old", "ssn": "123"}, {"_id": 2, "age": 30}])
+    allow = {"max_reject_percent": "100", "max_shrink_percent": "100"}
+    publish_run(mongo_collection, target_table, context, mapping=private, publish_options=allow)  # a page
+    mongo_collection.update_one({"_id": 2}, {"$set": {"age": "older", "ssn": "456"}})
+    publish_run(mongo_collection, target_table, next_run(context), mapping=private, publish_options=allow)
+
+    rejects = pg_conn.execute(
+        f"SELECT _id, column_name, path, expected, actual, reason IS NOT NULL, document "
+        f"FROM {target_table}_rejects ORDER BY _id"
+    ).fetchall()
+    assert rejects == [
+        (id_key(1), "age", ["age"], "int", "string", True, None),
+        (id_key(2), "age", ["age"], "int", "string", True, None),
+    ]

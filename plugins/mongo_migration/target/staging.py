@@ -213,10 +213,13 @@ def copy_children(conn: Connection, tables: Tables, children: dict[str, bytes]) 
 
 
 def copy_rejects(conn: Connection, tables: Tables, rejects: Iterable, page: int) -> None:
-    """COPY documents set aside into the staging rejects table (in the caller's transaction)."""
+    """COPY documents set aside into the staging rejects table (in the caller's transaction): each with its
+    ``_id``, column, path, types and reason, and its document only where the mapping keeps documents."""
+    keep_document = tables.mapping.keep_document
     with copy_into_staging(conn, tables, tables.rejects) as copy:
         for reject in rejects:
-            copy.write_row(reject.row(page))
+            row = reject.row(page)
+            copy.write_row(row if keep_document else (*row[:-2], None, row[-1]))
 
 
 def apply_changes(
