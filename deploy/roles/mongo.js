@@ -1,6 +1,7 @@
 // The source's least-privileged user for the DAGs (docs/connecting.md): it may read the collections of
 // the databases named, and their change streams, and read the oplog's first entry and size, so that
-// preflight can compare the oplog's window with the published point's age. It may write nothing.
+// preflight can compare the oplog's window with the published point's age, and a sharded collection's
+// shard key. It may write nothing.
 //
 //   MONGO_MIGRATOR_PASSWORD=... MONGO_MIGRATION_SOURCE_DATABASES=app,shop \
 //     mongosh "mongodb://<admin>@<host>/admin" deploy/roles/mongo.js
@@ -20,6 +21,8 @@ const privileges = [
   })),
   // The oplog window (preflight): its oldest entry and whether it has reached its size ($collStats).
   { resource: { db: "local", collection: "oplog.rs" }, actions: ["find", "collStats"] },
+  // A sharded collection's shard key (preflight, through mongos): _id must lead it.
+  { resource: { db: "config", collection: "collections" }, actions: ["find"] },
 ];
 if (admin.getRole("mongoMigrationReader")) {
   admin.grantPrivilegesToRole("mongoMigrationReader", privileges);

@@ -364,9 +364,23 @@ def catch_up(
 
 
 def changed_since(collection: Collection, position: Position) -> bool:
-    """Whether anything changed in the collection after ``position``."""
+    """Whether anything changed in the collection after ``position``, up to the source's majority time now.
+
+    An empty answer is not "nothing": through mongos, events wait until every
+    shard has advanced. As ``read_changes`` does, the stream is read until its
+    post-batch resume token reaches the majority time; one that cannot show
+    how far it has read, or stays behind for ``LAG_WAIT_SECONDS``, counts as
+    changed (the catch-up then applies whatever did).
+    """
+    goal, behind_until = majority_time(collection), time.monotonic() + LAG_WAIT_SECONDS
     with _watch(collection, position, lean=True) as stream:
-        return stream.try_next() is not None
+        while stream.try_next() is None:
+            reached = read_to(stream.resume_token, goal)
+            if reached:
+                return False
+            if reached is None or time.monotonic() > behind_until:
+                return True
+        return True
 
 
 def another_collection(collection: Collection, position: Position) -> str | None:

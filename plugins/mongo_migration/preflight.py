@@ -125,6 +125,8 @@ def source_problems(source: Collection, name: str, hello: dict, must_exist: bool
         if must_exist:
             found.problems.append(f"collection {name} does not exist in the source")
         return found
+    if hello.get("msg") == "isdbgrid":  # through mongos: the collection may be sharded
+        found.problems += shard_key_problems(source, name)
     for what, read in [
         ("read it (find)", lambda: source.find_one({"_id": ObjectId()}, {"_id": 1})),  # an index probe
         ("read its change stream (changeStream)", lambda: source.watch().close() if streaming else None),
@@ -136,6 +138,30 @@ def source_problems(source: Collection, name: str, hello: dict, must_exist: bool
         except PyMongoError as error:
             found.problems.append(f"reading {name} failed: {str(error).splitlines()[0][:300]}")
     return found
+
+
+def shard_key_problems(source: Collection, name: str) -> list[str]:
+    """Why a sharded collection cannot be copied (none: it is not sharded, or sharded on ``_id`` or a key
+    that starts with it). ``_id`` is unique per shard only otherwise: two documents could share one, and a
+    copy keyed by ``_id`` could not hold both. Read from ``config.collections``."""
+    try:
+        sharded = source.database.client["config"]["collections"].find_one(
+            {"_id": source.full_name, "dropped": {"$ne": True}}, {"key": 1}
+        )
+    except OperationFailure as error:
+        return [
+            f"the source connection may not read config.collections, where the shard key of {name} is "
+            f"recorded ({error.details or error}): grant it find there (deploy/roles/mongo.js)"
+        ]
+    key = list((sharded or {}).get("key") or {})
+    if not key or key[0] == "_id":
+        return []
+    return [
+        f"{name} is sharded on {{{', '.join(key)}}}: _id is unique only within each shard then, so two "
+        "documents may share one, and a copy keyed by _id cannot hold both. Reshard it on a key that starts "
+        f"with _id (db.adminCommand({{reshardCollection: '{source.full_name}', key: {{_id: 1}}}}), or "
+        "{_id: 'hashed'})"
+    ]
 
 
 def oplog_window(

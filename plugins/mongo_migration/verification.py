@@ -66,6 +66,8 @@ class KeyCheck:
     source: int = 0  # documents read from the source
     differences: dict[str, str] = field(default_factory=dict)  # key: "missing", "unknown" or "changed"
     duplicates: list[tuple[str, int]] = field(default_factory=list)  # keys the target holds twice or more
+    # keys the source holds twice or more: a collection sharded on a key that does not start with _id
+    source_duplicates: list[tuple[str, int]] = field(default_factory=list)
     rounds: int = 0  # catch-up rounds it took to settle the differences
     why: str = ""  # why the differences left are real, when some are
     # Keys that differed in every one of ROUNDS rounds, each time because they had changed again:
@@ -219,6 +221,12 @@ def prove(
 
 def failure(check: KeyCheck, source: str, tables: Tables) -> str | None:
     """Why the source and the copy differ, naming the ``_id`` values (None: they do not)."""
+    if check.source_duplicates:
+        return (
+            f"Source {source} holds documents that share an _id, which a copy keyed by _id cannot hold: "
+            f"{check.source_duplicates} (_id and documents). Is the collection sharded on a key that does "
+            "not start with _id? Preflight names the fix."
+        )
     if check.counts:
         return f"Source {source} and target {tables} differ: {check.counts}"
     if not (check.differences or check.duplicates):
@@ -280,7 +288,7 @@ def verify_against(
         comparison = Comparison(source, conn, tables, conversion, session, content)
         if proof == "changes" and tables.incremental:
             check = settle(compare_changes(comparison), comparison, again)
-            if not (check.differences or check.duplicates):
+            if not (check.differences or check.duplicates or check.source_duplicates):
                 check = settle_count(check, comparison, again)
             return tables, check
         return tables, settle(compare(comparison), comparison, again)
@@ -291,9 +299,18 @@ def compare(comparison: Comparison) -> KeyCheck:
     check = KeyCheck()
     with transaction(comparison.conn):
         check.source, check.differences = _differences(comparison, [{}])
-        duplicates = target.statement("duplicate_keys", comparison.tables)
-        check.duplicates = comparison.conn.execute(duplicates, {"keys": None}).fetchall()
+        _find_duplicates(check, comparison, None)
     return check
+
+
+def _find_duplicates(check: KeyCheck, comparison: Comparison, keys: list[str] | None) -> None:
+    """In the transaction of ``_differences``: the keys the copy holds twice (only ``keys``, when given),
+    and those the source's documents read hold twice."""
+    duplicates = target.statement("duplicate_keys", comparison.tables)
+    check.duplicates = comparison.conn.execute(duplicates, {"keys": keys}).fetchall()
+    check.source_duplicates = comparison.conn.execute(
+        target.statement("source_duplicates", comparison.tables)
+    ).fetchall()
 
 
 def compare_changes(comparison: Comparison) -> KeyCheck:
@@ -305,8 +322,7 @@ def compare_changes(comparison: Comparison) -> KeyCheck:
         keys = [key for (key,) in conn.execute(target.statement("changed_keys", tables))]
         if keys:
             _, check.differences = _differences(comparison, _in_chunks(keys, RECHECK_QUERY_BYTES), keys)
-            duplicates = target.statement("duplicate_keys", tables)
-            check.duplicates = conn.execute(duplicates, {"keys": keys}).fetchall()
+            _find_duplicates(check, comparison, keys)
     return check
 
 

@@ -719,3 +719,18 @@ def test_a_mapping_that_keeps_no_document_sets_documents_aside_without_them(
         (id_key(1), "age", ["age"], "int", "string", True, None),
         (id_key(2), "age", ["age"], "int", "string", True, None),
     ]
+
+
+def test_changed_since_reads_on_past_empty_answers_until_the_stream_reaches_the_sources_majority_time(
+    mongo_collection, monkeypatch
+):
+    mongo_collection.insert_one({"_id": 1})
+    start = changes.open_position(mongo_collection)
+    real_watch = changes._watch
+    assert not changes.changed_since(mongo_collection, start)
+    mongo_collection.insert_one({"_id": 2})  # held back by an idle shard for five answers
+    monkeypatch.setattr(
+        changes, "_watch", lambda *args, **kwargs: HeldBack(real_watch(*args, **kwargs), empty=5)
+    )
+
+    assert changes.changed_since(mongo_collection, start)

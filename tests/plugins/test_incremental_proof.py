@@ -4,16 +4,17 @@ difference the stream cannot explain making the next run copy in full."""
 import collections
 import time
 
+import bson
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from pymongo import monitoring
 
 from mongo_migration import changes, target
 from mongo_migration.demo_orders import fill_orders
-from mongo_migration.documents import id_key
+from mongo_migration.documents import Conversion, id_key
 from mongo_migration.operators import CatchUpOperator, PublishOperator, VerifyMigrationOperator
 from mongo_migration.positions import Position
-from mongo_migration.verification import proof_to_make
+from mongo_migration.verification import failure, proof_to_make, verify_against
 from tests.plugins.test_changes import (
     EventsOfAlias,
     FindCommands,
@@ -22,7 +23,7 @@ from tests.plugins.test_changes import (
     operator,
     publish_run,
 )
-from tests.staging import ORDERS, staged
+from tests.staging import ORDERS, USERS, staged, users
 
 PUBLISHED = f'{target.STAGING_SCHEMA}."{target.PUBLISHED_TABLE}"'
 
@@ -227,3 +228,38 @@ def test_an_incremental_run_reads_the_changes_since_its_point_once(
     assert (verified["mode"], verified["run"]["changes"]) == ("incremental", 1)
     assert reads_from.count(point.cluster_time) == 1  # later reads start where the last one ended
     assert all(since > point.cluster_time for since in reads_from[1:])
+
+
+class TwoShards:
+    """The source as mongos shows a collection sharded on a key that does not start with _id: one more
+    document, with the ``_id`` of another, held by another shard."""
+
+    def __init__(self, collection, twice):
+        self.collection, self.twice = collection, twice
+
+    def find_raw_batches(self, *args, **kwargs):
+        yield from self.collection.find_raw_batches(*args, **kwargs)
+        yield bson.encode({"_id": self.twice})
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+
+def test_verify_fails_on_an_id_the_source_holds_twice_which_a_copy_keyed_by_id_cannot_hold(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(10)])
+    copy(mongo_collection, target_table, context, mode="full")
+    operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+
+    def no_change(tables, keys):
+        return changes.CatchUp(position=None)
+
+    _, check = verify_against(
+        TwoShards(mongo_collection, 3), pg_conn, users(target_table), Conversion(USERS), False, no_change
+    )
+    differ = failure(check, "the source", users(target_table))
+
+    assert check.source_duplicates == [(id_key(3), 2)]
+    assert differ.startswith("Source the source holds documents that share an _id")
+    assert "Is the collection sharded on a key that does not start with _id?" in differ

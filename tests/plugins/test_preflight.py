@@ -223,3 +223,28 @@ def test_preflight_sorts_what_a_retry_can_mend_from_what_it_cannot_and_names_eve
         f"{found.unreachable[0]}; {found.problems[0]}"
     )
     assert preflight.refusal(preflight.Findings(notes=["a note"]), "app.users", users("users")) is None
+
+
+def test_through_mongos_a_collection_sharded_on_a_key_that_does_not_start_with_id_is_refused_naming_the_fix(
+    mongo_collection,
+):
+    mongo_collection.insert_one({"_id": 1})
+    shards = mongo_collection.database.client["config"]["collections"]  # as mongos records them
+    mongos = {"msg": "isdbgrid"}
+    name = mongo_collection.full_name
+    try:
+        for key, refused in [
+            ({"region": 1, "_id": 1}, True),
+            ({"_id": "hashed"}, False),
+            ({"_id": 1, "region": 1}, False),
+        ]:
+            shards.replace_one({"_id": name}, {"_id": name, "key": key}, upsert=True)
+            found = preflight.source_problems(mongo_collection, name, mongos)
+            assert bool(found.problems) == refused, key
+        shards.replace_one({"_id": name}, {"_id": name, "key": {"region": 1}}, upsert=True)
+        [problem] = preflight.source_problems(mongo_collection, name, mongos).problems
+        assert problem.startswith(f"{name} is sharded on {{region}}: _id is unique only within each shard")
+        assert f"reshardCollection: '{name}', key: {{_id: 1}}" in problem
+        assert not preflight.source_problems(mongo_collection, name, {"setName": "rs0"}).problems  # no mongos
+    finally:
+        shards.delete_one({"_id": name})
