@@ -47,7 +47,7 @@ def stage(conn, rows: int, version: int = 0, every: int = 1) -> None:
 
 def timed_publish(conn) -> tuple[float, dict]:
     guards = target.Guards(
-        verified=target.count_rows(conn, TABLES), options=RunOptions(max_shrink_percent=100)
+        verified=target.staged_state(conn, TABLES), options=RunOptions(max_shrink_percent=100)
     )
     started = time.perf_counter()
     result = target.publish(conn, TABLES, OUTSIDE_A_RUN, guards, wait_seconds=0)

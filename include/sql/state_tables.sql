@@ -47,3 +47,33 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Which keys each run's staging table holds (the table's and its rejects'), kept as
+-- they are written: a row per statement that inserts, updates or deletes rows (count_keys.sql),
+-- with how many keys and the sum of their hashes, and none left by a TRUNCATE. Their
+-- sums bind verify's proof to the staging tables it proved, without reading them
+-- again (staged_keys.sql); reset_table forgets a target's rows.
+CREATE TABLE IF NOT EXISTS {staged_keys} (
+    staging_table text NOT NULL,
+    keys          bigint NOT NULL,
+    key_hash      numeric NOT NULL
+);
+CREATE INDEX IF NOT EXISTS "StagedKeys_by_table" ON {staged_keys} (staging_table);
+
+CREATE OR REPLACE FUNCTION {count_keys}() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM {staged_keys} WHERE staging_table = TG_TABLE_NAME;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO {staged_keys}
+        SELECT TG_TABLE_NAME, count(*), coalesce(sum(hashtextextended(coalesce(_id, ''), 0)), 0) FROM written;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        INSERT INTO {staged_keys}
+        SELECT TG_TABLE_NAME, -count(*), -coalesce(sum(hashtextextended(coalesce(_id, ''), 0)), 0) FROM removed;
+    END IF;
+    RETURN NULL;
+END
+$$;

@@ -100,6 +100,14 @@ class Proof:
     summary: str  # the run in one line
     report: str  # the run in Markdown
     proof: str = "full"  # which proof verify made (KeyCheck.proof); older results made the full one
+    # The staging tables' keys as verify proved them: how many, and the sum of their hashes (None: a
+    # result of an earlier version)
+    staged_keys: tuple[int, str] | None = None
+
+    def staged(self) -> target.StagedState:
+        """The staging tables as this proof proved them, for publish to find again."""
+        keys, key_hash = self.staged_keys or (None, None)
+        return target.StagedState(self.target, self.rejected, keys, key_hash, self.position)
 
     def to_xcom(self) -> dict:
         return asdict(self)
@@ -123,6 +131,7 @@ class Staged:
 
     rows: int
     rejected: int
+    keys: tuple[int, str]  # how many keys, and the sum of their hashes (target.StagedState)
     reject_reasons: list[tuple[str | None, str, int]]  # the most frequent (column, reason), with counts
     rejects_by_column: dict[str, int]
     position: dict | None
@@ -150,13 +159,15 @@ def count_staged(conn: Connection, tables: Tables, mapping: Mapping, full: bool,
     published = target.published_state(conn, tables) if full else None
     changed = copy_mode.changed_since_publish(mapping, published and (published.versions or {}))
     with transaction(conn):
-        rows, rejected = target.count_rows(conn, tables)
+        state = target.staged_state(conn, tables)
+        rejected = state.rejects
         return Staged(
-            rows=rows,
+            rows=state.rows,
             rejected=rejected,
+            keys=(state.keys, state.key_hash),
             reject_reasons=target.reject_reasons(conn, tables) if rejected else [],
             rejects_by_column=target.rejects_by_column(conn, tables) if rejected else {},
-            position=target.staging_position(conn, tables),
+            position=state.position,
             columns=target.column_counts(conn, tables, changed, run["absent"], run["coerced"])
             if full
             else {"columns": [], "children": []},
@@ -216,6 +227,7 @@ def prove(
         summary=summary_line(run),
         report=report,
         proof=check.proof,
+        staged_keys=staged.keys,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from mongo_migration import target
 from mongo_migration.copy_mode import Copy
 from mongo_migration.operators import PublishOperator
 from mongo_migration.report import summarize
@@ -56,7 +57,8 @@ def test_verify_proof_reads_back_as_written_and_publish_refuses_one_it_cannot_re
     assert publish(None).proof() is None  # marked successful by hand: publish_unverified decides
     options = RunOptions(max_shrink_percent=50)
     guards = PublishOperator.guards(PROOF, options)
-    assert (guards.verified, guards.columns, guards.options) == ((248, 2), PROOF.columns, options)
+    proved = target.StagedState(248, 2, None, None, PROOF.position)  # a proof that recorded no keys
+    assert (guards.verified, guards.columns, guards.options) == (proved, PROOF.columns, options)
 
 
 def test_a_proof_verify_wrote_before_the_proof_was_typed_still_reads_with_its_summary_under_run():

@@ -37,7 +37,7 @@ def load(conn, table, owner=RUN, batches=(GOOD + WITH_NUL,)):
 def publish(conn, table, owner=RUN):
     """Publish as a run whose verify proved the staging table as it is (its rejects allowed)."""
     allowed = RunOptions(max_reject_percent=100)
-    guards = target.Guards(verified=target.count_rows(conn, users(table)), options=allowed)
+    guards = target.Guards(verified=target.staged_state(conn, users(table)), options=allowed)
     return target.publish(conn, users(table), owner, guards, wait_seconds=0)
 
 

@@ -188,7 +188,7 @@ class PublishOperator(SourceToTargetOperator):
     def guards(proof: Proof | None, options: RunOptions) -> target.Guards:
         """What publish refuses: a copy that is not the one verify proved, and what ``options`` limit."""
         return target.Guards(
-            verified=(proof.target, proof.rejected) if proof else None,
+            verified=proof.staged() if proof else None,
             options=options,
             columns=proof.columns if proof else None,
         )

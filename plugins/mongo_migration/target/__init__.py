@@ -8,6 +8,7 @@ from mongo_migration.target.guards import Guards, emptied_columns
 from mongo_migration.target.publishing import publish
 from mongo_migration.target.staging import (
     CAUGHT_UP_PAGE,
+    StagedState,
     apply_changes,
     column_counts,
     copy_children,
@@ -19,6 +20,7 @@ from mongo_migration.target.staging import (
     rejects_by_column,
     reset_table,
     save_position,
+    staged_state,
     staging_position,
     start_page,
 )
@@ -53,6 +55,7 @@ __all__ = [
     "Guards",
     "Owner",
     "PublishedState",
+    "StagedState",
     "Tables",
     "all_live_tables_exist",
     "apply_changes",
@@ -77,6 +80,7 @@ __all__ = [
     "rejects_by_column",
     "reset_table",
     "save_position",
+    "staged_state",
     "staging_owner",
     "staging_position",
     "start_incremental",

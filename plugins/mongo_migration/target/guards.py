@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from psycopg import Connection
 
 from mongo_migration.run_options import RunOptions
+from mongo_migration.target.staging import StagedState
 from mongo_migration.target.tables import (
     Tables,
     statement,
@@ -20,28 +21,31 @@ from mongo_migration.target.tables import (
 class Guards:
     """What ``publish`` refuses unless a person allows it, each by its Param, for one run."""
 
-    verified: tuple[int, int] | None  # the rows and rejects verify proved; None: it returned nothing
+    verified: StagedState | None  # the staging tables as verify proved them; None: it returned nothing
     # the limits, and the Params that allow for one run what is refused
     options: RunOptions = field(default_factory=RunOptions)
     columns: dict | None = None  # verify's column_counts (a full copy's); None: not counted
 
 
-def check_guards(
-    guards: Guards, rows: int, rejects: int, added: int, live_rows: int | None, live: str
-) -> None:
+def check_guards(guards: Guards, staged: StagedState, added: int, live_rows: int | None, live: str) -> None:
     """Refuse to publish an unproven, empty, shrunken or emptied copy, or one that sets aside many more
-    documents than the published table (``added``), naming the Param that allows it."""
+    documents than the published table (``added``), naming the Param that allows it. A copy that is not
+    the one verify proved (``staged`` now) is refused whatever the Params: publish_unverified stands in
+    for a missing proof, never for one that differs."""
     options = guards.options
-    if guards.verified != (rows, rejects) and not options.publish_unverified:
-        proved = (
-            "returned no result (was it marked successful by hand?)"
-            if guards.verified is None
-            else f"proved {guards.verified[0]} rows and {guards.verified[1]} rejects"
-        )
+    rows, rejects = staged.rows, staged.rejects
+    if guards.verified is None and not options.publish_unverified:
         raise AirflowFailException(
-            f"verify of this run {proved}, and the copy of {live} holds {rows} rows and "
-            f"{rejects} rejects now: nothing was published. Set the Param publish_unverified in a new run "
-            f"to publish an unverified copy."
+            f"verify of this run returned no result (was it marked successful by hand?), and the copy of "
+            f"{live} holds {rows} rows and {rejects} rejects: nothing was published. Set the Param "
+            "publish_unverified in a new run to publish an unverified copy."
+        )
+    if guards.verified is not None and staged.differs_from(guards.verified):
+        raise AirflowFailException(
+            f"verify of this run proved another copy of {live} than its staging tables hold now "
+            f"({_state(guards.verified)} proved; {_state(staged)} now): they changed after verify. "
+            "Nothing was published, whatever publish_unverified says: it stands in for a missing proof, "
+            "not one that differs. Run the DAG again."
         )
     if live_rows and rows + rejects == 0:
         if options.publish_empty:
@@ -81,6 +85,13 @@ def check_guards(
             f"{live_rows} of {live}, more than the Param max_shrink_percent ({options.max_shrink_percent}) "
             f"allows: nothing was published. Raise max_shrink_percent in a new run to publish it."
         )
+
+
+def _state(staged: StagedState) -> str:
+    """A staged state, for people."""
+    keys = f", keys {staged.keys} hashing to {staged.key_hash}" if staged.keys is not None else ""
+    point = staged.position and staged.position.get("cluster_time")
+    return f"{staged.rows} rows and {staged.rejects} rejects{keys}, at {point or 'no point'}"
 
 
 def emptied_columns(counted: dict, max_rise: int, max_shrink: int) -> list[str]:

@@ -15,7 +15,7 @@ from mongo_migration.connections import transaction
 from mongo_migration.failpoint import failpoint
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.target.guards import Guards, added_rejects, check_guards
-from mongo_migration.target.staging import staging_position
+from mongo_migration.target.staging import staged_state, staging_position
 from mongo_migration.target.state import WATCHED, forget_published_point, live_types, watch_live_tables
 from mongo_migration.target.tables import (
     PUBLISHED_TABLE,
@@ -25,7 +25,6 @@ from mongo_migration.target.tables import (
     check_owner,
     columns_of,
     count_live,
-    count_rows,
     existing_relations,
     live_relation_names,
     loaded,
@@ -230,13 +229,14 @@ def _guarded_counts(
     """The copy's counts, refused by the guards (``check_guards``); the start of publish's result. An
     incremental run's are the last publish's (``previous``) with the changes: the one count of the live
     table is ``_apply``'s, after the changes."""
-    rows, rejects = count_rows(conn, tables)
+    staged = staged_state(conn, tables)
+    rows, rejects = staged.rows, staged.rejects
     if tables.incremental:
         live_rows = previous["rows"]
     else:
         live_rows = count_live(conn, tables) if tables.table in existing else None
     added = added_rejects(conn, tables) if tables.rejects in existing else rejects
-    check_guards(guards, rows, rejects, added, live_rows, str(tables))
+    check_guards(guards, staged, added, live_rows, str(tables))
     result = {"rows": rows, "rejects": rejects, "added_rejects": added, "live_rows_before": live_rows}
     if tables.incremental:
         return result | {"method": "changes applied in place", "deleted": 0, "updated": 0, "inserted": 0}
@@ -402,6 +402,7 @@ def _apply_rows(conn: Connection, tables: Tables, relation: str) -> dict:
 def _move_in(conn: Connection, tables: Tables, relation: str) -> None:
     """A table's first publish: its staging table moves in, its indexes losing the staging name's schema."""
     moved = sql.Identifier(tables.schema, tables.staged_name(relation))
+    conn.execute(statement("uncount_keys", tables, relation))
     conn.execute(statement("move_in", tables, relation, moved=moved, live_name=sql.Identifier(relation)))
     names = {"live": f"{tables.schema}.{relation}", "prefix": f"{tables.schema}."}
     for index, name in conn.execute(sql_text("moved_indexes"), names).fetchall():

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from typing import NamedTuple
 
 from airflow.sdk.exceptions import AirflowFailException
 from psycopg import Connection, Copy, sql
@@ -21,6 +22,7 @@ from mongo_migration.target.tables import (
     check_owner,
     columns_of,
     copy_of,
+    count_rows,
     ensure_state_tables,
     loaded,
     lock_target,
@@ -67,9 +69,43 @@ def reset_table(
             definitions = tables.definitions(relation)
             conn.execute(statement("create_staging", tables, relation, definitions=definitions))
         conn.execute(statement("index_rejects", tables, tables.rejects))
+        conn.execute(statement("forget_staged_keys", tables), {"names": _keyed_names(tables)})
+        for relation in (tables.table, tables.rejects):
+            conn.execute(statement("count_keys", tables, relation))
         owner_comment = sql.Literal(json.dumps({**asdict(owner), "mapping": tables.mapping.version}))
         conn.execute(statement("set_owner", tables, owner=owner_comment))
     return previous if previous != owner else None
+
+
+class StagedState(NamedTuple):
+    """What the run's staging tables hold, as verify proves it and publish finds it again: their rows and
+    rejects (an incremental run's copy's), which keys (``keys`` and ``key_hash``, as their writes counted
+    them; None where a proof of an earlier version did not record them) and their point in the stream."""
+
+    rows: int
+    rejects: int
+    keys: int | None
+    key_hash: str | None
+    position: dict | None
+
+    def differs_from(self, proved: StagedState) -> bool:
+        """Whether this is not the state ``proved`` (what it did not record is not compared)."""
+        return any(found is not None and found != now for found, now in zip(proved, self, strict=True))
+
+
+def staged_state(conn: Connection, tables: Tables) -> StagedState:
+    """In the caller's transaction: what the run's staging tables hold now, without reading them (the
+    counts of ``count_rows``, the staged keys' sums, the position)."""
+    rows, rejects = count_rows(conn, tables)
+    keys, key_hash = conn.execute(
+        statement("staged_keys", tables), {"names": _keyed_names(tables)}
+    ).fetchone()
+    return StagedState(rows, rejects, keys, key_hash, staging_position(conn, tables))
+
+
+def _keyed_names(tables: Tables) -> list[str]:
+    """The staging tables whose keys are counted: the table's and its rejects'."""
+    return [tables.staged_name(tables.table), tables.staged_name(tables.rejects)]
 
 
 def start_page(conn: Connection, tables: Tables, owner: Owner, page: int) -> None:

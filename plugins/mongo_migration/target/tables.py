@@ -39,6 +39,11 @@ POSITIONS_TABLE = "Positions"
 NOTE_WRITE_FUNCTION = "NoteWrite"
 
 
+# The keys each run's staging tables hold, and what keeps them as they are written (state_tables.sql).
+STAGED_KEYS_TABLE = "StagedKeys"
+COUNT_KEYS_FUNCTION = "CountKeys"
+
+
 # Types whose equality hides a difference the copy must carry: compared as text.
 _COMPARED_AS_TEXT = ("jsonb", "numeric", "double precision")
 
@@ -216,6 +221,8 @@ def statement(
         "staging_schema": lambda: sql.Identifier(STAGING_SCHEMA),
         "published": lambda: sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
         "note_write": lambda: sql.Identifier(STAGING_SCHEMA, NOTE_WRITE_FUNCTION),
+        "staged_keys": lambda: sql.Identifier(STAGING_SCHEMA, STAGED_KEYS_TABLE),
+        "count_keys": lambda: sql.Identifier(STAGING_SCHEMA, COUNT_KEYS_FUNCTION),
         "positions": lambda: sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
         "columns": lambda: names(tables.columns(relation)),
         "content": lambda: names(content()),
@@ -311,6 +318,8 @@ def _state_tables_exist(conn: Connection) -> bool:
         "published": f'{STAGING_SCHEMA}."{PUBLISHED_TABLE}"',
         "positions": f'{STAGING_SCHEMA}."{POSITIONS_TABLE}"',
         "note_write": f'{STAGING_SCHEMA}."{NOTE_WRITE_FUNCTION}"()',
+        "staged_keys": f'{STAGING_SCHEMA}."{STAGED_KEYS_TABLE}"',
+        "count_keys": f'{STAGING_SCHEMA}."{COUNT_KEYS_FUNCTION}"()',
     }
     return conn.execute(sql_text("state_tables_ready"), names).fetchone()[0]
 
@@ -332,6 +341,8 @@ def ensure_state_tables(conn: Connection) -> None:
             published=sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
             positions=sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
             note_write=sql.Identifier(STAGING_SCHEMA, NOTE_WRITE_FUNCTION),
+            staged_keys=sql.Identifier(STAGING_SCHEMA, STAGED_KEYS_TABLE),
+            count_keys=sql.Identifier(STAGING_SCHEMA, COUNT_KEYS_FUNCTION),
         )
     )
 
