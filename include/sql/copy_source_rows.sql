@@ -1,1 +1,1 @@
-COPY {source} ({columns}) FROM STDIN;
+COPY {read_again} ({columns}) FROM STDIN;

@@ -1,4 +1,4 @@
--- _id keys the source's documents read again hold more than once (source_rows, made by
--- create_source_rows.sql): on a collection sharded on a key that does not start with
--- _id, _id is unique only within each shard.
-SELECT _id, count(*) FROM source_rows GROUP BY _id HAVING count(*) > 1 ORDER BY _id LIMIT 10;
+-- _id keys the source's documents read again hold more than once (create_source_rows.sql):
+-- on a collection sharded on a key that does not start with _id, _id is unique only
+-- within each shard.
+SELECT _id, count(*) FROM {table_read_again} GROUP BY _id HAVING count(*) > 1 ORDER BY _id LIMIT 10;

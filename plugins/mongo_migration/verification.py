@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import bson
-from psycopg import Connection, sql
+from psycopg import Connection
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
@@ -308,21 +308,13 @@ def verify_against(
 
 def compare(comparison: Comparison) -> KeyCheck:
     """Every document of the source against the staging tables: its ``_id``, or all of it."""
-    check = KeyCheck()
-    with transaction(comparison.conn):
-        check.source, check.differences = _differences(comparison, [{}])
-        _find_duplicates(check, comparison, None)
-    return check
-
-
-def _find_duplicates(check: KeyCheck, comparison: Comparison, keys: list[str] | None) -> None:
-    """In the transaction of ``_differences``: the keys the copy holds twice (only ``keys``, when given),
-    and those the source's documents read hold twice."""
-    duplicates = target.statement("duplicate_keys", comparison.tables)
-    check.duplicates = comparison.conn.execute(duplicates, {"keys": keys}).fetchall()
-    check.source_duplicates = comparison.conn.execute(
-        target.statement("source_duplicates", comparison.tables)
-    ).fetchall()
+    found = _differences(comparison, [{}])
+    return KeyCheck(
+        source=found.documents,
+        differences=found.differences,
+        duplicates=found.duplicates,
+        source_duplicates=found.source_duplicates,
+    )
 
 
 def compare_changes(comparison: Comparison) -> KeyCheck:
@@ -332,9 +324,10 @@ def compare_changes(comparison: Comparison) -> KeyCheck:
     conn, tables = comparison.conn, comparison.tables
     with transaction(conn):
         keys = [key for (key,) in conn.execute(target.statement("changed_keys", tables))]
-        if keys:
-            _, check.differences = _differences(comparison, _in_chunks(keys, RECHECK_QUERY_BYTES), keys)
-            _find_duplicates(check, comparison, keys)
+    if keys:
+        found = _differences(comparison, _in_chunks(keys, RECHECK_QUERY_BYTES), keys)
+        check.differences, check.duplicates = found.differences, found.duplicates
+        check.source_duplicates = found.source_duplicates
     return check
 
 
@@ -408,8 +401,7 @@ def settle(
 def _recheck(comparison: Comparison, keys: Iterable[str]) -> dict[str, str]:
     """Which of ``keys`` the source and the staging tables disagree on, read again now."""
     keys = sorted(keys)
-    with transaction(comparison.conn):
-        return _differences(comparison, _in_chunks(keys, RECHECK_QUERY_BYTES), keys)[1]
+    return _differences(comparison, _in_chunks(keys, RECHECK_QUERY_BYTES), keys).differences
 
 
 # The _id values one query of a recheck names, in BSON bytes: a command is at most 16 MB, and a
@@ -432,11 +424,25 @@ def _in_chunks(keys: list[str], most_bytes: int) -> Iterator[dict]:
         yield {"_id": {"$in": chunk}}
 
 
-def _differences(
-    comparison: Comparison, queries: Iterable[dict], keys: list[str] | None = None
-) -> tuple[int, dict[str, str]]:
-    """In the caller's transaction: the documents ``queries`` match in the source, and how the staging
-    tables differ from them (only at ``keys``, when given)."""
+@dataclass(frozen=True)
+class _Compared:
+    """What one comparison of documents read again with the copy found."""
+
+    documents: int  # read from the source
+    differences: dict[str, str]
+    duplicates: list[tuple[str, int]]  # keys the copy holds twice
+    source_duplicates: list[tuple[str, int]]  # keys the documents read hold twice
+
+
+def _differences(comparison: Comparison, queries: Iterable[dict], keys: list[str] | None = None) -> _Compared:
+    """The documents ``queries`` match in the source against the staging tables (only at ``keys``, when
+    given).
+
+    What is read goes into unlogged tables beside the staging tables
+    (``Tables.read_again``), a transaction per batch, and is compared in one
+    transaction of reads at the end: no transaction stays open while the source
+    is read, holding back vacuum for every user of the target database.
+    """
     source, conn, tables, conversion = (
         comparison.source,
         comparison.conn,
@@ -454,40 +460,40 @@ def _differences(
 
     batches = itertools.chain.from_iterable(read(query) for query in queries)
     documents = 0
-    children = [
-        (child, relation, sql.Identifier(f"source_rows_{child.name}"))
-        for child, relation in zip(tables.mapping.children, tables.children, strict=True)
-    ]
-    for relation, source_rows in [
-        (tables.table, sql.Identifier("source_rows")),
-        *((r, s) for _, r, s in children),
-    ]:
-        definitions = tables.definitions(relation, keyed=False)
-        conn.execute(
-            target.statement(
-                "create_source_rows", tables, relation, source=source_rows, definitions=definitions
-            )
-        )
-    blank = (None,) * (len(tables.columns()) - 1)
-    for raw_batch in batches:  # a COPY per batch of KEYS_PER_READ documents and per child table
-        with target.copy_into_source_rows(conn, tables, tables.table, sql.Identifier("source_rows")) as copy:
-            if content:
-                rows = conversion.rows(raw_batch, 0)
-                copy.write(rows.rows)
-                for reject in rows.rejects:  # compared by _id only
-                    copy.write_row((reject.key or "", *blank))
-                documents += rows.documents
-            else:
-                for key in id_keys(raw_batch):
-                    copy.write_row((key, *blank))
-                    documents += 1
-        for child, relation, source_rows in children if content else ():
-            with target.copy_into_source_rows(conn, tables, relation, source_rows) as copy:
-                copy.write(rows.children[child.name])
-    limits = {"content": content, "keys": keys, "most": MOST_DIFFERENCES + 1}
-    found = dict(conn.execute(target.statement("differences", tables), limits).fetchall())
-    for _, relation, source_rows in children if content else ():
-        statement = target.statement("child_differences", tables, relation, source=source_rows)
-        for key, difference in conn.execute(statement, limits).fetchall():
-            found.setdefault(key, difference)
-    return documents, found
+    children = list(zip(tables.mapping.children, tables.children, strict=True)) if content else []
+    read_into = [tables.table, *(relation for _, relation in children)]
+    with transaction(conn):
+        for relation in read_into:
+            definitions = tables.definitions(relation, keyed=False)
+            conn.execute(target.statement("create_source_rows", tables, relation, definitions=definitions))
+    try:
+        blank = (None,) * (len(tables.columns()) - 1)
+        for raw_batch in batches:  # a transaction per batch of KEYS_PER_READ documents
+            with transaction(conn), target.copy_into_source_rows(conn, tables, tables.table) as copy:
+                if content:
+                    rows = conversion.rows(raw_batch, 0)
+                    copy.write(rows.rows)
+                    for reject in rows.rejects:  # compared by _id only
+                        copy.write_row((reject.key or "", *blank))
+                    documents += rows.documents
+                else:
+                    for key in id_keys(raw_batch):
+                        copy.write_row((key, *blank))
+                        documents += 1
+            for child, relation in children:
+                with transaction(conn), target.copy_into_source_rows(conn, tables, relation) as copy:
+                    copy.write(rows.children[child.name])
+        limits = {"content": content, "keys": keys, "most": MOST_DIFFERENCES + 1}
+        with transaction(conn):
+            found = dict(conn.execute(target.statement("differences", tables), limits).fetchall())
+            for _, relation in children:
+                statement = target.statement("child_differences", tables, relation)
+                for key, difference in conn.execute(statement, limits).fetchall():
+                    found.setdefault(key, difference)
+            duplicates = conn.execute(target.statement("duplicate_keys", tables), {"keys": keys}).fetchall()
+            twice = conn.execute(target.statement("source_duplicates", tables)).fetchall()
+    finally:
+        with transaction(conn):
+            for relation in read_into:
+                conn.execute(target.statement("drop_source_rows", tables, relation))
+    return _Compared(documents, found, duplicates, twice)

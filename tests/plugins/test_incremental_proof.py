@@ -6,6 +6,7 @@ import time
 
 import bson
 import pytest
+from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk.exceptions import AirflowFailException
 from pymongo import monitoring
 
@@ -263,3 +264,43 @@ def test_verify_fails_on_an_id_the_source_holds_twice_which_a_copy_keyed_by_id_c
     assert check.source_duplicates == [(id_key(3), 2)]
     assert differ.startswith("Source the source holds documents that share an _id")
     assert "Is the collection sharded on a key that does not start with _id?" in differ
+
+
+class Watched:
+    """The source, read in batches; between two, ``between()`` runs (the batch before is written)."""
+
+    def __init__(self, collection, between):
+        self.collection, self.between = collection, between
+
+    def find_raw_batches(self, *args, **kwargs):
+        for batch in self.collection.find_raw_batches(*args, **kwargs):
+            yield batch
+            self.between()
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+
+def test_verify_holds_no_transaction_open_while_it_reads_the_source(
+    mongo_collection, pg_conn, target_table, context, monkeypatch
+):
+    monkeypatch.setattr("mongo_migration.verification.KEYS_PER_READ", 10)
+    mongo_collection.insert_many([{"_id": n} for n in range(50)])
+    copy(mongo_collection, target_table, context, mode="full")
+    operator(CatchUpOperator, mongo_collection, target_table).execute(context)
+    seen = []
+
+    def between():  # what the verify's connection holds while the next batch is read
+        with PostgresHook().get_conn() as other:
+            activity = "SELECT state, backend_xid, backend_xmin FROM pg_stat_activity WHERE pid = %s"
+            seen.append(other.execute(activity, [pg_conn.info.backend_pid]).fetchone())
+
+    def no_change(tables, keys):
+        return changes.CatchUp(position=None)
+
+    source = Watched(mongo_collection, between)
+    _, check = verify_against(source, pg_conn, users(target_table), Conversion(USERS), False, no_change)
+
+    assert (check.source, check.differences) == (50, {})
+    assert len(seen) >= 5
+    assert set(seen) == {("idle", None, None)}  # no xid, no snapshot: vacuum goes on meanwhile

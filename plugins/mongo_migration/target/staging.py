@@ -228,15 +228,10 @@ def copy_into_staging(conn: Connection, tables: Tables, relation: str | None = N
 
 
 @contextmanager
-def copy_into_source_rows(
-    conn: Connection, tables: Tables, relation: str, source: sql.Identifier
-) -> Iterator[Copy]:
-    """A COPY into ``source``, the temporary table where verify puts what it reads of the source for
-    ``relation``."""
-    with (
-        conn.cursor() as cursor,
-        cursor.copy(statement("copy_source_rows", tables, relation, source=source)) as copy,
-    ):
+def copy_into_source_rows(conn: Connection, tables: Tables, relation: str) -> Iterator[Copy]:
+    """A COPY into the table where verify puts what it reads of the source for ``relation``
+    (``Tables.read_again``)."""
+    with conn.cursor() as cursor, cursor.copy(statement("copy_source_rows", tables, relation)) as copy:
         yield copy
 
 

@@ -11,6 +11,7 @@ pages share it, so no two runs ever write the same target.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -115,6 +116,13 @@ class Tables:
 
     def live(self, relation: str | None = None) -> sql.Identifier:
         return sql.Identifier(self.schema, relation or self.table)
+
+    def read_again(self, relation: str | None = None) -> sql.Identifier:
+        """The unlogged table where verify puts what it reads of the source for ``relation``: in the staging
+        schema, under a name no staging table has ("read:" and a hash of the staging name, which fits
+        PostgreSQL's 63 bytes whatever the relation's)."""
+        digest = hashlib.sha256(self.staged_name(relation).encode()).hexdigest()[:24]
+        return sql.Identifier(STAGING_SCHEMA, f"read:{digest}")
 
     @property
     def changed_keys(self) -> sql.Identifier:
@@ -222,6 +230,8 @@ def statement(
         "published": lambda: sql.Identifier(STAGING_SCHEMA, PUBLISHED_TABLE),
         "note_write": lambda: sql.Identifier(STAGING_SCHEMA, NOTE_WRITE_FUNCTION),
         "staged_keys": lambda: sql.Identifier(STAGING_SCHEMA, STAGED_KEYS_TABLE),
+        "read_again": lambda: tables.read_again(relation),
+        "table_read_again": lambda: tables.read_again(tables.table),
         "count_keys": lambda: sql.Identifier(STAGING_SCHEMA, COUNT_KEYS_FUNCTION),
         "positions": lambda: sql.Identifier(STAGING_SCHEMA, POSITIONS_TABLE),
         "columns": lambda: names(tables.columns(relation)),
