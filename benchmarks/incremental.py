@@ -1,16 +1,18 @@
-"""Incremental benchmark: a nightly run that applies 1 % of changes, against a full copy.
+"""Incremental benchmark: nightly runs with nothing, 1 % and 10 % changed, against a full copy.
 
 On the local stack, with ``airflow dags test`` (every task one after another in
-one process): a full run publishes the collection; then 1 % of its documents,
-picked at random, change (updates, inserts, deletes in equal parts); then an
-incremental run, an incremental run with nothing changed (what a run costs
-whatever it copies) and, for comparison, a full run publish the result. Each
-run's time, what it published and the WAL the target wrote during it
-(``pg_current_wal_lsn()`` before and after) go to
-``benchmarks/results/incremental_<documents>.{md,json}``, with the size of the changed rows
-(``pg_column_size`` of the rows updated and inserted, after, and deleted,
-before). The local stack runs PostgreSQL with ``full_page_writes=off``: a server
-with it on adds an 8 kB image of each page at its first change after a checkpoint.
+one process): a full run publishes the collection; then, side by side, an
+incremental run with nothing changed (the fixed part: what a run costs whatever
+it copies), one after 1 % of the documents changed and one after 10 % changed
+(picked at random: updates, inserts, deletes in equal parts), an incremental
+run that makes the full proof (``full_proof_days`` 0: what the weekly run
+costs), and a full run for comparison. Each run's time, what it published and
+the WAL the target wrote during it (``pg_current_wal_lsn()`` before and after)
+go to ``benchmarks/results/incremental_<documents>.{md,json}``, with the size of
+the changed rows (``pg_column_size`` of the rows updated and inserted, after,
+and deleted, before). The local stack runs PostgreSQL with
+``full_page_writes=off``: a server with it on adds an 8 kB image of each page at
+its first change after a checkpoint.
 
     bash scripts/benchmark.sh incremental [--documents 100000] [--items-per-page 8000] [--reuse]
 """
@@ -63,7 +65,9 @@ def forget_table() -> None:
     with PostgresHook().get_conn() as conn:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}, {TABLE}_rejects")
         published = f'{STAGING_SCHEMA}."{PUBLISHED_TABLE}"'
-        conn.execute(f"DELETE FROM {published} WHERE target_schema = 'public' AND target_table = %s", [TABLE])
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", [published]).fetchone()[0]:  # a run made it
+            forget = f"DELETE FROM {published} WHERE target_schema = 'public' AND target_table = %s"
+            conn.execute(forget, [TABLE])
 
 
 def rows_size(ids: list) -> int:
@@ -74,10 +78,11 @@ def rows_size(ids: list) -> int:
         return int(conn.execute(query, [keys]).fetchone()[0])
 
 
-def run(mode: str, items_per_page: int) -> dict:
+def run(mode: str, items_per_page: int, full_proof_days: int = 7) -> dict:
     """One run of the DAG in ``mode``; its time, what publish recorded and the WAL the target wrote."""
     conf = {
         "mode": mode,
+        "full_proof_days": full_proof_days,
         "seed_users": 0,
         "items_per_page": items_per_page,
         "mongo_database": DATABASE,
@@ -105,12 +110,12 @@ def run(mode: str, items_per_page: int) -> dict:
     }
 
 
-def change(collection, documents: int) -> tuple[int, Callable[[], int]]:
-    """Change 1 % of the collection, picked at random: a third updated, a third inserted, a third
-    deleted; the changes made and the size of the rows they change."""
-    each = max(1, documents // 300)
+def change(collection, documents: int, percent: int, seed: int) -> tuple[int, Callable[[], int]]:
+    """Change ``percent`` % of the collection, picked at random: a third updated, a third inserted, a
+    third deleted; the changes made and the size of the rows they change."""
+    each = max(1, documents * percent // 300)
     ids = [document["_id"] for document in collection.find({}, {"_id": 1})]
-    picked = random.Random(1234).sample(ids, 2 * each)
+    picked = random.Random(seed).sample(ids, 2 * each)
     updated, deleted = picked[:each], picked[each:]
     deleted_size = rows_size(deleted)
     collection.update_many({"_id": {"$in": updated}}, {"$set": {"age": 99, "note": "changed tonight"}})
@@ -143,51 +148,58 @@ def main() -> None:
             seed_users(collection, documents, 1234)
             forget_table()
             first = run("full", items_per_page)
-        changed, changed_size = change(collection, documents)
-        incremental = run("incremental", items_per_page)
-        changed_bytes = changed_size()
         unchanged = run("incremental", items_per_page)
+        one, one_size = change(collection, documents, 1, 1234)
+        incremental_1 = run("incremental", items_per_page)
+        one_bytes = one_size()
+        ten, ten_size = change(collection, documents, 10, 4321)
+        incremental_10 = run("incremental", items_per_page)
+        ten_bytes = ten_size()
+        full_proof = run("incremental", items_per_page, full_proof_days=0)
         full = run("full", items_per_page)
     when, where = measured_on(), machine()
-    runs = [first, incremental, unchanged, full]
+    runs = {
+        "first run (full, publishes the table)": (first, None),
+        "incremental, nothing changed (the fixed part)": (unchanged, None),
+        f"incremental, 1 % changed ({one:,} changes)": (incremental_1, one_bytes),
+        f"incremental, 10 % changed ({ten:,} changes)": (incremental_10, ten_bytes),
+        "incremental with the full proof, nothing changed (full_proof_days 0: the weekly run)": (
+            full_proof,
+            None,
+        ),
+        "full": (full, None),
+    }
     lines = [
-        f"Incremental against full, {documents:,} documents in pages of {items_per_page:,}, "
-        f"{changed:,} changed at random "
-        f"({100 * changed / documents:.0f} %; their rows: {changed_bytes / 1024:,.0f} kB), "
+        f"Nightly runs against a full one, {documents:,} documents in pages of {items_per_page:,}, "
         f"`airflow dags test` on the local stack (PostgreSQL with full_page_writes=off); {when} on {where}.",
         "",
-        "| Run | Wall time | WAL written | WAL / changed rows | Rows published | Inserted | Updated "
-        "| Deleted |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Run | Wall time | Share of the full run | WAL written | WAL / changed rows | Rows published "
+        "| Inserted | Updated | Deleted |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    labels = [
-        "first run (full, publishes the table)",
-        "incremental, after the changes",
-        "incremental, nothing changed",
-        "full, after the same changes",
-    ]
-    for label, result in zip(labels, runs, strict=True):
+    for label, (result, changed_bytes) in runs.items():
         if result is None:
             continue
+        against = f"{result['wal_bytes'] / changed_bytes:,.1f} x" if changed_bytes else ""
         lines.append(
-            f"| {label} | {result['seconds']} s | {result['wal_bytes'] / 2**20:,.1f} MB | "
-            f"{result['wal_bytes'] / changed_bytes:,.1f} x | {result['rows']:,} | {result['inserted']:,} | "
-            f"{result['updated']:,} | {result['deleted']:,} |"
+            f"| {label} | {result['seconds']} s | {100 * result['seconds'] / full['seconds']:.1f} % | "
+            f"{result['wal_bytes'] / 2**20:,.1f} MB | {against} | {result['rows']:,} | "
+            f"{result['inserted']:,} | {result['updated']:,} | {result['deleted']:,} |"
         )
-    lines += [
-        "",
-        f"The incremental run took {100 * incremental['seconds'] / full['seconds']:.0f} % of the full run's "
-        f"time and wrote {incremental['wal_bytes'] / changed_bytes:.1f} x the size of the changed rows in "
-        "WAL.",
-    ]
     figures = {
         "measured": when,
         "machine": where,
         "documents": documents,
         "items_per_page": items_per_page,
-        "changed": changed,
-        "changed_bytes": changed_bytes,
-        "runs": dict(zip(["first", "incremental", "unchanged", "full"], runs, strict=True)),
+        "changed": {"1 %": [one, one_bytes], "10 %": [ten, ten_bytes]},
+        "runs": {
+            "first": first,
+            "unchanged": unchanged,
+            "incremental_1": incremental_1,
+            "incremental_10": incremental_10,
+            "full_proof": full_proof,
+            "full": full,
+        },
     }
     save_results(f"incremental_{documents}", figures, "\n".join(lines))
 

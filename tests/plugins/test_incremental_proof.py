@@ -179,6 +179,20 @@ def test_the_live_tables_watch_records_others_writes_so_the_next_run_copies_in_f
     assert "(the first write: UPDATE on public." in next_copy()["reason"]
     full_again()
 
+    rejects = f"{target_table}_rejects"
+    with pg_conn.transaction():  # restored from a backup as pg_restore does: rows, then the trigger
+        pg_conn.execute(f"CREATE TABLE restored (LIKE {rejects} INCLUDING ALL)")
+        pg_conn.execute(f"INSERT INTO restored SELECT * FROM {rejects}")
+        pg_conn.execute(f"DROP TABLE {rejects}")
+        pg_conn.execute(f"ALTER TABLE restored RENAME TO {rejects}")
+        watch = f"AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {rejects} FOR EACH STATEMENT"
+        note = f'EXECUTE FUNCTION {target.STAGING_SCHEMA}."NoteWrite"(%s)'
+        pg_conn.execute(
+            f"CREATE TRIGGER mongo_migration_watch {watch} {note}".replace("%s", f"'{target_table}'")
+        )
+    assert f"public.{rejects} was dropped and made again (a restore?)" in next_copy()["reason"]
+    full_again()
+
     pg_conn.execute(f"ALTER TABLE {target_table} ALTER COLUMN total TYPE text")  # no row written
     assert (
         f"column total of public.{target_table} was numeric at the publish and is text"

@@ -16,7 +16,13 @@ from mongo_migration.failpoint import failpoint
 from mongo_migration.mapping import STAGING_SCHEMA
 from mongo_migration.target.guards import Guards, added_rejects, check_guards
 from mongo_migration.target.staging import staged_state, staging_position
-from mongo_migration.target.state import WATCHED, forget_published_point, live_types, watch_live_tables
+from mongo_migration.target.state import (
+    WATCHED,
+    forget_published_point,
+    live_oids,
+    live_types,
+    watch_live_tables,
+)
 from mongo_migration.target.tables import (
     PUBLISHED_TABLE,
     LoadLockBusy,
@@ -153,6 +159,7 @@ def _publish_once(
             "full_copy_seconds": full_copy_seconds,
             "full_proof_at": full_proof_at,
             "columns": {relation: live_types(conn, tables, relation) for relation in tables.relations},
+            "oids": live_oids(conn, tables),
             "children": tables.children,
             "dropped": gone_children,
         }

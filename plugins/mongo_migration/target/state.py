@@ -122,6 +122,10 @@ def _changed_since_publish(conn: Connection, tables: Tables) -> str | None:
     if unwatched:
         return f"the watch that records writes to {', '.join(unwatched)} is disabled or gone"
     published = conn.execute(statement("published_by", tables), names).fetchone()
+    made = published[2].get("oids", {}) if published else {}
+    for name, oid in live_oids(conn, tables).items():
+        if made.get(name) not in (None, oid):
+            return f"{name} was dropped and made again (a restore?): it is not the table that was published"
     recorded = published[2].get("columns", {}) if published else {}
     for relation in tables.relations:
         live = {name: pg_type for name, pg_type, _ in columns_of(conn, tables.live(relation))}
@@ -149,6 +153,13 @@ def _watched(conn: Connection, tables: Tables) -> set[str]:
     """The live tables, of those that exist, whose watch is there and enabled."""
     names = live_relation_names(tables, existing_relations(conn, tables))
     return {name for (name,) in conn.execute(statement("watched", tables), {"names": names})}
+
+
+def live_oids(conn: Connection, tables: Tables) -> dict[str, int | None]:
+    """The object id of each live table, by qualified name: what publish records, and the next run finds
+    again unless someone dropped a table and made it again."""
+    found = conn.execute(statement("live_oids", tables), {"names": live_relation_names(tables)}).fetchall()
+    return dict(found)
 
 
 def live_types(conn: Connection, tables: Tables, relation: str) -> dict[str, str]:
