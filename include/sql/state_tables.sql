@@ -1,5 +1,6 @@
 -- The state the runs of every target share, made once: by a run that finds it
--- missing or older (target.ensure_state_tables), never altered on every run,
+-- missing or of another version (target.ensure_state_tables; each statement leaves
+-- what is there as it is, so running it again is safe), never altered on every run,
 -- since altering a table waits for, and blocks, everyone reading it. The schema is made
 -- before, where it is missing: IF NOT EXISTS still needs CREATE on the database, which a
 -- role given the schema (deploy/roles/postgres.sql) does not have.
@@ -51,13 +52,16 @@ $$;
 -- Which keys each run's staging table holds (the table's and its rejects'), kept as
 -- they are written: a row per statement that inserts, updates or deletes rows (count_keys.sql),
 -- with how many keys and the sum of their hashes, and none left by a TRUNCATE. Their
--- sums bind verify's proof to the staging tables it proved, without reading them
--- again (staged_keys.sql); reset_table forgets a target's rows.
+-- sums, and the number of the last write, bind verify's proof to the staging tables it
+-- proved, without reading them again (staged_keys.sql): a page copied again after verify
+-- writes the same keys, and another last write. reset_table forgets a target's rows.
 CREATE TABLE IF NOT EXISTS {staged_keys} (
+    write         bigint GENERATED ALWAYS AS IDENTITY,  -- in the order of the writes: the last names the state
     staging_table text NOT NULL,
     keys          bigint NOT NULL,
     key_hash      numeric NOT NULL
 );
+ALTER TABLE {staged_keys} ADD COLUMN IF NOT EXISTS write bigint GENERATED ALWAYS AS IDENTITY;
 CREATE INDEX IF NOT EXISTS "StagedKeys_by_table" ON {staged_keys} (staging_table);
 
 CREATE OR REPLACE FUNCTION {count_keys}() RETURNS trigger
@@ -67,13 +71,16 @@ BEGIN
         DELETE FROM {staged_keys} WHERE staging_table = TG_TABLE_NAME;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO {staged_keys}
+        INSERT INTO {staged_keys} (staging_table, keys, key_hash)
         SELECT TG_TABLE_NAME, count(*), coalesce(sum(hashtextextended(coalesce(_id, ''), 0)), 0) FROM written;
     END IF;
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        INSERT INTO {staged_keys}
+        INSERT INTO {staged_keys} (staging_table, keys, key_hash)
         SELECT TG_TABLE_NAME, -count(*), -coalesce(sum(hashtextextended(coalesce(_id, ''), 0)), 0) FROM removed;
     END IF;
     RETURN NULL;
 END
 $$;
+
+-- Last: the version this state is (tables.STATE_VERSION), which a run checks first.
+COMMENT ON TABLE {published} IS {version};

@@ -1,6 +1,7 @@
--- Which of the live tables named have their watch (watch_live.sql) and have it
--- enabled: a trigger disabled, or set to fire only on a replica, misses writes.
-SELECT nspname || '.' || relname FROM pg_trigger
-JOIN pg_class ON pg_class.oid = tgrelid JOIN pg_namespace ON pg_namespace.oid = relnamespace
-WHERE tgname = 'mongo_migration_watch' AND tgenabled IN ('O', 'A')
-  AND tgrelid = ANY(%(names)s::regclass[]);
+-- The watch of a live table (%(name)s, qualified; watch_live.sql): whether it is enabled
+-- (a trigger disabled, or set to fire only on a replica, misses writes) and the columns
+-- whose UPDATE it sees; no row: it has none.
+SELECT tgenabled IN ('O', 'A'),
+       array(SELECT attname::text FROM pg_attribute WHERE attrelid = tgrelid AND attnum = ANY(tgattr))
+FROM pg_trigger
+WHERE tgname = 'mongo_migration_watch' AND tgrelid = to_regclass(%(name)s);

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import bson
 from psycopg import Connection
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
 
 from mongo_migration import copy_mode, target
 from mongo_migration.changes import CatchUp
@@ -46,7 +47,7 @@ from mongo_migration.connections import transaction
 from mongo_migration.documents import Conversion, id_keys, id_value
 from mongo_migration.mapping import Mapping
 from mongo_migration.pages import count_all
-from mongo_migration.positions import advance_to, consistency, session_as_of
+from mongo_migration.positions import Position, advance_to, consistency, session_as_of
 from mongo_migration.report import copy_line, markdown_report, summarize, summary_line
 from mongo_migration.target import Tables
 
@@ -76,7 +77,7 @@ class KeyCheck:
     proof: str = "full"  # "full": every _id read again; "changes": the changed documents and the counts
     counts: str = ""  # the proof of the changes: how the source's count and the copy's differ, when they do
     # The proof of the changes: the source's count differed in every one of ROUNDS rounds, each time
-    # with changes since, so the counts are not proven.
+    # with changes since (a server that cannot count as of a point), so verify made the full proof.
     count_changing: bool = False
 
 
@@ -100,14 +101,14 @@ class Proof:
     summary: str  # the run in one line
     report: str  # the run in Markdown
     proof: str = "full"  # which proof verify made (KeyCheck.proof); older results made the full one
-    # The staging tables' keys as verify proved them: how many, and the sum of their hashes (None: a
-    # result of an earlier version)
-    staged_keys: tuple[int, str] | None = None
+    # The staging tables' keys as verify proved them: how many, the sum of their hashes and the number of
+    # the last write (target.StagedState; None: a result of an earlier version)
+    staged_keys: tuple[int, str, int | None] | None = None
 
     def staged(self) -> target.StagedState:
         """The staging tables as this proof proved them, for publish to find again."""
-        keys, key_hash = self.staged_keys or (None, None)
-        return target.StagedState(self.target, self.rejected, keys, key_hash, self.position)
+        keys, key_hash, last_write = self.staged_keys or (None, None, None)
+        return target.StagedState(self.target, self.rejected, keys, key_hash, last_write, self.position)
 
     def to_xcom(self) -> dict:
         return asdict(self)
@@ -131,7 +132,7 @@ class Staged:
 
     rows: int
     rejected: int
-    keys: tuple[int, str]  # how many keys, and the sum of their hashes (target.StagedState)
+    keys: tuple[int, str, int | None]  # how many keys, their hashes' sum, the last write (StagedState)
     reject_reasons: list[tuple[str | None, str, int]]  # the most frequent (column, reason), with counts
     rejects_by_column: dict[str, int]
     position: dict | None
@@ -141,10 +142,10 @@ class Staged:
 def proof_to_make(mode: str, full_proof_at: float | None, days: int, now: float) -> tuple[str, str]:
     """Which proof verify makes of a copy in ``mode``, and why: ``"full"`` (every ``_id`` read again) on a
     full copy and when the last full proof of the live table (at ``full_proof_at``, seconds since the
-    epoch; None: none recorded) is ``days`` old or older; otherwise ``"changes"``."""
+    epoch; None or 0: none recorded) is ``days`` old or older; otherwise ``"changes"``."""
     if mode == "full":
         return "full", "a full copy"
-    if full_proof_at is None:
+    if not full_proof_at:  # 0: its last publish had no proof at all
         return "full", "no full proof of the live table is recorded"
     age = (now - full_proof_at) / 86_400
     if age >= days:
@@ -164,7 +165,7 @@ def count_staged(conn: Connection, tables: Tables, mapping: Mapping, full: bool,
         return Staged(
             rows=state.rows,
             rejected=rejected,
-            keys=(state.keys, state.key_hash),
+            keys=(state.keys, state.key_hash, state.last_write),
             reject_reasons=target.reject_reasons(conn, tables) if rejected else [],
             rejects_by_column=target.rejects_by_column(conn, tables) if rejected else {},
             position=state.position,
@@ -180,12 +181,7 @@ def verified_line(check: KeyCheck, content: bool, why_proof: str) -> str:
     if check.proof == "full":
         return f"{what}, the full proof ({why_proof})"
     what = "the changed documents' _id and content" if content else "the changed documents' _id"
-    counts = (
-        "the counts not proven: the source changed in each of their rounds"
-        if check.count_changing
-        else "the counts"
-    )
-    return f"{what} and {counts}, the proof of the changes ({why_proof})"
+    return f"{what} and the counts, the proof of the changes ({why_proof})"
 
 
 def prove(
@@ -302,8 +298,11 @@ def verify_against(
             check = settle(compare_changes(comparison), comparison, again)
             if not (check.differences or check.duplicates or check.source_duplicates):
                 check = settle_count(check, comparison, again)
-            return tables, check
-        return tables, settle(compare(comparison), comparison, again)
+            if not check.count_changing:
+                return tables, check
+        full = settle(compare(comparison), comparison, again)  # and where the counts kept changing
+        full.count_changing = proof == "changes" and tables.incremental
+        return tables, full
 
 
 def compare(comparison: Comparison) -> KeyCheck:
@@ -319,16 +318,33 @@ def compare(comparison: Comparison) -> KeyCheck:
 
 def compare_changes(comparison: Comparison) -> KeyCheck:
     """The documents changed since the published point (an incremental run's ``changed`` keys), read again
-    by ``_id``, against the copy: its ``_id``, or all of it. ``source`` is counted by ``settle_count``."""
-    check = KeyCheck(proof="changes")
-    conn, tables = comparison.conn, comparison.tables
-    with transaction(conn):
-        keys = [key for (key,) in conn.execute(target.statement("changed_keys", tables))]
-    if keys:
-        found = _differences(comparison, _in_chunks(keys, RECHECK_QUERY_BYTES), keys)
-        check.differences, check.duplicates = found.differences, found.duplicates
-        check.source_duplicates = found.source_duplicates
-    return check
+    by ``_id``, against their staging rows and rejects, which are the copy's rows of those documents: its
+    ``_id``, or all of it. ``source`` is counted by ``settle_count``."""
+    staged = replace(comparison, tables=replace(comparison.tables, incremental=False))
+    found = _differences(staged, _changed_documents(comparison.conn, comparison.tables))
+    return KeyCheck(
+        differences=found.differences,
+        duplicates=found.duplicates,
+        source_duplicates=found.source_duplicates,
+        proof="changes",
+    )
+
+
+CHANGED_KEYS_PER_READ = 100_000  # changed keys verify holds at once: memory bounded at any share changed
+
+
+def _changed_documents(conn: Connection, tables: Tables) -> Iterator[dict]:
+    """Queries for the documents an incremental run changed, its ``changed`` keys read in order, a chunk
+    of ``CHANGED_KEYS_PER_READ`` at a time (each in a transaction of its own, between two of the reads)."""
+    after = None
+    while True:
+        with transaction(conn):
+            limits = {"after": after, "most": CHANGED_KEYS_PER_READ}
+            keys = [key for (key,) in conn.execute(target.statement("changed_keys", tables), limits)]
+        if not keys:
+            return
+        yield from _in_chunks(keys, RECHECK_QUERY_BYTES)
+        after = keys[-1]
 
 
 def settle_count(
@@ -338,15 +354,17 @@ def settle_count(
     published counts with the changes applied), counted again after each catch-up that applied changes.
 
     Equal: proven. A difference that stays though the catch-up found no
-    change since is real (``differences`` names the counts). After ``ROUNDS``
-    rounds each with changes, ``count_changing``: the source changes faster
-    than the counts are read, and the counts are not proven this run.
+    change since is real (``counts`` says so). After ``ROUNDS`` rounds each
+    with changes, ``count_changing``: the source changes faster than the counts
+    are read (where it cannot count as of a point), and verify makes the full
+    proof instead.
     """
     conn, tables = comparison.conn, comparison.tables
     for _ in range(ROUNDS):
-        check.source = count_all(comparison.source, comparison.session)
         with transaction(conn):
             rows, rejects = target.count_rows(conn, tables)
+            position = target.staging_position(conn, tables)
+        check.source = _count_as_of(comparison.source, position, comparison.session)
         if check.source == rows + rejects:
             return check
         if catch_up is None or not catch_up(set()).changes:
@@ -359,6 +377,35 @@ def settle_count(
         check.rounds += 1
     check.count_changing = True
     return check
+
+
+# What a server answers when it cannot read as of a point: SnapshotTooOld (past
+# minSnapshotHistoryWindowInSeconds), SnapshotUnavailable, InvalidOptions, IllegalOperation.
+_NO_READ_AT_A_POINT = {239, 246, 72, 20}
+
+
+def _count_as_of(source: Collection, position: dict | None, session: ClientSession) -> int:
+    """The source's documents as of ``position`` (read concern ``snapshot`` at its cluster time, MongoDB
+    5.0 on: the point the copy stands at, read just after the catch-up, inside the server's snapshot
+    window), or, where the server cannot read there, as ``session`` reads now. The local stand-in accepts
+    the point and answers with its current count."""
+    if position is not None:
+        at = Position.from_json(position).cluster_time
+        try:
+            reply = source.database.command(
+                "aggregate",
+                source.name,
+                pipeline=[{"$count": "documents"}],
+                cursor={},
+                hint={"_id": 1},
+                readConcern={"level": "snapshot", "atClusterTime": at},
+            )
+            first = reply["cursor"]["firstBatch"]
+            return first[0]["documents"] if first else 0
+        except OperationFailure as error:
+            if error.code not in _NO_READ_AT_A_POINT:
+                raise
+    return count_all(source, session)
 
 
 def settle(

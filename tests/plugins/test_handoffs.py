@@ -57,7 +57,7 @@ def test_verify_proof_reads_back_as_written_and_publish_refuses_one_it_cannot_re
     assert publish(None).proof() is None  # marked successful by hand: publish_unverified decides
     options = RunOptions(max_shrink_percent=50)
     guards = PublishOperator.guards(PROOF, options)
-    proved = target.StagedState(248, 2, None, None, PROOF.position)  # a proof that recorded no keys
+    proved = target.StagedState(248, 2, None, None, None, PROOF.position)  # a proof that recorded no keys
     assert (guards.verified, guards.columns, guards.options) == (proved, PROOF.columns, options)
 
 

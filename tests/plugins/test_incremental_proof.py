@@ -8,6 +8,7 @@ import bson
 import pytest
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk.exceptions import AirflowFailException
+from psycopg import errors
 from pymongo import monitoring
 
 from mongo_migration import changes, target
@@ -115,7 +116,53 @@ def test_the_full_proof_runs_in_an_incremental_run_when_the_last_is_older_than_f
     assert (every_run["mode"], every_run["proof"]) == ("incremental", "full")
 
 
-def test_a_row_the_stream_cannot_explain_fails_the_incremental_proof_and_the_next_night_copies_in_full(
+def test_a_difference_the_stream_cannot_explain_fails_the_incremental_run_and_the_next_night_copies_in_full(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(30)])
+    publish_run(mongo_collection, target_table, context)  # proven in full: the next proof is the changes'
+    run = next_run(context)
+    start = copy(mongo_collection, target_table, run)
+    operator(CatchUpOperator, mongo_collection, target_table).execute(run)
+    mongo_collection.insert_one({"_id": 30})  # as a restore would: a document no change of the stream shows
+    with pg_conn.transaction():
+        later = changes.open_position(mongo_collection).to_json()
+        target.save_position(pg_conn, users(target_table), later)
+
+    fields = {"page_results": [], "start": start}
+    with pytest.raises(AirflowFailException) as first_night:
+        operator(VerifyMigrationOperator, mongo_collection, target_table, **fields).execute(run)
+    second_night = publish_run(mongo_collection, target_table, next_run(context))
+
+    assert str(first_night.value).endswith(f"The next run copies public.{target_table} in full.")
+    assert "the source holds 31 documents, and the live table with this run's changes would hold 30" in str(
+        first_night.value
+    )
+    assert (second_night["mode"], second_night["proof"], second_night["target"]) == ("full", "full", 31)
+    assert second_night["reason"].startswith(
+        f"an earlier run could not start from public.{target_table}'s published point: verify found"
+    )
+
+
+def test_a_row_the_watch_could_not_see_fails_the_incremental_publish_and_the_next_night_copies_in_full(
+    mongo_collection, pg_conn, target_table, context
+):
+    mongo_collection.insert_many([{"_id": n} for n in range(30)])
+    publish_run(mongo_collection, target_table, context)
+    with pg_conn.transaction():  # a write the watch cannot see: a session that says it is publish
+        pg_conn.execute("SET LOCAL mongo_migration.publishing = 'on'")
+        pg_conn.execute(f"INSERT INTO {target_table} (_id, page, document) VALUES ('stray', 0, '{{}}')")
+
+    with pytest.raises(AirflowFailException, match="holds 31 rows after publishing 30") as first_night:
+        publish_run(mongo_collection, target_table, next_run(context))
+    second_night = publish_run(mongo_collection, target_table, next_run(context))
+
+    assert str(first_night.value).endswith(f"The next run copies public.{target_table} in full.")
+    assert second_night["mode"] == "full"
+    assert pg_conn.execute(f"SELECT count(*) FROM {target_table} WHERE _id = 'stray'").fetchone() == (0,)
+
+
+def test_a_copy_published_without_proof_is_proven_in_full_by_the_next_run(
     mongo_collection, pg_conn, target_table, context
 ):
     mongo_collection.insert_many([{"_id": n} for n in range(30)])
@@ -123,27 +170,17 @@ def test_a_row_the_stream_cannot_explain_fails_the_incremental_proof_and_the_nex
     # A full run whose staging table gains a row no document has, published without verify's proof (the
     # Param publish_unverified), as a person might after a verify that failed.
     unverified = next_run(context)
-    start = copy(mongo_collection, target_table, unverified, mode="full")
+    copy(mongo_collection, target_table, unverified, mode="full")
     operator(CatchUpOperator, mongo_collection, target_table).execute(unverified)
     pg_conn.execute(f"INSERT INTO {staged(target_table)} (_id, page, document) VALUES ('stray', 0, '{{}}')")
     fields = {"verified": None, "asset_alias": "tests_target", "options": {"publish_unverified": "true"}}
     publish = operator(PublishOperator, mongo_collection, target_table, **fields)
     publish.execute({**unverified, "outlet_events": collections.defaultdict(EventsOfAlias)})
-    assert start["mode"] == "full"
 
-    with pytest.raises(AirflowFailException) as first_night:
+    with pytest.raises(AirflowFailException, match=r"1 _id not in the source: \['stray'\]") as next_night:
         publish_run(mongo_collection, target_table, next_run(context))
-    second_night = publish_run(mongo_collection, target_table, next_run(context))
-
-    assert str(first_night.value).endswith(f"The next run copies public.{target_table} in full.")
-    assert "the source holds 30 documents, and the live table with this run's changes would hold 31" in str(
-        first_night.value
-    )
-    assert (second_night["mode"], second_night["proof"]) == ("full", "full")
-    assert second_night["reason"].startswith(
-        f"an earlier run could not start from public.{target_table}'s published point: verify found"
-    )
-    assert pg_conn.execute(f"SELECT count(*) FROM {target_table} WHERE _id = 'stray'").fetchone() == (0,)
+    assert "the full proof (no full proof of the live table is recorded)" not in str(next_night.value)
+    assert publish_run(mongo_collection, target_table, next_run(context))["mode"] == "full"
 
 
 def test_the_live_tables_watch_records_others_writes_so_the_next_run_copies_in_full_and_is_set_up_again(
@@ -171,6 +208,10 @@ def test_the_live_tables_watch_records_others_writes_so_the_next_run_copies_in_f
         full_again()
         assert next_copy()["mode"] == "incremental"
 
+    pg_conn.execute(f"ALTER TABLE {target_table} ADD COLUMN score integer")  # a person's own column
+    pg_conn.execute(f"UPDATE {target_table} SET score = 1")  # theirs to write: no full copy
+    assert next_copy()["mode"] == "incremental"
+
     pg_conn.execute(f"ALTER TABLE {items} DISABLE TRIGGER mongo_migration_watch")
     pg_conn.execute(f"UPDATE {items} SET quantity = 0")  # unseen: the watch is off
     assert f"the watch that records writes to public.{items} is disabled or gone" in next_copy()["reason"]
@@ -193,11 +234,23 @@ def test_the_live_tables_watch_records_others_writes_so_the_next_run_copies_in_f
     assert f"public.{rejects} was dropped and made again (a restore?)" in next_copy()["reason"]
     full_again()
 
-    pg_conn.execute(f"ALTER TABLE {target_table} ALTER COLUMN total TYPE text")  # no row written
+    with pytest.raises(errors.FeatureNotSupported, match="used in a trigger definition"):  # the watch
+        pg_conn.execute(f"ALTER TABLE {target_table} ALTER COLUMN total TYPE text")  # by hand: no row written
+    with pg_conn.transaction():  # unless the watch goes first and is made again as it was
+        definition = pg_conn.execute(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'mongo_migration_watch' "
+            "AND tgrelid = %s::regclass",
+            [target_table],
+        ).fetchone()[0]
+        pg_conn.execute(f"DROP TRIGGER mongo_migration_watch ON {target_table}")
+        pg_conn.execute(f"ALTER TABLE {target_table} ALTER COLUMN total TYPE text")
+        pg_conn.execute(definition)
     assert (
         f"column total of public.{target_table} was numeric at the publish and is text"
         in (next_copy()["reason"])
     )
+    full_again()  # and publish, whose mapping says numeric, changes it back
+    assert next_copy()["mode"] == "incremental"
 
 
 def test_a_write_by_someone_else_during_an_incremental_run_fails_its_publish_and_the_next_run_copies_in_full(

@@ -48,8 +48,8 @@ STILL_CHANGING_IN_VERIFY = (
 
 
 COUNT_STILL_CHANGING = (
-    "%s changed in each of %s rounds of counting its documents: the counts of this incremental run are not "
-    "proven (the changed documents are); the next full proof (full_proof_days) reads every _id again"
+    "%s changed in each of %s rounds of counting its documents, and its server could not count as of the "
+    "copy's point: verify made the full proof instead of the proof of the changes"
 )
 
 
@@ -118,12 +118,15 @@ class VerifyMigrationOperator(SourceToTargetOperator):
             self.log.warning(STILL_CHANGING_IN_VERIFY, len(check.changing), ROUNDS, check.changing[:10])
         if check.count_changing:
             self.log.warning(COUNT_STILL_CHANGING, self.source_name(), ROUNDS)
+            why_proof = f"the source's count kept changing in each of {ROUNDS} rounds"
         if staged.position is None:
             self.log.warning(NO_CHANGE_STREAM, self.source_name())
         seconds = _stream_seconds(copy.position)
         proof = prove(copy, check, staged, run, self.source_name(), tables, content, why_proof, seconds)
+        held = "every _id of the source" if check.proof == "full" else "the source's changed documents"
         self.log.info(
-            "Verified: the target holds every _id of the source, %s as rejects; consistent with it %s",
+            "Verified: the target holds %s, %s as rejects; consistent with it %s",
+            held,
             staged.rejected,
             consistency(staged.position),
         )
@@ -135,10 +138,24 @@ class VerifyMigrationOperator(SourceToTargetOperator):
 def _log_counts(log: Any, source: str, check: KeyCheck, staged: Staged, tables: Tables) -> None:
     """What verify read of the source and counted of the copy, and the reasons of the copy's rejects."""
     counts = f"{staged.rows} rows and {staged.rejected} rejects; {check.rounds} catch-up rounds"
-    log.info("Source %s: %s _id values read again; target %s: %s", source, check.source, tables, counts)
+    read = (
+        "_id values read again"
+        if check.proof == "full"
+        else "documents counted (the changed ones read again)"
+    )
+    log.info("Source %s: %s %s; target %s: %s", source, check.source, read, tables, counts)
     for column, reason, count in staged.reject_reasons:
         where = f"column {column}" if column else "the document as a whole"
         log.warning("%s documents set aside in %s for %s: %s", count, tables.rejects, where, reason)
+
+
+def _proved_at(proof: Proof | None) -> float | None:
+    """When the published copy's full proof was, for the next runs' cadence: now, if verify made it; 0
+    (never) for a copy published without proof, so that the next run makes it; None (the last full proof
+    stands) for a proof of the changes."""
+    if proof is None:
+        return 0.0
+    return time.time() if proof.proof == "full" else None
 
 
 def _stream_seconds(start: dict | None) -> float | None:
@@ -174,8 +191,9 @@ class PublishOperator(SourceToTargetOperator):
         with self.target_connection() as conn:
             guards, versions = self.guards(proof, options), copy_mode.versions_of(self.mapping)
             wait = options.publish_wait_seconds
-            full_proof = proof is not None and proof.proof == "full"
-            result = target.publish(conn, self.tables(), owner, guards, wait, versions, full_copy, full_proof)
+            result = target.publish(
+                conn, self.tables(), owner, guards, wait, versions, full_copy, _proved_at(proof)
+            )
         if result.get("already_published"):
             self.log.warning("%s was already published by %s (this is a retry)", table.name, owner)
         self.log.info("Published %s, %s", table.name, published_line(result))

@@ -45,7 +45,7 @@ def check_guards(guards: Guards, staged: StagedState, added: int, live_rows: int
             f"verify of this run proved another copy of {live} than its staging tables hold now "
             f"({_state(guards.verified)} proved; {_state(staged)} now): they changed after verify. "
             "Nothing was published, whatever publish_unverified says: it stands in for a missing proof, "
-            "not one that differs. Run the DAG again."
+            "not one that differs. Trigger a new run (or clear this run's verify and publish together)."
         )
     if live_rows and rows + rejects == 0:
         if options.publish_empty:
@@ -89,7 +89,8 @@ def check_guards(guards: Guards, staged: StagedState, added: int, live_rows: int
 
 def _state(staged: StagedState) -> str:
     """A staged state, for people."""
-    keys = f", keys {staged.keys} hashing to {staged.key_hash}" if staged.keys is not None else ""
+    keys = f", {staged.keys} keys hashing to {staged.key_hash}" if staged.keys is not None else ""
+    keys += f", last written by write {staged.last_write}" if staged.last_write is not None else ""
     point = staged.position and staged.position.get("cluster_time")
     return f"{staged.rows} rows and {staged.rejects} rejects{keys}, at {point or 'no point'}"
 

@@ -21,6 +21,7 @@ from mongo_migration.target.state import (
     forget_published_point,
     live_oids,
     live_types,
+    unwatched,
     watch_live_tables,
 )
 from mongo_migration.target.tables import (
@@ -51,7 +52,7 @@ def publish(
     wait_seconds: float,
     versions: dict | None = None,
     full_copy_seconds: float | None = None,
-    full_proof: bool = False,
+    full_proof_at: float | None = None,
 ) -> dict:
     """Make the live tables equal to the owner's verified staging tables, in one transaction.
 
@@ -63,14 +64,16 @@ def publish(
     publish that committed returns what that publish did. ``versions`` (of the
     mapping and the conversion) are recorded with the point, and so is how long
     a full copy needed the source's oplog to keep its start
-    (``full_copy_seconds``; an incremental run keeps the last), and when, if
-    verify made the full proof (``full_proof``; a run without keeps the last).
+    (``full_copy_seconds``; an incremental run keeps the last), and when verify
+    made the full proof (``full_proof_at``, seconds since the epoch; 0: never,
+    a copy published without proof; None: a proof of the changes keeps the last).
     """
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            proved_at = time.time() if full_proof else None
-            return _publish_once(conn, tables, owner, guards, versions or {}, full_copy_seconds, proved_at)
+            return _publish_once(
+                conn, tables, owner, guards, versions or {}, full_copy_seconds, full_proof_at
+            )
         except LoadLockBusy as busy:
             if time.monotonic() >= deadline:
                 raise LoadLockBusy(f"{busy}; publish tried for {wait_seconds:.0f} s") from None
@@ -151,7 +154,7 @@ def _publish_once(
         changes, gone_children = _lock_for_publish(conn, tables, existing, previous)
         result = _guarded_counts(conn, tables, guards, existing, previous)
         _apply(conn, tables, existing, changes, gone_children, result)
-        watch_live_tables(conn, tables)
+        watch_live_tables(conn, tables, unwatched(conn, tables, tables.relations))
         position = staging_position(conn, tables)
         result |= {
             "position": position,
@@ -208,8 +211,9 @@ def _lock_for_publish(
     conn: Connection, tables: Tables, existing: list[str], previous: dict
 ) -> tuple[dict, list[str]]:
     """Lock the run's staging tables and the live ones (only those whose columns change, or that go, so
-    that readers wait; the others against concurrent changes of their shape); the column changes and the
-    child tables gone from the mapping. Refuses what depends on a column that changes."""
+    that readers wait; those whose watch is made again against writers; the others against concurrent
+    changes of their shape), all before any row changes; the column changes and the child tables gone
+    from the mapping. Refuses what depends on a column that changes."""
     staging = sql.SQL(", ").join(tables.staging(relation) for relation in tables.relations)
     conn.execute(statement("lock_own_staging", tables, relations=staging))
     changes = _column_changes(conn, tables, existing, previous)
@@ -219,8 +223,11 @@ def _lock_for_publish(
         if relation not in tables.children and relation_exists(conn, tables, relation)
     ]
     reshaped = [relation for relation in existing if relation in changes] + gone_children
+    kept = [relation for relation in existing if relation not in changes]
+    rewatch = unwatched(conn, tables, kept)  # their watch made again after the rows: locked before them
     for mode, relations in (
-        ("SHARE UPDATE EXCLUSIVE", [relation for relation in existing if relation not in changes]),
+        ("SHARE UPDATE EXCLUSIVE", [relation for relation in kept if relation not in rewatch]),
+        ("SHARE ROW EXCLUSIVE", rewatch),  # writers wait, readers do not
         ("ACCESS EXCLUSIVE", reshaped),  # only the tables whose columns change, or that go
     ):
         if relations:
@@ -276,8 +283,9 @@ def _apply(
         now = count_live(conn, tables)
         if now != result["rows"]:
             raise LiveCountDiffers(
-                f"{tables} holds {now} rows after publishing {result['rows']}; nothing was published. "
-                f"Does a row-level security policy hide rows from this connection's role?"
+                f"{tables} holds {now} rows after publishing {result['rows']}: rows the published counts do "
+                "not explain (a write its watch could not see), or a row-level security policy that hides "
+                "rows from this connection's role. Nothing was published"
             )
     if tables.rejects in existing:
         _apply_column_changes(conn, tables, tables.rejects, changes.get(tables.rejects, {}))
@@ -285,8 +293,9 @@ def _apply(
         (now,) = conn.execute(statement("count_live", tables, tables.rejects)).fetchone()
         if now != result["rejects"]:
             raise LiveCountDiffers(
-                f"{tables.schema}.{tables.rejects} holds {now} rejects after publishing {result['rejects']}; "
-                "nothing was published"
+                f"{tables.schema}.{tables.rejects} holds {now} rejects after publishing {result['rejects']}: "
+                "rejects the published counts do not explain (a write its watch could not see). Nothing was "
+                "published"
             )
     else:
         _move_in(conn, tables, tables.rejects)
@@ -378,8 +387,10 @@ def _refuse_dependants(
 def _apply_column_changes(
     conn: Connection, tables: Tables, relation: str, changes: dict[str, _ColumnChange]
 ) -> list[str]:
-    """Change a live table's columns as the mapping changed them; return those to make NOT NULL once
-    the rows are in."""
+    """Change a live table's columns as the mapping changed them (its watch, which names them, dropped
+    first and made again after the rows); return those to make NOT NULL once the rows are in."""
+    if changes:
+        conn.execute(statement("unwatch_live", tables, relation))
     not_null = []
     for name, change in changes.items():
         column = sql.Identifier(name)

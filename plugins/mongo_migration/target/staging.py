@@ -80,12 +80,14 @@ def reset_table(
 class StagedState(NamedTuple):
     """What the run's staging tables hold, as verify proves it and publish finds it again: their rows and
     rejects (an incremental run's copy's), which keys (``keys`` and ``key_hash``, as their writes counted
-    them; None where a proof of an earlier version did not record them) and their point in the stream."""
+    them), the number of the last write to them (``last_write``: a page copied again writes the same keys)
+    and their point in the stream. None where a proof of an earlier version did not record it."""
 
     rows: int
     rejects: int
     keys: int | None
     key_hash: str | None
+    last_write: int | None
     position: dict | None
 
     def differs_from(self, proved: StagedState) -> bool:
@@ -95,12 +97,11 @@ class StagedState(NamedTuple):
 
 def staged_state(conn: Connection, tables: Tables) -> StagedState:
     """In the caller's transaction: what the run's staging tables hold now, without reading them (the
-    counts of ``count_rows``, the staged keys' sums, the position)."""
+    counts of ``count_rows``, the staged keys' sums and last write, the position)."""
     rows, rejects = count_rows(conn, tables)
-    keys, key_hash = conn.execute(
-        statement("staged_keys", tables), {"names": _keyed_names(tables)}
-    ).fetchone()
-    return StagedState(rows, rejects, keys, key_hash, staging_position(conn, tables))
+    names = {"names": _keyed_names(tables)}
+    keys, key_hash, last_write = conn.execute(statement("staged_keys", tables), names).fetchone()
+    return StagedState(rows, rejects, keys, key_hash, last_write, staging_position(conn, tables))
 
 
 def _keyed_names(tables: Tables) -> list[str]:

@@ -118,14 +118,14 @@ def _changed_since_publish(conn: Connection, tables: Tables) -> str | None:
     written = conn.execute(statement("written_by_others", tables, lock=sql.SQL("")), names).fetchone()
     if written and written[0]:
         return f"the first write: {written[0]}"
-    unwatched = sorted(set(live_relation_names(tables)) - _watched(conn, tables))
-    if unwatched:
-        return f"the watch that records writes to {', '.join(unwatched)} is disabled or gone"
     published = conn.execute(statement("published_by", tables), names).fetchone()
     made = published[2].get("oids", {}) if published else {}
     for name, oid in live_oids(conn, tables).items():
         if made.get(name) not in (None, oid):
             return f"{name} was dropped and made again (a restore?): it is not the table that was published"
+    if missing := unwatched(conn, tables, tables.relations):
+        names = ", ".join(live_relation_names(tables, missing))
+        return f"the watch that records writes to {names} is disabled or gone, or watches other columns"
     recorded = published[2].get("columns", {}) if published else {}
     for relation in tables.relations:
         live = {name: pg_type for name, pg_type, _ in columns_of(conn, tables.live(relation))}
@@ -139,20 +139,25 @@ def _changed_since_publish(conn: Connection, tables: Tables) -> str | None:
 WATCHED = "watched"  # what publish records where it recorded a fingerprint: the live tables' watch is on
 
 
-def watch_live_tables(conn: Connection, tables: Tables) -> None:
-    """In publish's transaction: the watch (``watch_live.sql``) on each live table that lacks it enabled
-    (a first publish, a new child table, a watch someone disabled or dropped)."""
-    watched = _watched(conn, tables)
-    for relation, name in zip(tables.relations, live_relation_names(tables), strict=True):
-        if name not in watched:
-            conn.execute(statement("unwatch_live", tables, relation))
-            conn.execute(statement("watch_live", tables, relation, target=sql.Literal(tables.table)))
+def watch_live_tables(conn: Connection, tables: Tables, relations: list[str]) -> None:
+    """In publish's transaction, its locks held (``unwatched``): the watch (``watch_live.sql``) on each of
+    ``relations``, made or made again, enabled, on the mapping's columns."""
+    for relation in relations:
+        columns = sql.SQL(", ").join(map(sql.Identifier, tables.columns(relation)))
+        target = sql.Literal(tables.table)
+        conn.execute(statement("watch_live", tables, relation, target=target, watched_columns=columns))
 
 
-def _watched(conn: Connection, tables: Tables) -> set[str]:
-    """The live tables, of those that exist, whose watch is there and enabled."""
-    names = live_relation_names(tables, existing_relations(conn, tables))
-    return {name for (name,) in conn.execute(statement("watched", tables), {"names": names})}
+def unwatched(conn: Connection, tables: Tables, relations: list[str]) -> list[str]:
+    """Which of the live ``relations`` (that exist) have no watch, a watch disabled, or one on other
+    columns than the mapping's (a person's own columns are theirs to write)."""
+    found = []
+    for relation in relations:
+        name = f"{tables.schema}.{relation}"
+        row = conn.execute(statement("watched", tables), {"name": name}).fetchone()
+        if row is None or not row[0] or sorted(row[1]) != sorted(tables.columns(relation)):
+            found.append(relation)
+    return found
 
 
 def live_oids(conn: Connection, tables: Tables) -> dict[str, int | None]:

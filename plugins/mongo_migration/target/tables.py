@@ -324,13 +324,22 @@ def check_owner(conn: Connection, tables: Tables, owner: Owner) -> None:
 
 
 def _state_tables_exist(conn: Connection) -> bool:
+    """Whether the shared state tables exist, whatever version made them: enough to read what was
+    published (a dry run before the first run of a new version)."""
     names = {
         "published": f'{STAGING_SCHEMA}."{PUBLISHED_TABLE}"',
         "positions": f'{STAGING_SCHEMA}."{POSITIONS_TABLE}"',
-        "note_write": f'{STAGING_SCHEMA}."{NOTE_WRITE_FUNCTION}"()',
-        "staged_keys": f'{STAGING_SCHEMA}."{STAGED_KEYS_TABLE}"',
-        "count_keys": f'{STAGING_SCHEMA}."{COUNT_KEYS_FUNCTION}"()',
     }
+    return conn.execute(sql_text("state_tables_exist"), names).fetchone()[0]
+
+
+# The version of the shared state (state_tables.sql), in the comment of "Published": raise it with any
+# change there, so that the first run of the new version makes the change in every target database.
+STATE_VERSION = "mongo_migration state 3"
+
+
+def _state_tables_ready(conn: Connection) -> bool:
+    names = {"published": f'{STAGING_SCHEMA}."{PUBLISHED_TABLE}"', "version": STATE_VERSION}
     return conn.execute(sql_text("state_tables_ready"), names).fetchone()[0]
 
 
@@ -341,7 +350,7 @@ def ensure_state_tables(conn: Connection) -> None:
     under a lock of its own, so that no run blocks another target's publish
     reading it.
     """
-    if _state_tables_exist(conn):
+    if _state_tables_ready(conn):
         return
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{STAGING_SCHEMA}.state"])
     if not conn.execute(sql_text("schema_exists"), {"schema": STAGING_SCHEMA}).fetchone()[0]:
@@ -353,6 +362,7 @@ def ensure_state_tables(conn: Connection) -> None:
             note_write=sql.Identifier(STAGING_SCHEMA, NOTE_WRITE_FUNCTION),
             staged_keys=sql.Identifier(STAGING_SCHEMA, STAGED_KEYS_TABLE),
             count_keys=sql.Identifier(STAGING_SCHEMA, COUNT_KEYS_FUNCTION),
+            version=sql.Literal(STATE_VERSION),
         )
     )
 
