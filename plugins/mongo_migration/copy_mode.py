@@ -3,9 +3,9 @@
 A run is incremental only when the live table's last publish recorded a point
 of the same collection, with the same mapping and conversion, that the
 source's change stream can still resume from, and nobody changed the table
-since (its watch, checked by the caller: ``target.changed_since_publish``). Any other case copies in full,
-saying why in words a person acts on; a changed mapping is named column by
-column whatever else makes the copy full.
+since (its watch, checked by the caller: ``target.written_since_publish``).
+Any other case copies in full, saying why in words a person acts on; a
+changed mapping is named column by column whatever else makes the copy full.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def dry_run_report(
     """What a run would do, from reads alone: the copy and why, its pages, and what publish would say."""
     choice = why_full(options.mode, versions_of(mapping), source, conn, tables)
     reason = choice.reason or why_not_from(source, Position.from_json(choice.start))
-    if reason is None and (why := target.changed_since_publish(conn, tables)):
+    if reason is None and (why := target.written_since_publish(conn, tables)):
         reason = CHANGED_BY_SOMEONE_ELSE.format(tables=tables, why=why)
     lines = [
         f"- copy: {'full: ' + reason if reason else 'incremental: the changes since the published point'}"

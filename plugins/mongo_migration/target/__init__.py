@@ -28,13 +28,13 @@ from mongo_migration.target.state import (
     WATCHED,
     PublishedState,
     all_live_tables_exist,
-    changed_since_publish,
     forget_published_point,
     live_rows,
     owns_live_tables,
     published_by,
     published_state,
     start_incremental,
+    written_since_publish,
 )
 from mongo_migration.target.tables import (
     PUBLISHED_TABLE,
@@ -59,7 +59,6 @@ __all__ = [
     "Tables",
     "all_live_tables_exist",
     "apply_changes",
-    "changed_since_publish",
     "column_counts",
     "copy_children",
     "copy_into_source_rows",
@@ -86,4 +85,5 @@ __all__ = [
     "start_incremental",
     "start_page",
     "statement",
+    "written_since_publish",
 ]

@@ -59,7 +59,7 @@ def start_incremental(conn: Connection, tables: Tables, owner: Owner, position: 
     ``position``: empty, to hold only the documents that change from there on.
 
     Only if the live tables are as their last publish left them
-    (``changed_since_publish``: catalog reads and one row of the published
+    (``written_since_publish``: catalog reads and one row of the published
     state, whatever the tables' size); otherwise nothing is started, and the
     reason is returned.
     """
@@ -69,7 +69,7 @@ def start_incremental(conn: Connection, tables: Tables, owner: Owner, position: 
         check_owner(conn, tables, owner)
         truncate_staging(conn, tables)
         conn.execute(statement("drop_changed", tables))
-        if why := _changed_since_publish(conn, tables):
+        if why := _written_since_publish(conn, tables):
             return why
         conn.execute(statement("make_incremental", tables))
         save_position(conn, tables, position)
@@ -93,13 +93,13 @@ def all_live_tables_exist(conn: Connection, tables: Tables) -> bool:
         return len(existing_relations(conn, tables)) == len(tables.relations)
 
 
-def changed_since_publish(conn: Connection, tables: Tables) -> str | None:
+def written_since_publish(conn: Connection, tables: Tables) -> str | None:
     """Why the live tables are not as their last publish left them (None: they are), reading only."""
     with transaction(conn):
-        return _changed_since_publish(conn, tables)
+        return _written_since_publish(conn, tables)
 
 
-def _changed_since_publish(conn: Connection, tables: Tables) -> str | None:
+def _written_since_publish(conn: Connection, tables: Tables) -> str | None:
     """In the caller's transaction: why the live tables are not as their last publish left them, or
     cannot be shown to be (None: they are).
 
