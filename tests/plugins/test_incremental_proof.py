@@ -45,23 +45,6 @@ def test_the_full_proof_is_made_on_full_copies_and_when_the_last_is_full_proof_d
     assert proof_to_make("incremental", now, 0, now)[0] == "full"
 
 
-class Commands(monitoring.CommandListener):
-    """The commands clients send to one collection while ``on``, by name."""
-
-    def __init__(self, collection: str):
-        self.collection, self.on, self.seen = collection, False, []
-
-    def started(self, event):
-        if self.on and event.command.get(event.command_name) == self.collection:
-            self.seen.append((event.command_name, event.command))
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
 def test_an_incremental_run_proves_the_changed_documents_read_by_id_and_the_counts(
     mongo_collection, pg_conn, target_table, context
 ):
