@@ -1,7 +1,7 @@
 """Verify against the source itself: what the copy holds, read again from the source after the catch-up.
 
 Two proofs. The full proof reads every ``_id`` of the source again (a
-covered query on the ``_id`` index of a real MongoDB) into a temporary table
+covered query on the ``_id`` index of a real MongoDB) into an unlogged table
 beside the staging tables, and one query finds the keys the copy misses and
 the keys it holds that the source does not. The copy is the staging tables;
 an incremental run's is their rows of the documents changed since the
@@ -14,10 +14,10 @@ The proof of the changes, every other incremental run, costs what changed:
 the documents the change stream touched since the published point are read
 again by ``_id`` and compared with their rows, and the source's count of
 documents must equal the published rows and rejects with the changes applied
-(``target.count_rows``, from the counts publish recorded and checked). A
-difference the stream cannot explain (a row someone left in the live table,
-a source restored from an older snapshot) fails the run, and the operator
-then makes the next run copy in full.
+(``target.count_rows``, from the counts publish recorded and checked), counted
+as of the copy's point where the server can. A difference the stream cannot
+explain (a source restored from an older snapshot) fails the run, and the
+operator then makes the next run copy in full.
 
 With ``content``, the source's documents are read whole and converted as the
 pages convert them, and the query also finds the rows whose columns or
