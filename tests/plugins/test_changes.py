@@ -478,7 +478,7 @@ def test_session_settings_changed_for_the_role_between_two_runs_leave_the_next_r
 def test_verify_reads_differing_documents_again_in_queries_under_the_message_limit(
     mongo_collection, target_table, context, monkeypatch
 ):
-    monkeypatch.setattr("mongo_migration.verification.RECHECK_QUERY_BYTES", 1000)  # 16 MB on a server
+    monkeypatch.setattr("mongo_migration.verification.QUERY_ID_BYTES", 1000)  # 16 MB on a server
     mongo_collection.insert_many([{"_id": n} for n in range(100)])
     start = copy(mongo_collection, target_table, context)
     operator(CatchUpOperator, mongo_collection, target_table).execute(context)
