@@ -522,7 +522,7 @@ def _differences(comparison: Comparison, queries: Iterable[dict], keys: list[str
             conn.execute(target.statement("create_source_rows", tables, relation, definitions=definitions))
     try:
         blank = (None,) * (len(tables.columns()) - 1)
-        for raw_batch in batches:  # a transaction per batch of KEYS_PER_READ documents
+        for raw_batch in batches:  # a transaction per batch: KEYS_PER_READ documents, or a query's by _id
             with transaction(conn), target.copy_into_source_rows(conn, tables, tables.table) as copy:
                 if content:
                     rows = conversion.rows(raw_batch, 0)

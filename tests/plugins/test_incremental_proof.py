@@ -91,13 +91,21 @@ def test_the_full_proof_runs_in_an_incremental_run_when_the_last_is_older_than_f
         [eight_days_ago, target_table],
     )
 
-    weekly = publish_run(mongo_collection, target_table, next_run(context))
+    finds = FindCommands(mongo_collection.name)
+    monitoring.register(finds)  # for the clients made from now on
+    finds.on = True
+    try:
+        weekly = publish_run(mongo_collection, target_table, next_run(context))
+    finally:
+        finds.on = False
     after = publish_run(mongo_collection, target_table, next_run(context))
     every_run = publish_run(
         mongo_collection, target_table, next_run(context), verify_options={"full_proof_days": "0"}
     )
 
     assert (weekly["mode"], weekly["proof"]) == ("incremental", "full")
+    every_id = [find for find in finds.seen if not find.get("filter")]
+    assert every_id and all(find.get("hint") == {"_id": 1} for find in every_id)  # a walk of the _id index
     assert "the last full proof is 8.0 days old, and full_proof_days is 7" in weekly["report"]
     assert (after["mode"], after["proof"]) == ("incremental", "changes")  # the weekly proof was recorded
     assert (every_run["mode"], every_run["proof"]) == ("incremental", "full")
