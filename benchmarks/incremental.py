@@ -138,8 +138,11 @@ def change(collection, documents: int, percent: int, seed: int) -> tuple[int, Ca
     picked = random.Random(seed).sample(ids, 2 * each)
     updated, deleted = picked[:each], picked[each:]
     deleted_size = rows_size(deleted)
-    collection.update_many({"_id": {"$in": updated}}, {"$set": {"age": 99, "note": "changed tonight"}})
-    collection.delete_many({"_id": {"$in": deleted}})
+    # 1,000 _id values a command: the stand-in matches each document against the whole $in list.
+    for at in range(0, each, 1000):
+        chunk = {"_id": {"$in": updated[at : at + 1000]}}
+        collection.update_many(chunk, {"$set": {"age": 99, "note": "changed tonight"}})
+        collection.delete_many({"_id": {"$in": deleted[at : at + 1000]}})
     inserted = [ObjectId() for _ in range(each)]
     collection.insert_many([{"_id": value, "username": f"new {n}"} for n, value in enumerate(inserted)])
     return 3 * each, lambda: deleted_size + rows_size(updated + inserted)
